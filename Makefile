@@ -1,0 +1,57 @@
+# CrackDesk: `make run` opens the app on a generated demo folder, `make test` runs every test.
+# Both set up everything first (Debian libraries for Qt, .venv with the app, training and test packages);
+# re-running is fast because each step leaves a stamp and only re-runs when its inputs change.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEMO := $(VENV)/demo
+QT_DEBS := libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
+# PyInstaller's bundle needs objdump (binutils) to read shared-library dependencies.
+BUILD_DEBS := binutils
+
+.PHONY: run test test-fast bench bench-gui screenshots bundle bundle-test setup clean
+
+setup: $(VENV)/.installed $(VENV)/.sysdeps
+
+# Debian packages Qt needs at run time; installed only when missing (needs root, as on these machines).
+$(VENV)/.sysdeps: Makefile
+	@missing=""; for p in $(QT_DEBS) $(BUILD_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+# The constraints file pins torch to the local CPU wheel so pip fails loudly instead of pulling CUDA builds.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[train,test,bundle]'
+	@touch $@
+
+run: setup
+	@test -d $(DEMO) || $(PY) -m crackdesk demo $(DEMO)
+	$(PY) -m crackdesk gui $(DEMO)
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+test-fast: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) scripts/bench_classify.py
+
+bench-gui: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m crackdesk bench-gui --images 40000
+
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(PY) scripts/screenshots.py docs
+
+bundle: setup
+	$(VENV)/bin/pyinstaller --noconfirm --clean crackdesk.spec
+
+clean:
+	rm -rf build dist .pytest_cache

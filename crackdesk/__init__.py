@@ -1,0 +1,3 @@
+"""CrackDesk: find the cracked ones among thousands of concrete photos."""
+
+__version__ = "0.1.0"
