@@ -1,0 +1,104 @@
+"""Decoding images with Pillow into 8-bit RGB, with clear errors for anything unreadable."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# Decompression-bomb guard: 16,000 x 16,000 pixels. Pillow's own limit warns at ~89 Mpx and fails at twice that;
+# we fail early with our own message instead (the heatmap issue tiles larger photos in bands).
+MAX_PIXELS = 256_000_000
+
+# Truncated files must fail, not silently decode as grey (Pillow's default is already False; be explicit).
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
+
+
+def is_image_name(name: str) -> bool:
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES
+
+
+def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open (lazily) an image file, checking it is an image and not too large."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)", path)
+        image = Image.open(path)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("file not found", path) from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read (unknown or corrupt format)", path) from None
+    except OSError as e:
+        raise ImageError(f"cannot open: {e.strerror or e}", path) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageError(f"image too large ({width}x{height} pixels, limit {max_pixels:,})", path)
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: grayscale, palette, CMYK, 16-bit, float and alpha (composited on white)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / 32-bit grayscale: scale the used range to 8 bits rather than clipping at 255.
+        import numpy as np
+
+        a = np.asarray(image, dtype=np.float32)
+        hi = float(a.max()) if a.size else 0.0
+        scale = 255.0 / 65535.0 if hi > 255 and image.mode.startswith("I;16") else (255.0 / hi if hi > 255 else 1.0)
+        image = Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an image fully into 8-bit RGB with its EXIF orientation applied.
+
+    `draft_size` lets JPEG decoding scale down by 1/2, 1/4 or 1/8 while staying at least that size
+    (several times faster for camera photos that will be shrunk anyway).
+    Raises ImageError naming the file for every kind of unreadable input.
+    """
+    image = open_image(path, max_pixels)
+    try:
+        with image:
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", draft_size)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # EXIF oddities: we only want the orientation
+                image.load()
+                image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except ImageError:
+        raise
+    except OSError as e:
+        message = str(e)
+        if "truncated" in message or "end of file" in message.lower():
+            raise ImageError("truncated image (the file ends before the picture does)", path) from None
+        raise ImageError(f"corrupt image data ({message})", path) from None
+    except (ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"corrupt image ({e})", path) from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientation applied), read from the header only."""
+    with open_image(path) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(0x0112, 1)
+        except Exception:  # a broken EXIF block must not make the image unusable
+            orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -1,0 +1,168 @@
+"""Loading CrackDesk ONNX models and the registry of shipped and user models.
+
+A model is identified in the store by its key `name@version`. Shipped models live in `models/` (inside the
+bundle when frozen); imported and retrained ones in the user's data directory, never in the bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+from .modelformat import METADATA_KEY, ModelInfo, validate_graph
+from .paths import shipped_models_dir, user_models_dir
+
+DEFAULT_MODEL = "mobilenetv2"
+
+
+def model_key(info: ModelInfo) -> str:
+    return f"{info.name}@{info.version}"
+
+
+def available_providers() -> list[str]:
+    """CUDA through onnxruntime when its GPU provider is installed and usable, else CPU."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have] or have
+
+
+def create_session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # onnxruntime's warnings are for developers, not inspectors
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=available_providers())
+    except FileNotFoundError:
+        raise ModelError("model file not found", path) from None
+    except Exception as e:  # onnxruntime raises its own exception types for every parse failure
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"not a valid ONNX model ({first_line[:300]})", path) from None
+
+
+@dataclass
+class LoadedModel:
+    info: ModelInfo
+    session: object  # onnxruntime.InferenceSession
+
+    @property
+    def key(self) -> str:
+        return model_key(self.info)
+
+    @property
+    def input_name(self) -> str:
+        return self.session.get_inputs()[0].name
+
+
+def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
+    """Open and validate a model file; ModelError says what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("model file not found", path)
+    session = create_session(path, threads)
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ModelError(f"an ONNX model, but not a CrackDesk model: its metadata has no '{METADATA_KEY}' "
+                         "entry (see docs/model-format.md)", path)
+    info = ModelInfo.from_json(meta[METADATA_KEY], path)
+    validate_graph(info, session.get_inputs(), session.get_outputs(), path)
+    return LoadedModel(info, session)
+
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    return load_model(path, threads=1).info
+
+
+@dataclass
+class ModelEntry:
+    info: ModelInfo
+    source: str  # "shipped" or "user"
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @property
+    def key(self) -> str:
+        return model_key(self.info)
+
+
+class ModelRegistry:
+    def __init__(self, shipped_dir: Path | None = None, user_dir: Path | None = None):
+        self.shipped_dir = Path(shipped_dir) if shipped_dir else shipped_models_dir()
+        self.user_dir = Path(user_dir) if user_dir else user_models_dir()
+        self._cache: dict[tuple[str, int, int], ModelInfo] = {}
+        self.problems: list[ModelError] = []  # files in the model folders that failed to load
+
+    def _info(self, path: Path) -> ModelInfo:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self._cache:
+            self._cache[key] = read_model_info(path)
+        return self._cache[key]
+
+    def entries(self) -> list[ModelEntry]:
+        """Shipped models first (default first), then the user's, newest last."""
+        self.problems = []
+        found = []
+        for source, folder in (("shipped", self.shipped_dir), ("user", self.user_dir)):
+            if not folder.is_dir():
+                continue
+            files = sorted(folder.glob("*.onnx"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+            for path in files:
+                try:
+                    found.append(ModelEntry(self._info(path), source))
+                except ModelError as e:
+                    self.problems.append(e)
+        found.sort(key=lambda e: (e.source != "shipped", e.info.name != DEFAULT_MODEL))
+        return found
+
+    def find(self, name_or_path: str | Path | None = None) -> ModelEntry:
+        """A model by file path, key (`name@version`) or short name (the newest of that name)."""
+        name = str(name_or_path or DEFAULT_MODEL)
+        candidate = Path(name)
+        if candidate.suffix.lower() == ".onnx" or candidate.is_file():
+            info = read_model_info(candidate)
+            return ModelEntry(info, "file")
+        entries = self.entries()
+        matches = [e for e in entries if e.key == name] or [e for e in entries if e.info.name == name]
+        if not matches:
+            known = ", ".join(sorted({e.info.name for e in entries})) or "none"
+            raise ModelError(f"no model named {name!r} (available: {known}; or give the path of an .onnx file)")
+        return matches[-1]
+
+    def import_model(self, path: str | Path) -> ModelEntry:
+        """Validate a model file and copy it into the user's model folder (atomically)."""
+        path = Path(path)
+        info = read_model_info(path)
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        target = self.user_dir / f"{info.name}-{info.version}.onnx"
+        if target.exists() and target.resolve() != path.resolve():
+            raise ModelError(f"a model {model_key(info)} is already installed; give this one another "
+                             "name or version", path)
+        atomic_copy(path, target)
+        return ModelEntry(read_model_info(target), "user")
+
+    def remove(self, entry: ModelEntry) -> None:
+        if entry.source != "user":
+            raise ModelError("shipped models cannot be removed", entry.path)
+        entry.path.unlink(missing_ok=True)
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy to a temporary file beside the target, then swap it in: never a half-written model."""
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,89 @@
+"""Workspace schema and its migrations. Each migration takes the database from version N-1 to N; a file
+written by a newer CrackDesk (a higher version) is refused rather than risked."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from .errors import WorkspaceError
+
+V1 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images(
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,          -- relative to the folder, POSIX separators
+    hash TEXT,                          -- content hash (BLAKE2b-128 hex), NULL until hashed
+    size INTEGER, mtime_ns INTEGER,
+    width INTEGER, height INTEGER,
+    present INTEGER NOT NULL DEFAULT 1, -- 0 when the file was not found by the last scan
+    added TEXT NOT NULL
+);
+CREATE INDEX images_hash ON images(hash);
+CREATE TABLE labels(                    -- human labels, by content
+    hash TEXT PRIMARY KEY,
+    label TEXT NOT NULL CHECK (label IN ('crack', 'no_crack')),
+    updated TEXT NOT NULL
+);
+CREATE TABLE predictions(               -- one row per content and model
+    hash TEXT NOT NULL,
+    model TEXT NOT NULL,                -- model key: name@version
+    p_crack REAL NOT NULL,
+    label TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (hash, model)
+);
+CREATE TABLE label_history(             -- every change, for undo and audit
+    id INTEGER PRIMARY KEY,
+    batch INTEGER NOT NULL,             -- one user action (a bulk change is one batch)
+    hash TEXT NOT NULL, path TEXT,
+    old TEXT, new TEXT,
+    at TEXT NOT NULL, source TEXT NOT NULL
+);
+CREATE INDEX label_history_hash ON label_history(hash);
+"""
+
+V2 = """
+CREATE TABLE tile_results(              -- sliding-window results of large images, per content and model
+    hash TEXT NOT NULL, model TEXT NOT NULL,
+    x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+    p_crack REAL NOT NULL,
+    PRIMARY KEY (hash, model, x, y, w, h)
+);
+CREATE TABLE tile_labels(               -- human labels of tiles: corrections that feed retraining
+    hash TEXT NOT NULL,
+    x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+    label TEXT NOT NULL CHECK (label IN ('crack', 'no_crack')),
+    updated TEXT NOT NULL,
+    PRIMARY KEY (hash, x, y, w, h)
+);
+"""
+
+MIGRATIONS = [V1, V2]  # MIGRATIONS[k] takes version k to k+1
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def create_or_migrate(db: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> None:
+    version = schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise WorkspaceError(f"this workspace was written by a newer CrackDesk (schema version {version}, "
+                             f"this version understands up to {SCHEMA_VERSION}); update CrackDesk to open it", path)
+    for step in range(version, target):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[step].split(";\n"):  # statements end a line
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(step + 1),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
