@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -24,13 +25,13 @@ def is_image_name(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES
 
 
-def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open (lazily) an image file, checking it is an image and not too large."""
+def open_image(path: str | Path, max_pixels: int = MAX_PIXELS, data: bytes | None = None) -> Image.Image:
+    """Open (lazily) an image file, or its bytes already read, checking it is an image and not too large."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (len(data) if data is not None else path.stat().st_size) == 0:
             raise ImageError("empty file (0 bytes)", path)
-        image = Image.open(path)
+        image = Image.open(io.BytesIO(data) if data is not None else path)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -65,14 +66,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft_size: tuple[int, int] | None = None,
+             data: bytes | None = None) -> Image.Image:
     """Decode an image fully into 8-bit RGB with its EXIF orientation applied.
 
     `draft_size` lets JPEG decoding scale down by 1/2, 1/4 or 1/8 while staying at least that size
     (several times faster for camera photos that will be shrunk anyway).
+    `data`, when given, is the file's content already read (the path is then only used in messages).
     Raises ImageError naming the file for every kind of unreadable input.
     """
-    image = open_image(path, max_pixels)
+    image = open_image(path, max_pixels, data)
     try:
         with image:
             if draft_size is not None and image.format == "JPEG":

@@ -31,13 +31,18 @@ def available_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have] or have
 
 
-def create_session(path: str | Path, threads: int | None = None):
+def create_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+    """An onnxruntime session. spinning=False makes its idle threads sleep instead of busy-waiting,
+    leaving the cores to the threads that decode the next batch."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime's warnings are for developers, not inspectors
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=available_providers())
     except FileNotFoundError:

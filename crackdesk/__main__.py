@@ -1,0 +1,5 @@
+import sys
+
+from crackdesk.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""The headless subcommands: classify, evaluate, models, demo. Each returns an exit status."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..core.classify import classify_into_workspace
+from ..core.datasets import CRACK, load_class_folders
+from ..core.errors import CrackDeskError
+from ..core.inference import Classifier
+from ..core.metrics import binary_metrics
+from ..core.models import ModelRegistry, load_model
+from ..core.scan import scan_folder
+from ..core.store import open_workspace
+from .progress import ProgressBar
+
+
+def load_classifier(name_or_path: str | None, threshold: float | None = None) -> Classifier:
+    entry = ModelRegistry().find(name_or_path)
+    return Classifier(load_model(entry.path), threshold=threshold)
+
+
+def write_csv_atomically(path: Path, header: list[str], rows) -> None:
+    """Write to a temporary file beside `path`, then swap it in: a crash never leaves half a CSV."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(header)
+            out.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_classify(args) -> int:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CrackDeskError("not a folder", folder)
+    classifier = load_classifier(args.model, args.threshold)
+    started = time.perf_counter()
+    with open_workspace(folder, args.workspace) as ws:
+        ws.sync(scan_folder(folder))
+        rows = ws.rows()
+        if not rows:
+            print(f"crackdesk: {folder}: no images found (looked for {', '.join(_suffixes())})", file=sys.stderr)
+            return 1
+        bar = ProgressBar(len(rows), "classify")
+        results: dict[int, tuple[float, str]] = {}
+
+        def on_batch(pairs, done, total):
+            for image_id, p in pairs:
+                if p.p_crack is not None:
+                    results[image_id] = (p.p_crack, p.label)
+            bar.update(done)
+
+        try:
+            report = classify_into_workspace(ws, classifier, [(r.id, r.path) for r in rows], on_batch=on_batch)
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - started
+    for path, reason in report.errors:
+        print(f"unreadable: {folder / path}: {reason}", file=sys.stderr)
+    if args.csv:
+        write_csv_atomically(Path(args.csv), ["path", "label", "p_crack", "model"],
+                             ((str(folder / r.path), results[r.id][1], f"{results[r.id][0]:.6f}", classifier.key)
+                              for r in rows if r.id in results))
+    rate = report.classified / seconds if seconds > 0 else 0.0
+    print(f"{report.total} images: {report.crack} crack, {report.classified - report.crack} no crack, "
+          f"{len(report.errors)} unreadable; {rate:.0f} images/s with {classifier.key} "
+          f"(threshold {classifier.threshold:.3f})", file=sys.stderr)
+    return 0 if report.classified else 1
+
+
+def _suffixes():
+    from ..core.images import IMAGE_SUFFIXES
+
+    return sorted(IMAGE_SUFFIXES)
+
+
+def cmd_evaluate(args) -> int:
+    files = load_class_folders(args.folder)
+    classifier = load_classifier(args.model, args.threshold)
+    truth, scores, unreadable = [], [], []
+    bar = ProgressBar(len(files), "evaluate")
+    try:
+        for batch in classifier.classify([f.path for f in files], progress=lambda d, t: bar.update(d)):
+            for p in batch:
+                if p.p_crack is None:
+                    unreadable.append((str(p.path), p.error))
+                else:
+                    truth.append(files[p.index].label == CRACK)
+                    scores.append(p.p_crack)
+    finally:
+        bar.close()
+    if not scores:
+        print(f"crackdesk: {args.folder}: none of the {len(files)} images could be read", file=sys.stderr)
+        return 1
+    m = binary_metrics(truth, scores, classifier.threshold)
+    m["unreadable"] = len(unreadable)
+    m["model"] = classifier.key
+    for path, reason in unreadable:
+        print(f"unreadable: {path}: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(m))
+        return 0
+    auc = f"{m['auc']:.4f}" if m["auc"] is not None else "n/a (one class only)"
+    print(f"model      {classifier.key} (threshold {classifier.threshold:.3f})\n"
+          f"images     {m['n']} ({m['unreadable']} unreadable)\n"
+          f"accuracy   {m['accuracy']:.4f}\nprecision  {m['precision']:.4f}\nrecall     {m['recall']:.4f}\n"
+          f"f1         {m['f1']:.4f}\nroc auc    {auc}\n"
+          f"confusion  predicted crack  predicted no crack\n"
+          f"  crack    {m['tp']:>15}  {m['fn']:>18}\n"
+          f"  no crack {m['fp']:>15}  {m['tn']:>18}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    registry = ModelRegistry()
+    entries = registry.entries()
+    if args.json:
+        print(json.dumps([{**e.info.to_dict(), "key": e.key, "source": e.source, "path": str(e.path)}
+                          for e in entries], indent=2))
+    else:
+        if not entries:
+            print(f"no models found in {registry.shipped_dir} or {registry.user_dir}")
+        for e in entries:
+            acc = e.info.metrics.get("accuracy")
+            acc_text = f"test accuracy {acc:.2%}" if isinstance(acc, (int, float)) else "no test metrics"
+            h, w = e.info.preprocessing.input_size
+            print(f"{e.info.name:<14} {e.info.version:<10} {e.info.architecture:<12} {w}x{h}  {acc_text:<24} "
+                  f"{e.source:<8} {e.path}")
+    for problem in registry.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..core.demo import write_demo_folder
+
+    written = write_demo_folder(args.dir, count=args.count, seed=args.seed)
+    cracks = sum(label == CRACK for _, label in written)
+    print(f"wrote {len(written)} demo images ({cracks} with cracks) to {args.dir}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["cmd_classify", "cmd_evaluate", "cmd_models", "cmd_demo", "CrackDeskError"]

@@ -1,0 +1,124 @@
+"""`crackdesk` command line. With no subcommand it opens the app; user errors print one line, exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..core.errors import CrackDeskError
+
+
+def version_text() -> str:
+    import importlib.metadata as md
+
+    def version_of(dist: str, module: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:  # frozen bundles carry modules without their dist-info
+            try:
+                return getattr(__import__(module), "__version__", None)
+            except Exception:
+                return None
+
+    parts = [f"crackdesk {__version__}"]
+    for label, dist, module in (("onnxruntime", "onnxruntime", "onnxruntime"),
+                                ("Qt/PySide6", "pyside6-essentials", "PySide6"),
+                                ("torch", "torch", "torch")):
+        v = version_of(dist, module)
+        parts.append(f"{label} {v}" if v else f"{label} not installed")
+    return "\n".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crackdesk", description="Classify concrete photos crack / no crack, "
+                                     "correct the labels and retrain the model on the corrections.")
+    parser.add_argument("--version", action="store_true", help="print versions and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="open the desktop app (the default)")
+    p.add_argument("folder", nargs="?", help="image folder to open")
+    p.add_argument("--model", help="active model: shipped name or .onnx file")
+    p.add_argument("--workspace", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")
+    p.add_argument("--quit-after", type=float, metavar="SECONDS", help=argparse.SUPPRESS)  # smoke tests
+
+    p = sub.add_parser("classify", help="classify every image of a folder")
+    p.add_argument("folder")
+    p.add_argument("--model", help="shipped model name (cnn, mobilenetv2) or .onnx file (default mobilenetv2)")
+    p.add_argument("--csv", metavar="OUT", help="also write path,label,p_crack,model to this CSV file")
+    p.add_argument("--threshold", type=_probability, help="decision threshold on P(crack) (default: the model's)")
+    p.add_argument("--workspace", metavar="W", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")
+
+    p = sub.add_parser("evaluate", help="accuracy of a model on a folder with class sub-folders")
+    p.add_argument("folder", help="folder with Positive/ and Negative/ (or crack/ and no_crack/ ...) sub-folders")
+    p.add_argument("--model", required=True)
+    p.add_argument("--threshold", type=_probability)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("models", help="list the available models")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("demo", help="write a folder of synthetic concrete images")
+    p.add_argument("dir")
+    p.add_argument("--count", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("train", help="train or retrain a model (see crackdesk train --help)", add_help=False)
+    sub.add_parser("heatmap", help="crack heatmaps of large photos (see crackdesk heatmap --help)", add_help=False)
+    sub.add_parser("bench-gui", help="GUI scale benchmark (see crackdesk bench-gui --help)", add_help=False)
+    return parser
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("must lie strictly between 0 and 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Subcommands with their own parsers get the rest of the line untouched.
+    if argv and argv[0] in ("train", "heatmap", "bench-gui"):
+        return _delegate(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(version_text())
+        return 0
+    try:
+        if args.command in (None, "gui"):
+            from ..ui.app import run_app
+
+            return run_app(getattr(args, "folder", None), getattr(args, "model", None),
+                           getattr(args, "workspace", None), getattr(args, "quit_after", None))
+        from . import commands
+
+        return {"classify": commands.cmd_classify, "evaluate": commands.cmd_evaluate,
+                "models": commands.cmd_models, "demo": commands.cmd_demo}[args.command](args)
+    except CrackDeskError as e:
+        print(f"crackdesk: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("crackdesk: interrupted", file=sys.stderr)
+        return 130
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    try:
+        if command == "train":
+            from training.cli import main as train_main
+
+            return train_main(rest)
+        if command == "heatmap":
+            from .heatmap import main as heatmap_main
+
+            return heatmap_main(rest)
+        from ..ui.bench import main as bench_main
+
+        return bench_main(rest)
+    except CrackDeskError as e:
+        print(f"crackdesk: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        print(f"crackdesk {command}: not available in this installation ({e.name} is missing)", file=sys.stderr)
+        return 1

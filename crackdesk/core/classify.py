@@ -1,0 +1,48 @@
+"""Classifying the images of a workspace and storing the results: the one routine behind
+`crackdesk classify` and the GUI's classify job."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .inference import Classifier, Prediction
+from .store import Workspace
+
+
+@dataclass
+class ClassifyReport:
+    total: int = 0
+    classified: int = 0
+    crack: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    cancelled: bool = False
+
+
+def classify_into_workspace(workspace: Workspace, classifier: Classifier, items: Sequence[tuple[int, str]],
+                            cancel: threading.Event | None = None,
+                            on_batch: Callable[[list[tuple[int, Prediction]], int, int], None] | None = None
+                            ) -> ClassifyReport:
+    """Classify (image id, relative path) items; each batch's hashes and predictions are committed
+    before `on_batch(pairs, done, total)` is called, so a crash loses at most the batch in flight."""
+    report = ClassifyReport(total=len(items))
+    ids = [i for i, _ in items]
+    paths = [workspace.abspath(p) for _, p in items]
+    done = 0
+    for batch in classifier.classify(paths, cancel=cancel):
+        hashes = [(ids[p.index], p.hash) for p in batch if p.hash]
+        predictions = [(p.hash, p.p_crack, p.label) for p in batch if p.p_crack is not None and p.hash]
+        workspace.set_hashes(hashes)
+        workspace.set_predictions(classifier.key, predictions)
+        for p in batch:
+            if p.error:
+                report.errors.append((items[p.index][1], p.error))
+            else:
+                report.classified += 1
+                report.crack += p.label == "crack"
+        done += len(batch)
+        if on_batch:
+            on_batch([(ids[p.index], p) for p in batch], done, report.total)
+    report.cancelled = bool(cancel is not None and cancel.is_set() and done < report.total)
+    return report

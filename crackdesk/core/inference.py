@@ -1,0 +1,152 @@
+"""Batched classification: images are read, hashed, decoded and preprocessed by a pool of threads while
+onnxruntime runs the previous batch, so every core stays busy (decoding, not the model, is the
+bottleneck on small machines). Results stream back batch by batch; a bad file becomes an error entry,
+never an exception; a cancel event stops it between batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from .datasets import CRACK, NO_CRACK
+from .errors import ImageError
+from .images import load_rgb
+from .models import LoadedModel, create_session, load_model
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int  # position in the list of paths given to classify()
+    path: Path
+    hash: str | None
+    p_crack: float | None  # None when the image could not be read
+    label: str | None  # CRACK / NO_CRACK at the threshold used
+    error: str | None = None  # why the image could not be read
+
+
+def read_and_hash(path: Path) -> tuple[bytes, str]:
+    data = path.read_bytes()
+    return data, hashlib.blake2b(data, digest_size=16).hexdigest()  # same as hashing.file_hash
+
+
+class Classifier:
+    def __init__(self, model: LoadedModel | str | Path, batch_size: int = 32, workers: int | None = None,
+                 threshold: float | None = None):
+        self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        self.info = self.model.info
+        self.pre = self.info.preprocessing
+        self.batch_size = max(1, int(batch_size))
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.threshold = float(threshold if threshold is not None else self.info.threshold)
+        # A session whose worker threads sleep instead of spinning between calls, so decoding threads
+        # get the cores while the model waits for the next batch.
+        self.session = create_session(self.info.path, spinning=False) if self.info.path else self.model.session
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def key(self) -> str:
+        return self.model.key
+
+    # -- the model alone --------------------------------------------------------------------------
+    def predict_tensor(self, batch: np.ndarray) -> np.ndarray:
+        """P(crack) for an NCHW float32 batch."""
+        out = self.session.run(None, {self.input_name: batch})[0]
+        out = np.asarray(out, dtype=np.float64)
+        if self.info.output == "softmax":
+            return out[:, self.info.positive_index]
+        return out.reshape(len(batch))
+
+    def label_for(self, p_crack: float) -> str:
+        return CRACK if p_crack >= self.threshold else NO_CRACK
+
+    # -- one image's preparation (runs in the pool) ----------------------------------------------
+    def prepare(self, path: Path) -> tuple[np.ndarray | None, str | None, str | None]:
+        """(uint8 HWC input, content hash, error). Never raises for a bad file."""
+        digest = None
+        try:
+            data, digest = read_and_hash(path)
+            h, w = self.pre.input_size
+            image = load_rgb(path, draft_size=(w, h), data=data)
+            return self.pre.to_uint8(image), digest, None
+        except ImageError as e:
+            return None, digest, e.reason
+        except OSError as e:
+            return None, digest, f"cannot read: {e.strerror or e}"
+        except Exception as e:  # a decoder bug on one odd file must not stop a batch of thousands
+            return None, digest, f"cannot decode ({type(e).__name__}: {e})"
+
+    def _prepare_batch(self, start: int, paths: Sequence[Path]):
+        prepared = [self.prepare(p) for p in paths]
+        return start, paths, prepared
+
+    def _finish_batch(self, start, paths, prepared) -> list[Prediction]:
+        good = [i for i, (arr, _, _) in enumerate(prepared) if arr is not None]
+        probs = {}
+        if good:
+            batch = self.pre.normalize(np.stack([prepared[i][0] for i in good]))
+            for i, p in zip(good, self.predict_tensor(batch)):
+                probs[i] = float(p)
+        results = []
+        for i, (path, (_, digest, error)) in enumerate(zip(paths, prepared)):
+            p = probs.get(i)
+            results.append(Prediction(start + i, Path(path), digest, p,
+                                      self.label_for(p) if p is not None else None, error))
+        return results
+
+    # -- the pipeline -----------------------------------------------------------------------------
+    def classify(self, paths: Sequence[str | Path], cancel: threading.Event | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Iterator[list[Prediction]]:
+        """Yield a list of Predictions per batch, in input order. Stops early when `cancel` is set."""
+        paths = [Path(p) for p in paths]
+        total = len(paths)
+        # Small chunks keep all workers busy and results flowing; the model gets whole batches.
+        chunk = max(1, min(self.batch_size, -(-total // (self.workers * 2)) if total else 1))
+        starts = range(0, total, chunk)
+        done = 0
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="crackdesk-decode") as pool:
+            pending: deque = deque()
+            next_start = iter(starts)
+            in_flight = self.workers * 3  # bounded read-ahead: bounded memory
+
+            def submit_one() -> bool:
+                s = next(next_start, None)
+                if s is None:
+                    return False
+                pending.append(pool.submit(self._prepare_batch, s, paths[s:s + chunk]))
+                return True
+
+            for _ in range(in_flight):
+                if not submit_one():
+                    break
+            buffer: list = []  # prepared chunks waiting to fill a model batch
+            while pending:
+                if cancel is not None and cancel.is_set():
+                    for f in pending:
+                        f.cancel()
+                    return
+                buffer.append(pending.popleft().result())
+                submit_one()
+                if sum(len(b[1]) for b in buffer) >= self.batch_size or not pending:
+                    start = buffer[0][0]
+                    merged_paths = [p for b in buffer for p in b[1]]
+                    merged = [x for b in buffer for x in b[2]]
+                    buffer = []
+                    results = self._finish_batch(start, merged_paths, merged)
+                    done += len(results)
+                    if progress:
+                        progress(done, total)
+                    yield results
+
+
+def classify_all(model, paths, **kwargs) -> list[Prediction]:
+    """Convenience for scripts and tests: every prediction in one list."""
+    classifier = model if isinstance(model, Classifier) else Classifier(model, **kwargs)
+    return [p for batch in classifier.classify(paths) for p in batch]

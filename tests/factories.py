@@ -1,0 +1,69 @@
+"""Things tests build for themselves: small real ONNX models and odd image files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from crackdesk.core.modelformat import ModelInfo, write_metadata
+from crackdesk.core.preprocess import Preprocessing
+
+
+def tiny_info(input_size=32, **overrides) -> ModelInfo:
+    fields = dict(name="tiny", version="0.1", architecture="test-contrast",
+                  preprocessing=Preprocessing((input_size, input_size), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+                  threshold=0.5, created="2026-01-01T00:00:00Z", metrics={"accuracy": 0.5})
+    fields.update(overrides)
+    return ModelInfo(**fields)
+
+
+def make_tiny_model(path: Path, input_size: int = 32, info: ModelInfo | None = None, metadata: bool = True,
+                    output_columns: int = 1) -> Path:
+    """A real ONNX graph: P(crack) = sigmoid(4 * (mean - min) - 2) over all pixels. Dark thin lines on a
+    bright surface raise (mean - min); it is a contrast detector, good enough to exercise the pipeline."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, input_size, input_size])
+    y = helper.make_tensor_value_info("p_crack", TensorProto.FLOAT, ["N", output_columns])
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("ReduceMin", ["image"], ["min"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Sub", ["mean", "min"], ["spread"]),
+        helper.make_node("Mul", ["spread", "k"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "b"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["p"]),
+        helper.make_node("Unsqueeze", ["p", "axis1"], ["p1"]),
+    ]
+    inits = [helper.make_tensor("k", TensorProto.FLOAT, [], [4.0]),
+             helper.make_tensor("b", TensorProto.FLOAT, [], [-2.0]),
+             helper.make_tensor("axis1", TensorProto.INT64, [1], [1])]
+    if output_columns == 1:
+        nodes[-1].output[0] = "p_crack"
+    else:
+        nodes.append(helper.make_node("Concat", ["p1"] * output_columns, ["p_crack"], axis=1))
+    graph = helper.make_graph(nodes, "tiny", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    if metadata:
+        write_metadata(model, info or tiny_info(input_size))
+    onnx.save(model, str(path))
+    return path
+
+
+def write_images(folder: Path, count: int, seed: int = 0, size=(64, 64), crack_every: int = 2) -> list[Path]:
+    """Small synthetic images: every `crack_every`-th one has a dark diagonal line."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        a = (rng.normal(170, 12, (size[1], size[0], 3))).clip(0, 255).astype(np.uint8)
+        if i % crack_every == 0:
+            for t in range(min(size)):
+                a[t, t, :] = 20
+        path = folder / f"img_{i:03d}.png"
+        Image.fromarray(a).save(path)
+        paths.append(path)
+    return paths
