@@ -221,6 +221,49 @@ class Workspace:
             "ON CONFLICT(hash, model) DO UPDATE SET p_crack=excluded.p_crack, label=excluded.label, "
             "created=excluded.created", rows))
 
+    # -- tiles of large images (sliding-window heatmaps) -------------------------------------------
+    def set_tile_results(self, digest: str, model_key: str, tiles: Iterable[tuple[int, int, int, int, float]]) -> None:
+        """Replace the tile probabilities (x, y, w, h, p_crack) of one image content and model."""
+        rows = [(digest, model_key, int(x), int(y), int(w), int(h), float(p)) for x, y, w, h, p in tiles]
+
+        def apply(db):
+            db.execute("DELETE FROM tile_results WHERE hash=? AND model=?", (digest, model_key))
+            db.executemany("INSERT INTO tile_results VALUES (?,?,?,?,?,?,?)", rows)
+
+        self._write(apply)
+
+    def tile_results(self, digest: str, model_key: str) -> list[tuple[int, int, int, int, float]]:
+        return self._read("SELECT x, y, w, h, p_crack FROM tile_results WHERE hash=? AND model=? ORDER BY y, x",
+                          (digest, model_key))
+
+    def set_tile_label(self, image_id: int, box: tuple[int, int, int, int], label: str | None) -> None:
+        """Label (or clear) one tile of a large image: a correction that feeds retraining as a patch."""
+        if label is not None and label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
+        digest = self.ensure_hash(image_id)
+        x, y, w, h = map(int, box)
+
+        def apply(db):
+            if label is None:
+                db.execute("DELETE FROM tile_labels WHERE hash=? AND x=? AND y=? AND w=? AND h=?", (digest, x, y, w, h))
+            else:
+                db.execute("INSERT INTO tile_labels VALUES (?,?,?,?,?,?,?) ON CONFLICT(hash, x, y, w, h) "
+                           "DO UPDATE SET label=excluded.label, updated=excluded.updated",
+                           (digest, x, y, w, h, label, now_iso()))
+
+        self._write(apply)
+
+    def tile_labels(self, image_id: int) -> list[tuple[int, int, int, int, str]]:
+        return self._read("SELECT t.x, t.y, t.w, t.h, t.label FROM tile_labels t JOIN images i ON i.hash=t.hash "
+                          "WHERE i.id=? ORDER BY t.y, t.x", (image_id,))
+
+    def labeled_tiles(self) -> list[tuple[Path, tuple[int, int, int, int], str]]:
+        """(image path, (x, y, w, h), label) of every labelled tile of a present image: training patches."""
+        rows = self._read("SELECT MIN(i.path), t.x, t.y, t.w, t.h, t.label FROM tile_labels t "
+                          "JOIN images i ON i.hash=t.hash WHERE i.present=1 GROUP BY t.hash, t.x, t.y, t.w, t.h "
+                          "ORDER BY MIN(i.id), t.y, t.x")
+        return [(self.abspath(p), (x, y, w, h), label) for p, x, y, w, h, label in rows]
+
     def prediction_models(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT model FROM predictions ORDER BY model")]
 

@@ -1,0 +1,237 @@
+"""Training data: sources (class folders, workspaces), content-hash dedupe, the seeded stratified split,
+optional sampling, and decoding every image once into an in-RAM uint8 cache at the model's input size.
+
+The split is by content hash: within each source and class, images are ordered by a keyed hash of
+(seed, file hash) and the first 15% go to test, the next 15% to validation, the rest to training. The same
+seed and source therefore always give the same split, whatever else is trained alongside; `--sample`
+keeps each image's split, so a sample of the original data never puts its test images into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crackdesk.core.datasets import CRACK, NO_CRACK, load_class_folders
+from crackdesk.core.errors import CrackDeskError, DatasetError
+from crackdesk.core.hashing import file_hash
+from crackdesk.core.images import load_rgb
+from crackdesk.core.preprocess import Preprocessing
+
+VAL_FRACTION = 0.15
+TEST_FRACTION = 0.15
+MIN_PER_CLASS = 5  # fewer cannot give every split an image of each class
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Example:
+    path: Path
+    label: int  # 1 = crack
+    hash: str
+    source: str
+    split: str = "train"
+
+
+@dataclass
+class Source:
+    name: str
+    kind: str  # "folders" or "workspace"
+    files: list  # LabeledFile
+
+
+@dataclass
+class TrainingData:
+    """Decoded images per split (NHWC uint8), labels, and what was used and skipped."""
+
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    examples: dict[str, list[Example]]
+    skipped: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def count(self, split: str) -> int:
+        return len(self.labels[split])
+
+
+def workspace_db(path: Path) -> tuple[Path, Path] | None:
+    """(image folder, database) when `path` is a workspace file or a folder holding one."""
+    if path.is_file() and path.suffix.lower() == ".sqlite":
+        folder = path.parent.parent if path.parent.name == ".crackdesk" else path.parent
+        return folder, path
+    db = path / ".crackdesk" / "workspace.sqlite"
+    if path.is_dir() and db.is_file():
+        return path, db
+    return None
+
+
+def resolve_source(arg: str | Path) -> Source:
+    path = Path(arg)
+    if not path.exists():
+        raise DatasetError("no such file or folder", path)
+    found = workspace_db(path)
+    if found is not None:
+        from crackdesk.core.store import Workspace
+
+        with Workspace(found[0], found[1]) as workspace:
+            files = workspace.labeled_files()
+        if files or not path.is_dir():
+            if not files:
+                raise DatasetError("the workspace has no labelled images", path)
+            return Source(str(path), "workspace", files)
+    return Source(str(path), "folders", load_class_folders(path))  # raises DatasetError when empty
+
+
+def keyed(seed: int, digest: str, purpose: str = "split") -> int:
+    return int.from_bytes(hashlib.blake2b(f"{purpose}:{seed}:{digest}".encode(), digest_size=8).digest(), "big")
+
+
+def assign_splits(examples: list[Example], seed: int) -> None:
+    """Stratified by (source, class); rank by keyed hash; tiny groups go wholly to training."""
+    groups: dict[tuple[str, int], list[Example]] = {}
+    for ex in examples:
+        groups.setdefault((ex.source, ex.label), []).append(ex)
+    for group in groups.values():
+        group.sort(key=lambda ex: keyed(seed, ex.hash))
+        n = len(group)
+        n_test = max(1, round(n * TEST_FRACTION)) if n >= 3 else 0
+        n_val = max(1, round(n * VAL_FRACTION)) if n >= 3 else 0
+        for i, ex in enumerate(group):
+            ex.split = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+
+
+def sample_source(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """At most n examples, stratified by class, chosen by a seeded keyed hash (their split unchanged)."""
+    if n <= 0 or len(examples) <= n:
+        return examples
+    chosen = []
+    for label in (0, 1):
+        members = sorted((ex for ex in examples if ex.label == label), key=lambda ex: keyed(seed, ex.hash, "sample"))
+        quota = round(n * len(members) / len(examples))
+        chosen.extend(members[:quota])
+    return chosen
+
+
+def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporter=None) -> tuple[list[Example], list[dict], dict]:
+    """Examples with splits from every DATA argument, duplicates removed; (examples, skipped, summary)."""
+    sources = [resolve_source(a) for a in args]
+    skipped: list[dict] = []
+    by_hash: dict[str, Example] = {}
+    duplicates = conflicts = 0
+    per_source: list[tuple[Source, list[Example]]] = []
+    total = sum(len(s.files) for s in sources)
+    done = 0
+    for source in sources:
+        kept = []
+        for f in source.files:
+            done += 1
+            if cancel is not None and done % 256 == 0:
+                cancel.check()
+                if reporter:
+                    reporter.progress("data", done, total)
+            try:
+                digest = file_hash(f.path)
+            except OSError as e:
+                skipped.append({"path": str(f.path), "reason": f"cannot read ({e.strerror or e})"})
+                continue
+            ex = Example(Path(f.path), 1 if f.label == CRACK else 0, digest, source.name)
+            old = by_hash.get(digest)
+            if old is not None:
+                duplicates += 1
+                if old.label != ex.label and source.kind == "workspace":
+                    old.label = ex.label  # a human correction outranks a folder label
+                    conflicts += 1
+                continue
+            by_hash[digest] = ex
+            kept.append(ex)
+        per_source.append((source, kept))
+    examples = []
+    for source, kept in per_source:
+        assign_splits(kept, seed)  # on the whole source, before sampling: the sample keeps the split
+        if sample and source.kind == "folders":
+            kept = sample_source(kept, sample, seed)
+        examples.extend(kept)
+    summary = {
+        "sources": [{"path": s.name, "kind": s.kind, "used": len(k)} for s, k in per_source],
+        "duplicates_removed": duplicates, "label_conflicts": conflicts, "sample": sample,
+    }
+    return examples, skipped, summary
+
+
+def check_splittable(examples: list[Example], where: str) -> None:
+    counts = {label: sum(ex.label == label for ex in examples) for label in (0, 1)}
+    names = {1: CRACK, 0: NO_CRACK}
+    if min(counts.values()) == 0:
+        only = names[1] if counts[1] else names[0]
+        raise DatasetError(f"only one class ({only}, {max(counts.values())} images): training needs "
+                           f"images of both crack and no_crack", where)
+    if min(counts.values()) < MIN_PER_CLASS:
+        raise DatasetError(f"too few images to split into training, validation and test: need at least "
+                           f"{MIN_PER_CLASS} of each class, got {counts[1]} crack and {counts[0]} no_crack", where)
+    for split in ("val", "test"):
+        have = {ex.label for ex in examples if ex.split == split}
+        if have != {0, 1}:
+            raise DatasetError(f"too few images to split: the {split} split would lack a class "
+                               f"(add images of both classes)", where)
+
+
+def _decode_one(prep: Preprocessing, path: Path):
+    try:
+        return prep.to_uint8(load_rgb(path, draft_size=prep.input_size[::-1])), None
+    except CrackDeskError as e:
+        return None, e.reason
+    except (OSError, ValueError) as e:
+        return None, f"cannot decode ({e})"
+
+
+def decode_all(examples: list[Example], prep: Preprocessing, cancel=None, reporter=None, workers: int = 2):
+    """Decode every image once (threads: Pillow releases the GIL). Returns (kept examples, array, skipped)."""
+    h, w = prep.input_size
+    out = np.empty((len(examples), h, w, 3), dtype=np.uint8)
+    keep = np.zeros(len(examples), dtype=bool)
+    skipped = []
+    chunk = 256
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(examples), chunk):
+            if cancel is not None:
+                cancel.check()
+            part = examples[start:start + chunk]
+            for i, (array, reason) in enumerate(pool.map(lambda ex: _decode_one(prep, ex.path), part)):
+                if array is None:
+                    skipped.append({"path": str(part[i].path), "reason": reason})
+                else:
+                    out[start + i] = array
+                    keep[start + i] = True
+            if reporter:
+                reporter.progress("data", min(start + chunk, len(examples)), len(examples))
+    kept = [ex for ex, k in zip(examples, keep) if k]
+    return kept, out[keep], skipped
+
+
+def load_training_data(args: list[str], prep: Preprocessing, seed: int, sample: int | None,
+                       cancel=None, reporter=None) -> TrainingData:
+    examples, skipped, summary = collect(args, seed, sample, cancel, reporter)
+    where = ", ".join(map(str, args))
+    check_splittable(examples, where)
+    examples, images, bad = decode_all(examples, prep, cancel, reporter)
+    skipped += bad
+    check_splittable(examples, where)
+    data = TrainingData({}, {}, {}, skipped, summary)
+    for split in SPLITS:
+        idx = [i for i, ex in enumerate(examples) if ex.split == split]
+        data.images[split] = images[idx]
+        data.labels[split] = np.array([examples[i].label for i in idx], dtype=np.float32)
+        data.examples[split] = [examples[i] for i in idx]
+    data.summary["counts"] = {
+        split: {CRACK: int(data.labels[split].sum()), NO_CRACK: int((1 - data.labels[split]).sum())}
+        for split in SPLITS
+    }
+    data.summary["skipped"] = len(skipped)
+    data.summary["split"] = (f"by content hash (BLAKE2b of the file bytes), per source and class, seeded: "
+                             f"{round(100 * (1 - VAL_FRACTION - TEST_FRACTION))}/{round(100 * VAL_FRACTION)}/"
+                             f"{round(100 * TEST_FRACTION)} train/val/test")
+    return data
