@@ -23,7 +23,7 @@ from .progress import ProgressBar
 
 def load_classifier(name_or_path: str | None, threshold: float | None = None) -> Classifier:
     entry = ModelRegistry().find(name_or_path)
-    return Classifier(load_model(entry.path), threshold=threshold)
+    return Classifier(load_model(entry.path, spinning=False), threshold=threshold)
 
 
 def write_csv_atomically(path: Path, header: list[str], rows) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from .datasets import CRACK, NO_CRACK
 from .errors import ImageError
 from .images import load_rgb
-from .models import LoadedModel, create_session, load_model
+from .models import LoadedModel, load_model
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,15 @@ def read_and_hash(path: Path) -> tuple[bytes, str]:
 class Classifier:
     def __init__(self, model: LoadedModel | str | Path, batch_size: int = 32, workers: int | None = None,
                  threshold: float | None = None):
-        self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        # A session whose idle threads sleep instead of spinning, so decoding threads get the cores
+        # while the model waits for the next batch.
+        self.model = model if isinstance(model, LoadedModel) else load_model(model, spinning=False)
         self.info = self.model.info
         self.pre = self.info.preprocessing
         self.batch_size = max(1, int(batch_size))
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.threshold = float(threshold if threshold is not None else self.info.threshold)
-        # A session whose worker threads sleep instead of spinning between calls, so decoding threads
-        # get the cores while the model waits for the next batch.
-        self.session = create_session(self.info.path, spinning=False) if self.info.path else self.model.session
+        self.session = self.model.session
         self.input_name = self.session.get_inputs()[0].name
 
     @property

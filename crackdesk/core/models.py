@@ -66,12 +66,12 @@ class LoadedModel:
         return self.session.get_inputs()[0].name
 
 
-def load_model(path: str | Path, threads: int | None = None) -> LoadedModel:
+def load_model(path: str | Path, threads: int | None = None, spinning: bool = True) -> LoadedModel:
     """Open and validate a model file; ModelError says what is wrong with it."""
     path = Path(path)
     if not path.is_file():
         raise ModelError("model file not found", path)
-    session = create_session(path, threads)
+    session = create_session(path, threads, spinning)
     meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:
         raise ModelError(f"an ONNX model, but not a CrackDesk model: its metadata has no '{METADATA_KEY}' "

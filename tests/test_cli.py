@@ -1,0 +1,117 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from factories import make_tiny_model, tiny_info, write_images
+
+from crackdesk.cli.main import main
+from crackdesk.core.demo import read_truth, write_demo_folder
+from crackdesk.core.store import open_workspace
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "crackdesk", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def test_classify_writes_csv_and_workspace(tmp_path, tiny_model):
+    folder = tmp_path / "site"
+    write_images(folder / "a", 5)
+    write_images(folder / "b", 4, seed=1)
+    (folder / "b" / "broken.jpg").write_text("oops")
+    out = tmp_path / "out.csv"
+    result = run_cli("classify", folder, "--model", tiny_model, "--csv", out)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["path", "label", "p_crack", "model"]
+    assert len(rows) == 9 and {r["label"] for r in rows} <= {"crack", "no_crack"}
+    assert all(r["model"] == "tiny@0.1" for r in rows)
+    assert "broken.jpg: not an image" in result.stderr
+    assert "10 images" in result.stderr and "1 unreadable" in result.stderr and "images/s" in result.stderr
+    ws = open_workspace(folder)
+    stored = {r.path: r.p_crack for r in ws.rows("tiny@0.1")}
+    for r in rows:
+        rel = r["path"][len(str(folder)) + 1:]
+        assert stored[rel] == pytest.approx(float(r["p_crack"]), abs=1e-6)
+
+
+def test_classify_threshold_and_workspace_options(tmp_path, tiny_model):
+    folder = tmp_path / "site"
+    write_images(folder, 4)
+    ws_file = tmp_path / "ws.sqlite"
+    out = tmp_path / "o.csv"
+    assert main(["classify", str(folder), "--model", str(tiny_model), "--threshold", "0.001",
+                 "--workspace", str(ws_file), "--csv", str(out)]) == 0
+    assert {r["label"] for r in csv.DictReader(out.open())} == {"crack"}
+    assert ws_file.exists() and not (folder / ".crackdesk").exists()
+
+
+def test_exit_status(tmp_path, tiny_model, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["classify", str(empty), "--model", str(tiny_model)]) == 1
+    assert "no images found" in capsys.readouterr().err
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.jpg").write_text("x")
+    assert main(["classify", str(junk), "--model", str(tiny_model)]) == 1  # nothing could be read
+    assert main(["classify", str(tmp_path / "missing"), "--model", str(tiny_model)]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    bad_model = tmp_path / "bad.onnx"
+    bad_model.write_text("x")
+    assert main(["classify", str(junk), "--model", str(bad_model)]) == 1
+    assert "bad.onnx: not a valid ONNX model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["classify", str(junk), "--threshold", "2"])
+    assert e.value.code == 2
+
+
+def test_evaluate_json(tmp_path, tiny_model, capsys):
+    data = tmp_path / "data"
+    write_images(data / "Positive", 6, crack_every=1)
+    write_images(data / "no_crack", 6, seed=3, crack_every=10**6)
+    (data / "Positive" / "bad.jpg").write_bytes(b"")
+    assert main(["evaluate", str(data), "--model", str(tiny_model), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "precision", "recall", "f1", "auc", "n", "tp", "fp", "tn", "fn", "unreadable"} <= set(m)
+    assert m["n"] == 12 and m["unreadable"] == 1 and m["tp"] + m["fn"] == 6
+    assert m["accuracy"] == (m["tp"] + m["tn"]) / 12
+
+
+def test_evaluate_text_and_bad_layout(tmp_path, tiny_model, capsys):
+    data = tmp_path / "data"
+    write_images(data / "cracked", 2, crack_every=1)
+    write_images(data / "uncracked", 2, crack_every=10**6)
+    assert main(["evaluate", str(data), "--model", str(tiny_model)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "data" / "cracked"), "--model", str(tiny_model)]) == 1
+    assert "no class folders found" in capsys.readouterr().err
+
+
+def test_models_lists_shipped_and_user_models(tmp_path, monkeypatch, capsys):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    make_tiny_model(shipped / "cnn.onnx", info=tiny_info(name="cnn", version="1.0.0"))
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(shipped))
+    assert main(["models", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["name"] == "cnn" and entry["source"] == "shipped" and entry["preprocessing"]["input_size"] == [32, 32]
+    assert main(["models"]) == 0
+    assert "cnn" in capsys.readouterr().out
+
+
+def test_demo_folder_is_deterministic(tmp_path):
+    assert main(["demo", str(tmp_path / "a"), "--count", "6"]) == 0
+    write_demo_folder(tmp_path / "b", count=6)
+    truth = read_truth(tmp_path / "a")
+    assert len(truth) == 6
+    for rel in truth:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_version_names_the_libraries():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert "crackdesk 0.1.0" in result.stdout and "onnxruntime" in result.stdout and "PySide6" in result.stdout

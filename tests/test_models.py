@@ -1,0 +1,91 @@
+import json
+
+import pytest
+from factories import make_tiny_model, tiny_info
+
+from crackdesk.core.errors import ModelError
+from crackdesk.core.modelformat import FORMAT_VERSION, ModelInfo
+from crackdesk.core.models import ModelRegistry, load_model
+
+
+def test_loads_and_round_trips_metadata(tiny_model):
+    model = load_model(tiny_model)
+    assert model.key == "tiny@0.1"
+    again = ModelInfo.from_json(model.info.to_json())
+    assert again.to_dict() == model.info.to_dict()
+    assert model.info.preprocessing.input_size == (32, 32)
+
+
+def test_text_file_is_not_a_model(tmp_path):
+    path = tmp_path / "fake.onnx"
+    path.write_text("hello")
+    with pytest.raises(ModelError, match="fake.onnx: not a valid ONNX model"):
+        load_model(path)
+
+
+def test_onnx_without_crackdesk_metadata(tmp_path):
+    path = make_tiny_model(tmp_path / "plain.onnx", metadata=False)
+    with pytest.raises(ModelError, match="not a CrackDesk model"):
+        load_model(path)
+
+
+def test_input_size_must_match_metadata(tmp_path):
+    path = make_tiny_model(tmp_path / "m.onnx", input_size=32, info=tiny_info(64))
+    with pytest.raises(ModelError, match="height is 32 but the metadata says 64"):
+        load_model(path)
+
+
+def test_output_columns_must_match(tmp_path):
+    path = make_tiny_model(tmp_path / "m.onnx", output_columns=3)
+    with pytest.raises(ModelError, match="3 columns"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format_version": FORMAT_VERSION + 1}, "newer than this CrackDesk"),
+    ({"threshold": 1.5}, "threshold must lie strictly between 0 and 1"),
+    ({"positive_class": "defect"}, "positive_class 'defect' is not one of"),
+    ({"preprocessing": {"input_size": [32]}}, "bad preprocessing"),
+    ({"name": ""}, "lacks name"),
+])
+def test_bad_metadata_is_refused_with_the_reason(change, message):
+    d = tiny_info().to_dict()
+    d.update(change)
+    with pytest.raises(ModelError, match=message):
+        ModelInfo.from_json(json.dumps(d), "x.onnx")
+
+
+def test_registry_lists_finds_imports_and_removes(tmp_path, tiny_model):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    make_tiny_model(shipped / "mobilenetv2.onnx", info=tiny_info(name="mobilenetv2", version="1.0.0"))
+    make_tiny_model(shipped / "cnn.onnx", info=tiny_info(name="cnn", version="1.0.0"))
+    (shipped / "broken.onnx").write_text("nope")
+    registry = ModelRegistry(shipped, tmp_path / "user")
+    names = [e.info.name for e in registry.entries()]
+    assert names == ["mobilenetv2", "cnn"]  # the default first
+    assert len(registry.problems) == 1 and "broken.onnx" in str(registry.problems[0])
+    assert registry.find().info.name == "mobilenetv2"
+    assert registry.find("cnn@1.0.0").info.name == "cnn"
+    assert registry.find(str(tiny_model)).source == "file"
+    with pytest.raises(ModelError, match="no model named 'resnet'"):
+        registry.find("resnet")
+
+    imported = registry.import_model(tiny_model)
+    assert imported.source == "user" and imported.path.parent == tmp_path / "user"
+    assert registry.find("tiny").key == "tiny@0.1"
+    with pytest.raises(ModelError, match="already installed"):
+        registry.import_model(make_tiny_model(tmp_path / "again.onnx"))
+    with pytest.raises(ModelError, match="shipped models cannot be removed"):
+        registry.remove(registry.find("cnn"))
+    registry.remove(imported)
+    assert [e.info.name for e in registry.entries()] == ["mobilenetv2", "cnn"]
+
+
+def test_import_refuses_a_bad_file_and_installs_nothing(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage")
+    registry = ModelRegistry(tmp_path / "none", tmp_path / "user")
+    with pytest.raises(ModelError):
+        registry.import_model(bad)
+    assert not list((tmp_path / "user").glob("*")) if (tmp_path / "user").exists() else True
