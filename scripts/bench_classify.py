@@ -1,0 +1,182 @@
+"""Classification throughput benchmark (`make bench`): how close CrackDesk gets to this machine's limit.
+
+On the same folder of 227x227 JPEGs and the same model it measures
+  (a) CrackDesk end to end: read, hash, decode, preprocess, infer, store (classify_into_workspace),
+  (b) the naive loop: per image, Pillow decode + resize, one onnxruntime call with batch 1,
+  (c) the model alone: onnxruntime on pre-decoded tensors at its best batch size,
+  (d) decode + preprocess alone, on one core,
+  (e) PyTorch eager on the same images (when torch and the training module are installed),
+and the machine's limit L = 1 / (1/c + 1/(cores * d)): every core busy all the time.
+Then the peak memory of `crackdesk classify` on --memory-images images (hard links), in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from crackdesk.core.classify import classify_into_workspace  # noqa: E402
+from crackdesk.core.images import load_rgb  # noqa: E402
+from crackdesk.core.inference import Classifier  # noqa: E402
+from crackdesk.core.models import ModelRegistry, create_session, load_model  # noqa: E402
+from crackdesk.core.scan import scan_folder  # noqa: E402
+from crackdesk.core.store import open_workspace  # noqa: E402
+
+
+def image_folder(n: int, source: Path | None, work: Path) -> Path:
+    """n JPEGs: hard links to real ccic images when available, else generated demo images."""
+    folder = work / "images"
+    folder.mkdir()
+    if source and source.is_dir():
+        files = sorted((source / "Positive").glob("*.jpg"))[: n // 2] + sorted((source / "Negative").glob("*.jpg"))
+        files = files[:n]
+        for i, f in enumerate(files):
+            os.link(f, folder / f"{i:06d}.jpg")
+        return folder
+    from crackdesk.core.demo import concrete_image
+
+    for i in range(n):
+        concrete_image(i, i % 3 == 0).save(folder / f"{i:06d}.jpg", quality=90)
+    return folder
+
+
+def bench_end_to_end(model_path: Path, folder: Path, work: Path) -> float:
+    classifier = Classifier(model_path)
+    with open_workspace(folder, work / "ws.sqlite") as ws:
+        ws.sync(scan_folder(folder))
+        items = [(r.id, r.path) for r in ws.rows()]
+        start = time.perf_counter()
+        report = classify_into_workspace(ws, classifier, items)
+        seconds = time.perf_counter() - start
+    return report.classified / seconds
+
+
+def bench_naive(model_path: Path, paths: list[Path], pre) -> float:
+    session = create_session(model_path)
+    name = session.get_inputs()[0].name
+    start = time.perf_counter()
+    for p in paths:
+        session.run(None, {name: pre(load_rgb(p))[None]})
+    return len(paths) / (time.perf_counter() - start)
+
+
+def bench_model_alone(model_path: Path, tensors: np.ndarray) -> tuple[float, int]:
+    session = create_session(model_path)
+    name = session.get_inputs()[0].name
+    best = (0.0, 1)
+    for batch in (1, 4, 16, 32):
+        session.run(None, {name: tensors[:batch]})  # warm-up
+        start, done = time.perf_counter(), 0
+        while done < len(tensors):
+            chunk = tensors[done:done + batch]
+            session.run(None, {name: chunk})
+            done += len(chunk)
+        best = max(best, (done / (time.perf_counter() - start), batch))
+    return best
+
+
+def bench_decode(paths: list[Path], pre) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    arrays = [pre.to_uint8(load_rgb(p)) for p in paths]
+    rate = len(paths) / (time.perf_counter() - start)
+    return rate, pre.normalize(np.stack(arrays))
+
+
+def bench_torch(info, tensors: np.ndarray) -> float | None:
+    try:
+        import torch
+
+        from training.archs import build as build_model
+    except Exception as e:  # the app installs without training
+        print(f"(e) skipped: {e}", file=sys.stderr)
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = build_model(info.architecture, info.preprocessing.input_size[0]).eval()
+    x = torch.from_numpy(tensors)
+    with torch.inference_mode():
+        model(x[:8])
+        start = time.perf_counter()
+        for i in range(0, len(x), 32):
+            torch.sigmoid(model(x[i:i + 32]))
+    return len(x) / (time.perf_counter() - start)
+
+
+def peak_memory_mb(model_path: Path, source_folder: Path, n: int, work: Path) -> tuple[float, float]:
+    """Max RSS (MB) and rate of `crackdesk classify` on n images made by hard-linking the source images."""
+    big = work / "many"
+    big.mkdir()
+    files = sorted(source_folder.iterdir())
+    for i in range(n):
+        sub = big / f"{i // 1000:03d}"
+        sub.mkdir(exist_ok=True)
+        os.link(files[i % len(files)], sub / f"{i:06d}.jpg")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "crackdesk", "classify", str(big), "--model", str(model_path),
+                    "--workspace", str(work / "many.sqlite")], check=True, stderr=subprocess.DEVNULL, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, n / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mobilenetv2")
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ccic")
+    parser.add_argument("--memory-images", type=int, default=40000, help="0 to skip the memory run")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    model_path = ModelRegistry().find(args.model).path
+    info = load_model(model_path).info
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        folder = image_folder(args.images, args.data, work)
+        paths = sorted(folder.iterdir())
+        d, tensors = bench_decode(paths, info.preprocessing)
+        c, best_batch = bench_model_alone(model_path, tensors)
+        b = bench_naive(model_path, paths, info.preprocessing)
+        a = bench_end_to_end(model_path, folder, work)
+        e = bench_torch(info, tensors[:512])
+        limit = 1.0 / (1.0 / c + 1.0 / (cores * d))
+        memory_mb, memory_rate = (peak_memory_mb(model_path, folder, args.memory_images, work)
+                                  if args.memory_images else (None, None))
+    result = {
+        "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
+        "source": "ccic" if args.data.is_dir() else "generated",
+        "a_end_to_end": a, "b_naive": b, "c_model_alone": c, "c_best_batch": best_batch,
+        "d_decode_per_core": d, "e_torch_eager": e, "limit_L": limit,
+        "a_fraction_of_L": a / limit, "b_fraction_of_L": b / limit,
+        "classify_memory_images": args.memory_images or None, "classify_peak_rss_mb": memory_mb,
+        "classify_memory_run_rate": memory_rate,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"model {result['model']}, {len(paths)} {result['source']} 227x227 JPEGs, {cores} cores (images/s)")
+    print(f"(a) CrackDesk end to end          {a:8.0f}   {a / limit:5.1%} of L")
+    print(f"(b) naive loop, batch 1           {b:8.0f}   {b / limit:5.1%} of L")
+    print(f"(c) model alone (batch {best_batch:>2})         {c:8.0f}")
+    print(f"(d) decode + preprocess, 1 core   {d:8.0f}")
+    print(f"(e) PyTorch eager                 {e:8.0f}" if e else "(e) PyTorch eager                 skipped")
+    print(f"L = 1/(1/c + 1/(cores*d))         {limit:8.0f}")
+    if memory_mb is not None:
+        print(f"crackdesk classify on {args.memory_images} images: peak RSS {memory_mb:.0f} MB, "
+              f"{memory_rate:.0f} images/s (including start-up and scan)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
