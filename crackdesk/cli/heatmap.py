@@ -1,0 +1,135 @@
+"""`crackdesk heatmap IMAGE|FOLDER --out DIR`: sliding-window crack heatmaps of large photos.
+
+Per image it writes `<stem>_heatmap.png` (the photo, at most 2048 px, with the overlay and tile grid) and
+`<stem>_tiles.csv` (x,y,w,h,p_crack), and prints one verdict line. Images of a folder keep their sub-folder
+under DIR. For a FOLDER the tile results and the image-level prediction (P = the strongest tile) go into
+its workspace, so the gallery shows large photos with their verdict; for a single IMAGE only with
+--workspace. Unreadable images are reported one line each; the exit status is 1 only for a usage error or
+when no image could be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..core.errors import CrackDeskError
+from ..core.images import is_image_name
+from ..core.overlay import render_overlay
+from ..core.scan import scan_folder
+from ..core.store import Workspace, open_workspace
+from ..core.tiling import heatmap_stream
+from .commands import load_classifier, write_csv_atomically
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crackdesk heatmap",
+                                description="Crack heatmaps of large photos, classified tile by tile at the "
+                                            "scale of the model's training patches.")
+    p.add_argument("target", metavar="IMAGE|FOLDER")
+    p.add_argument("--model", help="shipped model name (cnn, mobilenetv2) or .onnx file (default mobilenetv2)")
+    p.add_argument("--stride", type=_positive, metavar="PX",
+                   help="pixels between window starts (default: the model's patch size, no overlap)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and CSVs (created)")
+    p.add_argument("--workspace", metavar="W", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive number of pixels")
+    return value
+
+
+def output_stems(relpaths: list[str]) -> dict[str, str]:
+    """relpath -> output path without suffix: sub-folders kept, and `IMG.jpg` + `IMG.png` told apart."""
+    taken: dict[str, int] = {}
+    for rel in relpaths:
+        key = str(Path(rel).with_suffix("")).lower()
+        taken[key] = taken.get(key, 0) + 1
+    stems = {}
+    for rel in relpaths:
+        path = Path(rel)
+        clash = taken[str(path.with_suffix("")).lower()] > 1
+        stems[rel] = str(path.with_name(path.name.replace(".", "_")) if clash else path.with_suffix(""))
+    return stems
+
+
+def save_png_atomically(image, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG", compress_level=3)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _targets(target: Path, workspace_arg: str | None):
+    """(root folder, [relpath], workspace or None)."""
+    if target.is_dir():
+        workspace = open_workspace(target, workspace_arg)
+        workspace.sync(scan_folder(target))
+        return target, [r.path for r in workspace.rows()], workspace
+    if not target.is_file():
+        raise CrackDeskError("no such file or folder", target)
+    if not is_image_name(target.name):
+        raise CrackDeskError("not an image file name (expected .jpg, .png, .tif, ...)", target)
+    workspace = None
+    if workspace_arg:
+        workspace = Workspace(target.parent, workspace_arg)
+        workspace.add_file(target.name)
+    return target.parent, [target.name], workspace
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    target, out = Path(args.target), Path(args.out)
+    classifier = load_classifier(args.model)
+    root, relpaths, workspace = _targets(target, args.workspace)
+    try:
+        if not relpaths:
+            print(f"crackdesk heatmap: {target}: no images found", file=sys.stderr)
+            return 1
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CrackDeskError(f"cannot create the output folder ({e.strerror or e})", out) from None
+        return _run(classifier, root, relpaths, out, args.stride, workspace)
+    finally:
+        if workspace is not None:
+            workspace.close()
+
+
+def _run(classifier, root: Path, relpaths: list[str], out: Path, stride, workspace) -> int:
+    stems = output_stems(relpaths)
+    done = unreadable = 0
+    started = time.perf_counter()
+    paths = [root / rel for rel in relpaths]
+    for (prepared, heatmap), rel in zip(heatmap_stream(classifier, paths, stride, keep_image=True), relpaths):
+        if heatmap is None:
+            unreadable += 1
+            print(f"unreadable: {prepared.error}", file=sys.stderr)
+            continue
+        base = out / stems[rel]
+        base.parent.mkdir(parents=True, exist_ok=True)
+        write_csv_atomically(base.with_name(base.name + "_tiles.csv"), ["x", "y", "w", "h", "p_crack"],
+                             ((x, y, w, h, f"{p:.6f}") for x, y, w, h, p in heatmap.tiles()))
+        save_png_atomically(render_overlay(prepared.image, heatmap), base.with_name(base.name + "_heatmap.png"))
+        prepared.image = None
+        if workspace is not None:
+            workspace.set_tile_results(prepared.hash, classifier.key, heatmap.tiles())
+            workspace.set_predictions(classifier.key, [(prepared.hash, heatmap.p_max, heatmap.label)])
+        done += 1
+        print(f"{root / rel}: {heatmap.verdict()}", flush=True)
+    seconds = time.perf_counter() - started
+    print(f"{done} heatmaps ({unreadable} unreadable) in {seconds:.1f} s with {classifier.key} "
+          f"(threshold {classifier.threshold:.3f}, patch {classifier.info.patch_px} px, "
+          f"stride {stride or classifier.info.patch_px} px) -> {out}", file=sys.stderr)
+    return 0 if done else 1

@@ -1,0 +1,294 @@
+"""Sliding-window crack heatmaps of photos larger than the model's training patches.
+
+A model trained on 227x227 patches must see a 4032x3024 photo the way it was trained: in windows of
+`ModelInfo.patch_px` source pixels, each resized to the model input with the model's own preprocessing
+(`Preprocessing.to_uint8` then `.normalize`), classified in batches by the same `Classifier`.
+
+Design notes (why, not just what):
+1. Geometry: windows start every `stride` pixels; the last row and column are shifted back so they end
+   exactly at the border, so every pixel is covered and every window is a full patch. An image smaller than
+   a patch along an axis gets one window spanning that whole axis.
+2. The image-level verdict is crack when any tile reaches the threshold; we also keep the fraction of crack
+   tiles and the strongest tiles, because "1 tile of 252" and "40 tiles" mean different things on site.
+3. Memory: a heatmap decodes the photo once, whole, as 8-bit RGB (3 bytes a pixel) and keeps it while the
+   tiles are cut. Pillow cannot decode a band of a PNG or JPEG without decoding everything above it, and
+   JPEG's draft mode only shrinks by 1/2..1/8, which would change the scale the model was trained at. So
+   we refuse, from the header alone and before decoding, images above `MAX_HEATMAP_PIXELS` (150 Mpx, about
+   450 MB decoded; larger than any camera photo) with a message saying why. A 20000x20000 image is refused
+   in milliseconds with no memory growth. Tiles are cut into one uint8 array (N x H x W x 3 at the model
+   input size, ~19 MB for 252 tiles at 160 px) and normalised batch by batch.
+4. Folder streaming: `heatmap_stream` reads, hashes, decodes and cuts the next image in a worker thread
+   while onnxruntime runs the current one; at most one image is prepared ahead, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .datasets import CRACK, NO_CRACK
+from .errors import CrackDeskError, ImageError
+from .images import load_rgb, open_image
+from .inference import Classifier, read_and_hash
+
+MAX_HEATMAP_PIXELS = 150_000_000
+BATCH = 32
+
+Box = tuple[int, int, int, int]  # x, y, w, h in source pixels
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows of `window` px every `stride` px along an axis of `length` px, the last one
+    shifted to end at the border. One window at 0 when the axis is not longer than a window."""
+    if stride < 1:
+        raise ValueError("stride must be at least 1 pixel")
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where the windows of one image lie: a row-major grid of `len(ys)` x `len(xs)` boxes."""
+
+    width: int
+    height: int
+    tile_w: int
+    tile_h: int
+    xs: tuple[int, ...]
+    ys: tuple[int, ...]
+
+    @classmethod
+    def for_image(cls, width: int, height: int, patch: int, stride: int | None = None) -> "TileGrid":
+        stride = int(stride or patch)
+        tw, th = min(patch, width), min(patch, height)
+        return cls(width, height, tw, th, tuple(window_starts(width, tw, stride)),
+                   tuple(window_starts(height, th, stride)))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.ys), len(self.xs)
+
+    def __len__(self) -> int:
+        return len(self.xs) * len(self.ys)
+
+    def boxes(self) -> list[Box]:
+        return [(x, y, self.tile_w, self.tile_h) for y in self.ys for x in self.xs]
+
+
+@dataclass
+class Heatmap:
+    """P(crack) of every tile of one image, and the image-level verdict derived from them."""
+
+    grid: TileGrid
+    probs: np.ndarray  # shape grid.shape, float
+    threshold: float
+    model_key: str = ""
+    path: Path | None = None
+    hash: str | None = None
+    seconds: dict = field(default_factory=dict)  # decode / tiles / model, for benchmarks
+
+    @property
+    def p_max(self) -> float:
+        return float(self.probs.max())
+
+    @property
+    def label(self) -> str:
+        return CRACK if self.p_max >= self.threshold else NO_CRACK
+
+    @property
+    def crack_tiles(self) -> int:
+        return int((self.probs >= self.threshold).sum())
+
+    @property
+    def crack_fraction(self) -> float:
+        return self.crack_tiles / self.probs.size
+
+    def tiles(self) -> list[tuple[int, int, int, int, float]]:
+        """(x, y, w, h, p_crack) row-major: what the CSV and the store hold."""
+        return [(*box, float(p)) for box, p in zip(self.grid.boxes(), self.probs.ravel())]
+
+    def strongest(self, k: int = 3) -> list[tuple[int, int, int, int, float]]:
+        tiles = self.tiles()
+        order = np.argsort(-self.probs.ravel(), kind="stable")[:k]
+        return [tiles[i] for i in order]
+
+    def verdict(self) -> str:
+        """One line: the verdict, how sure, how much of the image, where."""
+        where = ", ".join(f"({x},{y}) {p:.2f}" for x, y, _, _, p in self.strongest(3))
+        return (f"{self.label}  p_max {self.p_max:.3f}  crack tiles {self.crack_tiles}/{self.probs.size} "
+                f"({self.crack_fraction:.1%})  strongest {where}")
+
+
+def tiles_from_rows(rows: Sequence[tuple[int, int, int, int, float]], width: int, height: int,
+                    threshold: float, model_key: str = "") -> Heatmap:
+    """Rebuild a Heatmap from stored (x, y, w, h, p) rows (e.g. `Workspace.tile_results`)."""
+    xs, ys = sorted({int(r[0]) for r in rows}), sorted({int(r[1]) for r in rows})
+    grid = TileGrid(width, height, int(rows[0][2]), int(rows[0][3]), tuple(xs), tuple(ys))
+    probs = np.zeros(grid.shape)
+    col, row = {x: i for i, x in enumerate(xs)}, {y: i for i, y in enumerate(ys)}
+    for x, y, _, _, p in rows:
+        probs[row[int(y)], col[int(x)]] = p
+    return Heatmap(grid, probs, threshold, model_key)
+
+
+def check_heatmap_size(path: str | Path, data: bytes | None = None, max_pixels: int = MAX_HEATMAP_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header; ImageError, before any decoding, when the image is too large."""
+    with open_image(path, max_pixels=1 << 62, data=data) as image:
+        width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"image too large for a heatmap ({width}x{height} = {width * height / 1e6:.0f} Mpx, "
+                         f"limit {max_pixels / 1e6:.0f} Mpx): the whole photo is decoded once to cut its "
+                         f"tiles, which would need {width * height * 3 / 2**30:.1f} GiB of memory; "
+                         f"split it into smaller images", path)
+    return width, height
+
+
+def load_for_heatmap(path: str | Path, data: bytes | None = None,
+                     max_pixels: int = MAX_HEATMAP_PIXELS) -> Image.Image:
+    """Decode once, full resolution, 8-bit RGB, EXIF orientation applied; refuse oversize images first."""
+    check_heatmap_size(path, data, max_pixels)
+    return load_rgb(path, max_pixels=max_pixels, data=data)
+
+
+def cut_tiles(image: Image.Image, grid: TileGrid, classifier: Classifier) -> np.ndarray:
+    """N x H x W x 3 uint8: every window resized to the model input by the model's preprocessing."""
+    h, w = classifier.pre.input_size
+    out = np.empty((len(grid), h, w, 3), np.uint8)
+    for i, (x, y, tw, th) in enumerate(grid.boxes()):
+        out[i] = classifier.pre.to_uint8(image.crop((x, y, x + tw, y + th)))
+    return out
+
+
+def classify_tiles(classifier: Classifier, tiles: np.ndarray, cancel: threading.Event | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray | None:
+    """P(crack) per uint8 tile, in batches; None when cancelled."""
+    probs = np.empty(len(tiles))
+    for start in range(0, len(tiles), BATCH):
+        if cancel is not None and cancel.is_set():
+            return None
+        probs[start:start + BATCH] = classifier.predict_tensor(classifier.pre.normalize(tiles[start:start + BATCH]))
+        if progress:
+            progress(min(start + BATCH, len(tiles)), len(tiles))
+    return probs
+
+
+@dataclass
+class Prepared:
+    """One image read, hashed, decoded and cut into tiles (or the reason it could not be)."""
+
+    path: Path
+    hash: str | None = None
+    image: Image.Image | None = None
+    grid: TileGrid | None = None
+    tiles: np.ndarray | None = None
+    error: CrackDeskError | None = None
+    seconds: dict = field(default_factory=dict)
+
+
+def prepare(classifier: Classifier, path: str | Path, stride: int | None = None,
+            keep_image: bool = True) -> Prepared:
+    """Read, hash, decode and cut one image; never raises for a bad file (the error is returned)."""
+    import time
+
+    path = Path(path)
+    result = Prepared(path)
+    t0 = time.perf_counter()
+    try:
+        data, result.hash = read_and_hash(path)
+        image = load_for_heatmap(path, data)
+    except CrackDeskError as e:
+        result.error = e
+        return result
+    except OSError as e:
+        result.error = ImageError(f"cannot read: {e.strerror or e}", path)
+        return result
+    except Exception as e:  # a decoder bug on one odd file must not stop a folder
+        result.error = ImageError(f"cannot decode ({type(e).__name__}: {e})", path)
+        return result
+    t1 = time.perf_counter()
+    result.grid = TileGrid.for_image(image.width, image.height, classifier.info.patch_px, stride)
+    result.tiles = cut_tiles(image, result.grid, classifier)
+    result.image = image if keep_image else None
+    result.seconds = {"decode": t1 - t0, "tiles": time.perf_counter() - t1}
+    return result
+
+
+def finish(classifier: Classifier, prepared: Prepared, cancel=None, progress=None) -> Heatmap | None:
+    """Classify a prepared image's tiles; None when cancelled. Raises its error when it had one."""
+    import time
+
+    if prepared.error is not None:
+        raise prepared.error
+    t0 = time.perf_counter()
+    probs = classify_tiles(classifier, prepared.tiles, cancel, progress)
+    if probs is None:
+        return None
+    seconds = dict(prepared.seconds, model=time.perf_counter() - t0)
+    return Heatmap(prepared.grid, probs.reshape(prepared.grid.shape), classifier.threshold, classifier.key,
+                   prepared.path, prepared.hash, seconds)
+
+
+def heatmap_of_image(classifier: Classifier, image: Image.Image, stride: int | None = None,
+                     cancel: threading.Event | None = None, progress=None) -> Heatmap | None:
+    """Heatmap of an already decoded RGB image (tests, the GUI's image in memory)."""
+    grid = TileGrid.for_image(image.width, image.height, classifier.info.patch_px, stride)
+    probs = classify_tiles(classifier, cut_tiles(image, grid, classifier), cancel, progress)
+    if probs is None:
+        return None
+    return Heatmap(grid, probs.reshape(grid.shape), classifier.threshold, classifier.key)
+
+
+def heatmap_of_file(classifier: Classifier, path: str | Path, stride: int | None = None,
+                    cancel: threading.Event | None = None, progress=None) -> Heatmap | None:
+    """Heatmap of one image file. Raises ImageError naming the file; None when cancelled."""
+    return finish(classifier, prepare(classifier, path, stride, keep_image=False), cancel, progress)
+
+
+def heatmap_stream(classifier: Classifier, paths: Sequence[str | Path], stride: int | None = None,
+                   cancel: threading.Event | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   keep_image: bool = False) -> Iterator[tuple[Prepared, Heatmap | None]]:
+    """(prepared, heatmap) per path in order; heatmap is None and prepared.error set for a bad file.
+    The next image is prepared in a worker thread while the model runs on the current one. With
+    `keep_image`, prepared.image holds the decoded photo (for rendering the overlay)."""
+    paths = [Path(p) for p in paths]
+    with ThreadPoolExecutor(1, thread_name_prefix="crackdesk-heatmap") as pool:
+        ahead = pool.submit(prepare, classifier, paths[0], stride, keep_image) if paths else None
+        for i in range(len(paths)):
+            prepared = ahead.result()
+            ahead = pool.submit(prepare, classifier, paths[i + 1], stride, keep_image) if i + 1 < len(paths) else None
+            if cancel is not None and cancel.is_set():
+                if ahead is not None:
+                    ahead.cancel()
+                return
+            heatmap = None
+            if prepared.error is None:
+                heatmap = finish(classifier, prepared, cancel)
+                if heatmap is None:  # cancelled
+                    return
+            prepared.tiles = None  # free the tile array before the next image arrives
+            yield prepared, heatmap
+            if progress:
+                progress(i + 1, len(paths))
+
+
+def mosaic(patches: Sequence[Image.Image], cols: int, patch: int | None = None) -> Image.Image:
+    """Patches laid out row-major on a grid of `cols` columns (for tests and demos: every tile's truth known)."""
+    patch = patch or patches[0].width
+    rows = -(-len(patches) // cols)
+    out = Image.new("RGB", (cols * patch, rows * patch))
+    for i, p in enumerate(patches):
+        if p.size != (patch, patch):
+            p = p.resize((patch, patch), Image.BILINEAR)
+        out.paste(p.convert("RGB"), ((i % cols) * patch, (i // cols) * patch))
+    return out
