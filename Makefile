@@ -11,7 +11,7 @@ QT_DEBS := libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
 # PyInstaller's bundle needs objdump (binutils) to read shared-library dependencies.
 BUILD_DEBS := binutils
 
-.PHONY: run test test-fast bench bench-gui screenshots bundle bundle-test setup clean
+.PHONY: run test test-fast bundle-test bench bench-gui screenshots bundle bundle-test setup clean
 
 setup: $(VENV)/.installed $(VENV)/.sysdeps
 
@@ -36,10 +36,14 @@ run: setup
 	$(PY) -m crackdesk gui $(DEMO)
 
 test: setup
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not bundle"
 
 test-fast: setup
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow and not bundle"
+
+# Builds the bundle from the committed tree, then runs its executable in a clean environment.
+bundle-test: bundle
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m bundle tests/test_bundle.py
 
 bench: setup
 	$(PY) scripts/bench_classify.py

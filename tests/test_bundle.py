@@ -1,0 +1,79 @@
+"""Smoke test of the PyInstaller bundle (`make bundle-test` builds it first; CI runs it as its own step).
+
+The executable runs with a clean environment: no virtualenv on PATH, no PYTHONPATH, user dirs in tmp."""
+
+import csv
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from factories import write_images
+
+from crackdesk.core.demo import write_demo_folder
+from crackdesk.core.inference import classify_all
+from crackdesk.core.models import ModelRegistry
+
+pytestmark = pytest.mark.bundle
+ROOT = Path(__file__).resolve().parents[1]
+EXE = ROOT / "dist" / "crackdesk" / "crackdesk"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    if not EXE.exists():
+        pytest.skip(f"no bundle at {EXE}: run `make bundle` first")
+    home = tmp_path_factory.mktemp("home")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "QT_QPA_PLATFORM": "offscreen",
+           "LANG": "C.UTF-8"}
+    weights = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
+    if weights.exists():
+        env["CRACKDESK_MOBILENET_WEIGHTS"] = str(weights)
+
+    def run(*args, timeout=300):
+        result = subprocess.run([str(EXE), *map(str, args)], env=env, cwd=home, capture_output=True, text=True,
+                                timeout=timeout)
+        assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    return run
+
+
+def test_version(run):
+    out = run("--version").stdout
+    for part in ("crackdesk", "onnxruntime", "PySide6", "torch"):
+        assert part in out and f"{part} not installed" not in out
+
+
+def test_models_are_bundled(run):
+    out = run("models").stdout
+    assert "mobilenetv2" in out and "cnn" in out and "shipped" in out
+
+
+def test_classify_gives_the_same_probabilities_as_the_package(run, tmp_path):
+    folder = tmp_path / "demo"
+    write_demo_folder(folder, count=12, seed=5)
+    out = tmp_path / "out.csv"
+    run("classify", folder, "--model", "cnn", "--csv", out)
+    bundled = {r["path"]: float(r["p_crack"]) for r in csv.DictReader(out.open())}
+    package = {str(p.path): p.p_crack for p in classify_all(ModelRegistry().find("cnn").path,
+                                                             sorted(folder.rglob("*.jpg")))}
+    assert len(bundled) == 12
+    for path, p in package.items():
+        assert bundled[path] == pytest.approx(p, abs=1e-5)
+
+
+def test_tiny_training_run_then_classify(run, tmp_path):
+    data = tmp_path / "data"
+    write_images(data / "Positive", 24, crack_every=1, size=(48, 48))
+    write_images(data / "Negative", 24, seed=9, crack_every=10**6, size=(48, 48))
+    model = tmp_path / "tiny-cnn.onnx"
+    run("train", data, "--arch", "cnn", "--input-size", "32", "--epochs", "1", "--out", model, timeout=600)
+    assert model.exists()
+    run("classify", data / "Positive", "--model", model, "--workspace", tmp_path / "ws.sqlite")
+
+
+def test_gui_starts_and_quits_offscreen(run, tmp_path):
+    folder = tmp_path / "demo"
+    write_demo_folder(folder, count=8)
+    run("gui", folder, "--quit-after", "2", timeout=120)
