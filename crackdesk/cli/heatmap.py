@@ -92,6 +92,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     target, out = Path(args.target), Path(args.out)
     classifier = load_classifier(args.model)
+    if args.stride and args.stride > classifier.info.patch_px:
+        raise CrackDeskError(f"--stride {args.stride} is larger than the model's patch size "
+                             f"({classifier.info.patch_px} px): the tiles would leave gaps")
     root, relpaths, workspace = _targets(target, args.workspace)
     try:
         if not relpaths:

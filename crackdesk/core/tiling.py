@@ -70,6 +70,9 @@ class TileGrid:
     @classmethod
     def for_image(cls, width: int, height: int, patch: int, stride: int | None = None) -> "TileGrid":
         stride = int(stride or patch)
+        if not 1 <= stride <= patch:
+            raise ValueError(f"stride must be between 1 and the patch size ({patch} px) so the tiles cover "
+                             f"the whole image, got {stride}")
         tw, th = min(patch, width), min(patch, height)
         return cls(width, height, tw, th, tuple(window_starts(width, tw, stride)),
                    tuple(window_starts(height, th, stride)))
