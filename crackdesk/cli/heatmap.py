@@ -72,20 +72,19 @@ def save_png_atomically(image, path: Path) -> None:
 
 
 def _targets(target: Path, workspace_arg: str | None):
-    """(root folder, [relpath], workspace or None)."""
+    """(root folder, {relpath: image id or None}, workspace or None)."""
     if target.is_dir():
         workspace = open_workspace(target, workspace_arg)
         workspace.sync(scan_folder(target))
-        return target, [r.path for r in workspace.rows()], workspace
+        return target, {r.path: r.id for r in workspace.rows()}, workspace
     if not target.is_file():
         raise CrackDeskError("no such file or folder", target)
     if not is_image_name(target.name):
         raise CrackDeskError("not an image file name (expected .jpg, .png, .tif, ...)", target)
-    workspace = None
-    if workspace_arg:
-        workspace = Workspace(target.parent, workspace_arg)
-        workspace.add_file(target.name)
-    return target.parent, [target.name], workspace
+    if not workspace_arg:
+        return target.parent, {target.name: None}, None
+    workspace = Workspace(target.parent, workspace_arg)
+    return target.parent, {target.name: workspace.add_file(target.name)}, workspace
 
 
 def main(argv: list[str]) -> int:
@@ -95,22 +94,23 @@ def main(argv: list[str]) -> int:
     if args.stride and args.stride > classifier.info.patch_px:
         raise CrackDeskError(f"--stride {args.stride} is larger than the model's patch size "
                              f"({classifier.info.patch_px} px): the tiles would leave gaps")
-    root, relpaths, workspace = _targets(target, args.workspace)
+    root, image_ids, workspace = _targets(target, args.workspace)
     try:
-        if not relpaths:
+        if not image_ids:
             print(f"crackdesk heatmap: {target}: no images found", file=sys.stderr)
             return 1
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CrackDeskError(f"cannot create the output folder ({e.strerror or e})", out) from None
-        return _run(classifier, root, relpaths, out, args.stride, workspace)
+        return _run(classifier, root, image_ids, out, args.stride, workspace)
     finally:
         if workspace is not None:
             workspace.close()
 
 
-def _run(classifier, root: Path, relpaths: list[str], out: Path, stride, workspace) -> int:
+def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, stride, workspace) -> int:
+    relpaths = list(image_ids)
     stems = output_stems(relpaths)
     done = unreadable = 0
     started = time.perf_counter()
@@ -127,6 +127,7 @@ def _run(classifier, root: Path, relpaths: list[str], out: Path, stride, workspa
         save_png_atomically(render_overlay(prepared.image, heatmap), base.with_name(base.name + "_heatmap.png"))
         prepared.image = None
         if workspace is not None:
+            workspace.set_hashes([(image_ids[rel], prepared.hash)])  # read anyway: the gallery needs it
             workspace.set_tile_results(prepared.hash, classifier.key, heatmap.tiles())
             workspace.set_predictions(classifier.key, [(prepared.hash, heatmap.p_max, heatmap.label)])
         done += 1
