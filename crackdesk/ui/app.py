@@ -1,0 +1,37 @@
+"""Starting the desktop app: `crackdesk`, `crackdesk gui [FOLDER] [--model M] [--workspace W]`."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from .theme import apply_theme
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv or [sys.argv[0]])
+        app.setApplicationName("CrackDesk")
+        app.setOrganizationName("CrackDesk")
+        app.setApplicationDisplayName("CrackDesk")
+    apply_theme(app)
+    return app
+
+
+def run_app(folder: str | None = None, model: str | None = None, workspace: str | None = None,
+            quit_after: float | None = None) -> int:
+    app = make_app()
+    from .main_window import MainWindow
+
+    window = MainWindow()
+    window.choose_model(model)
+    window.show()
+    if folder:
+        window.open_folder(folder, workspace)
+    if quit_after is not None:
+        QTimer.singleShot(int(quit_after * 1000), window.close)
+        QTimer.singleShot(int(quit_after * 1000) + 50, app.quit)
+    return app.exec()

@@ -1,0 +1,409 @@
+"""The main window: the folder's gallery, triage sidebar, labelling, classification and the jobs behind them.
+
+Menus and toolbar live in window_actions.py, export/import in exchange_actions.py; this file holds the
+state (open workspace, active model) and the flow: open -> scan (grid shown) -> store rows -> hashing in
+the background -> thumbnails for what is visible -> classify on demand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
+
+from ..core.errors import ModelError
+from ..core.models import ModelRegistry
+from .empty_state import EmptyState
+from .gallery_delegate import GalleryDelegate
+from .gallery_model import FILTERS, GalleryModel
+from .gallery_view import GalleryView
+from .job_bar import JobBar
+from .jobs import classify_job, function_job, hash_job, open_folder_job
+from .settings import Settings
+from .shortcuts_overlay import ShortcutsOverlay
+from .sidebar import Sidebar
+from .thumbnails import ThumbnailService
+from .undo import LabelCommand
+from .window_actions import build_actions
+
+
+class MainWindow(QMainWindow):
+    folder_loaded = Signal()  # the store's rows are in the grid
+    classify_finished = Signal(object)  # ClassifyReport
+
+    def __init__(self, settings: Settings | None = None, registry: ModelRegistry | None = None):
+        super().__init__()
+        self.settings = settings or Settings()
+        self.registry = registry or ModelRegistry()
+        self.folder: Path | None = None
+        self.ws = None
+        self.entry = None  # active ModelEntry
+        self.hasher = None
+        self.classifier_job = None
+        self.viewer = None
+        self.jobs: list = []
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.indexChanged.connect(lambda _: self.refresh_status())
+
+        self.model = GalleryModel(self)
+        self.thumbnails = ThumbnailService(self)
+        self.view = GalleryView()
+        self.view.setModel(self.model)
+        self.delegate = GalleryDelegate(self.thumbnails, self.model, self.view)
+        self.view.setItemDelegate(self.delegate)
+        self.thumbnails.updated.connect(self.view.viewport().update)
+        self.view.label_requested.connect(self.label_selection)
+        self.view.open_requested.connect(self.open_viewer)
+        self.view.help_requested.connect(lambda: self.overlay.toggle())
+
+        self.sidebar = Sidebar()
+        self.sidebar.filter_changed.connect(self.set_filter)
+        self.sidebar.sort_changed.connect(self.set_sort)
+        self.sidebar.band_changed.connect(self.set_band)
+        self.empty = EmptyState(self)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.empty)
+        self.pages.addWidget(self.view)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.sidebar)
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+        self.counts_label = QLabel()
+        self.job_bar = JobBar()
+        self.statusBar().addWidget(self.counts_label, 1)
+        self.statusBar().addPermanentWidget(self.job_bar)
+        self.overlay = ShortcutsOverlay(self)
+        self.setAcceptDrops(True)
+        self.setWindowTitle("CrackDesk")
+        self.resize(1360, 860)
+        if self.settings.geometry is not None:
+            self.restoreGeometry(self.settings.geometry)
+
+        self.model.band = self.settings.band
+        self.model.filter = self.settings.filter if self.settings.filter in FILTERS else "all"
+        self.model.sort = self.settings.sort
+        self.sidebar.set_state(self.model.filter, self.model.sort, self.model.band)
+        self.actions = build_actions(self)
+        self.set_thumb_size(self.settings.thumb_size)
+        self.refresh_status()
+
+    # -- models -----------------------------------------------------------------------------------
+    def choose_model(self, requested: str | None = None) -> None:
+        """Make a model active: the one asked for, else the last used, else the default shipped one."""
+        if requested:
+            try:
+                self.set_model(self.registry.find(requested))
+                return
+            except ModelError as e:
+                self.show_error("Model", str(e))
+        saved = self.settings.active_model
+        if saved:
+            try:
+                self.set_model(self.registry.find(saved))
+                return
+            except ModelError:
+                pass  # removed since: fall back to the default
+        entries = self.registry.entries()
+        self.set_model(entries[0] if entries else None)
+
+    def set_model(self, entry) -> None:
+        self.entry = entry
+        if entry is not None:
+            self.settings.active_model = str(entry.path) if entry.source == "file" else entry.key
+            self.model.threshold = entry.info.threshold
+        self.sidebar.set_model(entry.info if entry else None)
+        self.actions.sync_models()
+        if self.ws is not None:
+            self.reload_rows()
+
+    @property
+    def model_key(self) -> str | None:
+        return self.entry.key if self.entry else None
+
+    # -- opening a folder -------------------------------------------------------------------------
+    def open_folder(self, folder: str | Path, workspace: str | Path | None = None) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            self.show_error("Open folder", f"{folder}: not a folder")
+            return
+        self.close_folder()
+        self.folder = folder.resolve()
+        self.settings.add_recent_folder(self.folder)
+        self.actions.sync_recent()
+        self.setWindowTitle(f"{self.folder.name} — CrackDesk")
+        self.thumbnails.set_root(self.folder)
+        self.pages.setCurrentWidget(self.view)
+        job = open_folder_job(self.folder, workspace, self.model_key, self)
+        job.partial.connect(self._scanned)
+        job.succeeded.connect(self._loaded)
+        self.start_job(job)
+
+    def _scanned(self, paths: list[str]) -> None:
+        self.model.set_paths(paths)
+        self.select_row(0)
+        self.refresh_status()
+
+    def _loaded(self, result) -> None:
+        self.ws, rows = result
+        current = self.view.currentIndex().row()
+        self.model.set_rows(rows, self.model.threshold)
+        self.select_row(max(0, current))
+        self.refresh_status()
+        self.start_hashing()
+        self.folder_loaded.emit()
+
+    def reload_rows(self) -> None:
+        """Re-read labels and the active model's predictions from the store, off the GUI thread."""
+        ws, key = self.ws, self.model_key
+        job = function_job("Loading predictions", lambda cancel, progress: ws.rows(key), self)
+        job.succeeded.connect(lambda rows: self._rows_reloaded(ws, rows))
+        self.start_job(job)
+
+    def _rows_reloaded(self, ws, rows) -> None:
+        if ws is not self.ws:
+            return
+        from ..core.scan import natural_key
+
+        current = self.current_id()
+        rows.sort(key=lambda r: natural_key(r.path))
+        self.model.set_rows(rows, self.model.threshold)
+        self.select_id(current)
+        self.refresh_status()
+
+    def start_hashing(self) -> None:
+        if self.ws is None or self.hasher is not None or self.classifier_job is not None:
+            return
+        self.hasher = hash_job(self.ws, self)
+        self.hasher.over.connect(self._hashed)
+        self.start_job(self.hasher, foreground=False)
+
+    def _hashed(self) -> None:
+        cancelled = self.hasher is not None and self.hasher.cancelled
+        self.hasher = None
+        if not cancelled and self.ws is not None:
+            self.reload_rows()  # moved or renamed files get their labels once their content is known
+
+    def close_folder(self) -> None:
+        for job in list(self.jobs):
+            job.cancel()
+        for job in list(self.jobs):
+            job.wait()
+        self.jobs.clear()
+        self.hasher = self.classifier_job = None
+        if self.ws is not None:
+            self.ws.close()
+        self.ws = None
+        self.undo_stack.clear()
+        self.model.clear()
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def start_job(self, job, foreground: bool = True) -> None:
+        self.jobs.append(job)
+        job.failed.connect(lambda message, j=job: self.show_error(j.title, message))
+        job.over.connect(lambda j=job: self._job_done(j))
+        self.job_bar.add(job)
+        job.start()
+
+    def _job_done(self, job) -> None:
+        if job in self.jobs:
+            self.jobs.remove(job)
+        self.refresh_status()
+
+    def classify(self, scope: str = "all") -> None:
+        if self.ws is None:
+            return
+        if self.entry is None:
+            self.show_error("Classify", "No model is available: import one with Models… (Ctrl+M).")
+            return
+        if self.classifier_job is not None:
+            return
+        m = self.model
+        if scope == "selection":
+            rows = [i.row() for i in self.view.selectionModel().selectedIndexes()]
+            chosen = sorted(m.image_index(r) for r in rows)
+        elif scope == "unclassified":
+            chosen = [k for k in range(len(m.paths)) if m.probs[k] != m.probs[k]]
+        else:
+            chosen = range(len(m.paths))
+        items = [(int(m.ids[k]), m.paths[k]) for k in chosen if m.ids[k] >= 0]
+        if not items:
+            self.statusBar().showMessage("Nothing to classify", 3000)
+            return
+        if self.hasher is not None:
+            self.hasher.cancel()  # classification hashes the images itself
+        job = classify_job(self.ws, self.entry.path, items, self)
+        job.partial.connect(self.model.update_probs)
+        job.partial.connect(lambda _: self.refresh_status())
+        job.succeeded.connect(self._classified)
+        job.over.connect(self._classify_over)
+        self.classifier_job = job
+        self.start_job(job)
+
+    def _classified(self, report) -> None:
+        if report.errors:
+            self.statusBar().showMessage(f"{len(report.errors)} images could not be read, e.g. "
+                                         f"{report.errors[0][0]}: {report.errors[0][1]}", 10000)
+        self.classify_finished.emit(report)
+
+    def _classify_over(self) -> None:
+        self.classifier_job = None
+        current = self.current_id()
+        self.model.update_probs({}, refilter=True)
+        self.select_id(current)
+        self.refresh_status()
+        self.start_hashing()
+
+    # -- labelling --------------------------------------------------------------------------------
+    def selected_rows(self) -> list[int]:
+        rows = sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})
+        if not rows and self.view.currentIndex().isValid():
+            rows = [self.view.currentIndex().row()]
+        return rows
+
+    def label_selection(self, label) -> None:
+        """C / N / Space / Backspace: label every selected image, then move on to the next one."""
+        if self.ws is None:
+            return
+        rows = self.selected_rows()
+        if label == "accept":
+            labels = {self.model.id_at(r): self.model.predicted_at(r) for r in rows if self.model.prob_at(r) is not None}
+        else:
+            labels = {self.model.id_at(r): label for r in rows}
+        labels = {i: v for i, v in labels.items() if i >= 0}
+        if not labels:
+            return
+        after = rows[-1] + 1
+        next_id = self.model.id_at(after) if after < self.model.rowCount() else None
+        first = rows[0]
+        self.undo_stack.push(LabelCommand(self.ws, labels, self._labels_applied,
+                                          lambda msg: self.show_error("Label", msg)))
+        if next_id is not None and self.model.row_of_id(next_id) >= 0:
+            self.select_id(next_id)
+        else:
+            self.select_row(min(first, self.model.rowCount() - 1) if len(rows) == 1 else rows[-1])
+
+    def _labels_applied(self, labels: dict) -> None:
+        current = self.current_id()
+        self.model.update_labels(labels)
+        if self.model.row_of_id(current) >= 0 and self.view.currentIndex().row() < 0:
+            self.select_id(current)
+        self.refresh_status()
+        self.refresh_viewer()
+
+    def push_change(self, change, text: str) -> None:
+        """Put an already-written change (an import) on the undo stack."""
+        self.undo_stack.push(LabelCommand(self.ws, dict(change.after), self._labels_applied,
+                                          lambda msg: self.show_error("Label", msg), text, change))
+
+    # -- selection --------------------------------------------------------------------------------
+    def current_id(self) -> int | None:
+        row = self.view.currentIndex().row()
+        return self.model.id_at(row) if 0 <= row < self.model.rowCount() else None
+
+    def select_row(self, row: int) -> None:
+        if not 0 <= row < self.model.rowCount():
+            return
+        index = self.model.index(row)
+        self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.ClearAndSelect)
+        self.view.scrollTo(index)
+        self.refresh_viewer()
+
+    def select_id(self, image_id: int | None) -> None:
+        row = self.model.row_of_id(image_id) if image_id is not None else -1
+        self.select_row(row if row >= 0 else 0)
+
+    # -- triage controls --------------------------------------------------------------------------
+    def set_filter(self, name: str) -> None:
+        current = self.current_id()
+        self.model.set_filter(name)
+        self.settings.filter = name
+        self.select_id(current)
+        self.refresh_status()
+
+    def set_sort(self, name: str) -> None:
+        current = self.current_id()
+        self.model.set_sort(name)
+        self.settings.sort = name
+        self.select_id(current)
+
+    def set_band(self, band: float) -> None:
+        self.model.set_band(band)
+        self.settings.band = band
+        self.view.viewport().update()
+        self.refresh_status()
+
+    def set_thumb_size(self, px: int) -> None:
+        px = min(320, max(80, int(px)))
+        self.delegate.set_thumb_size(px)
+        self.settings.thumb_size = px
+        self.actions.thumb_slider.blockSignals(True)
+        self.actions.thumb_slider.setValue(px)
+        self.actions.thumb_slider.blockSignals(False)
+        self.view.doItemsLayout()
+
+    # -- viewer -----------------------------------------------------------------------------------
+    def open_viewer(self) -> None:
+        if self.view.currentIndex().row() < 0:
+            return
+        if self.viewer is None:
+            from .viewer import ViewerDialog
+
+            self.viewer = ViewerDialog(self)
+            self.viewer.navigate.connect(lambda step: self.select_row(self.view.currentIndex().row() + step))
+            self.viewer.label_requested.connect(self.label_selection)
+        self.viewer.show()
+        self.viewer.raise_()
+        self.refresh_viewer()
+
+    def refresh_viewer(self) -> None:
+        if self.viewer is None or not self.viewer.isVisible():
+            return
+        row = self.view.currentIndex().row()
+        if row < 0 or self.folder is None:
+            return
+        k = self.model.image_index(row)
+        image_id = int(self.model.ids[k])
+        history = self.ws.history(image_id) if self.ws is not None and image_id >= 0 else []
+        name = self.entry.key if self.entry else "no model"
+        self.viewer.show_image(self.folder / self.model.paths[k], self.model.paths[k], self.model.label_at(row),
+                               self.model.prob_at(row), self.model.threshold, name, history, self.model.band)
+
+    # -- status and messages ----------------------------------------------------------------------
+    def refresh_status(self) -> None:
+        c = self.model.counts()
+        self.sidebar.set_counts({k: int(self.model.mask(k).sum()) for k in FILTERS} if c["images"] else {})
+        if not c["images"]:
+            self.counts_label.setText("No folder open" if self.folder is None else "No images in this folder")
+            return
+        self.counts_label.setText(
+            f"{c['images']:,} images  ·  {c['classified']:,} classified  ·  {c['reviewed']:,} reviewed  ·  "
+            f"{c['crack']:,} crack  ·  {c['no_crack']:,} no crack  ·  {c['disagree']:,} disagree  ·  "
+            f"showing {c['shown']:,}")
+
+    def show_error(self, title: str, message: str) -> None:
+        """A message, never a traceback; non-blocking so a background failure never freezes the window."""
+        box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        self.last_error = message
+        box.open()
+
+    # -- window events ----------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls and Path(urls[0].toLocalFile()).is_dir():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        self.open_folder(event.mimeData().urls()[0].toLocalFile())
+
+    def closeEvent(self, event) -> None:
+        self.settings.geometry = self.saveGeometry()
+        self.close_folder()
+        self.thumbnails.shutdown()
+        super().closeEvent(event)
+

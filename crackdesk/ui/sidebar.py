@@ -1,0 +1,123 @@
+"""The triage sidebar: filters with their counts, sort order, uncertainty band and the active model."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFrame, QLabel, QListWidget, QListWidgetItem, QVBoxLayout,
+                               QWidget)
+
+from . import theme
+from .gallery_model import FILTERS, SORTS
+
+FILTER_COLORS = {"all": theme.ACCENT, "pred_crack": theme.CRACK, "pred_no_crack": theme.NO_CRACK,
+                 "uncertain": theme.UNCERTAIN, "disagree": theme.UNCERTAIN, "not_reviewed": theme.UNKNOWN,
+                 "reviewed": theme.TEXT}
+
+
+def dot_icon(color: QColor, size: int = 12) -> QIcon:
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.Antialiasing)
+    painter.setPen(Qt.NoPen)
+    painter.setBrush(color)
+    painter.drawEllipse(1, 1, size - 2, size - 2)
+    painter.end()
+    return QIcon(pixmap)
+
+
+def heading(text: str) -> QLabel:
+    label = QLabel(text.upper())
+    label.setProperty("muted", True)
+    font = label.font()
+    font.setPointSizeF(font.pointSizeF() - 1)
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+class Sidebar(QFrame):
+    filter_changed = Signal(str)
+    sort_changed = Signal(str)
+    band_changed = Signal(float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setFixedWidth(250)
+        self.setStyleSheet(f"Sidebar {{ background: {theme.PANEL.name()}; border-right: 1px solid "
+                           f"{theme.BORDER.name()}; }} QListWidget {{ background: transparent; border: none; }} "
+                           f"QListWidget::item {{ padding: 5px 4px; border-radius: 4px; }} "
+                           f"QListWidget::item:selected {{ background: #353c48; color: white; }}")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.addWidget(heading("Show"))
+        self.filters = QListWidget()
+        self.filters.setFocusPolicy(Qt.NoFocus)
+        self.filters.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.filters.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        for key, text in FILTERS.items():
+            item = QListWidgetItem(dot_icon(FILTER_COLORS[key]), text)
+            item.setData(Qt.UserRole, key)
+            self.filters.addItem(item)
+        self.filters.setFixedHeight(len(FILTERS) * 31 + 6)
+        self.filters.currentItemChanged.connect(
+            lambda item, _: item is not None and self.filter_changed.emit(item.data(Qt.UserRole)))
+        layout.addWidget(self.filters)
+        layout.addSpacing(10)
+        layout.addWidget(heading("Sort by"))
+        self.sort = QComboBox()
+        for key, text in SORTS.items():
+            self.sort.addItem(text, key)
+        self.sort.currentIndexChanged.connect(lambda _: self.sort_changed.emit(self.sort.currentData()))
+        layout.addWidget(self.sort)
+        layout.addSpacing(10)
+        layout.addWidget(heading("Uncertainty band (± around threshold)"))
+        self.band = QDoubleSpinBox()
+        self.band.setRange(0.01, 0.5)
+        self.band.setSingleStep(0.05)
+        self.band.setDecimals(2)
+        self.band.valueChanged.connect(self.band_changed)
+        layout.addWidget(self.band)
+        layout.addSpacing(14)
+        layout.addWidget(heading("Active model"))
+        self.model_info = QLabel("No model")
+        self.model_info.setWordWrap(True)
+        self.model_info.setTextFormat(Qt.RichText)
+        layout.addWidget(self.model_info)
+        layout.addStretch(1)
+        legend = QLabel(f"<span style='color:{theme.CRACK.name()}'>■</span> crack &nbsp; "
+                        f"<span style='color:{theme.NO_CRACK.name()}'>■</span> no crack &nbsp; "
+                        f"<span style='color:{theme.UNCERTAIN.name()}'>■</span> uncertain")
+        legend.setProperty("muted", True)
+        layout.addWidget(legend)
+        self.filters.setCurrentRow(0)
+
+    def set_state(self, filter_name: str, sort_name: str, band: float) -> None:
+        for widget in (self.filters, self.sort, self.band):
+            widget.blockSignals(True)
+        keys = list(FILTERS)
+        self.filters.setCurrentRow(keys.index(filter_name) if filter_name in keys else 0)
+        self.sort.setCurrentIndex(max(0, self.sort.findData(sort_name)))
+        self.band.setValue(band)
+        for widget in (self.filters, self.sort, self.band):
+            widget.blockSignals(False)
+
+    def select_filter(self, name: str) -> None:
+        self.filters.setCurrentRow(list(FILTERS).index(name))
+
+    def set_counts(self, counts: dict[str, int]) -> None:
+        for row, key in enumerate(FILTERS):
+            item = self.filters.item(row)
+            n = counts.get(key)
+            item.setText(FILTERS[key] if n is None else f"{FILTERS[key]}   {n:,}")
+
+    def set_model(self, info) -> None:
+        if info is None:
+            self.model_info.setText("No model available.<br>Import one in <b>Models</b>.")
+            return
+        m = info.metrics or {}
+        metrics = " · ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "f1") if isinstance(m.get(k), (int, float)))
+        self.model_info.setText(f"<b>{info.name}</b> {info.version}<br>"
+                                f"<span style='color:{theme.MUTED.name()}'>{info.architecture} · threshold "
+                                f"{info.threshold:.2f}<br>{metrics}</span>")

@@ -1,0 +1,168 @@
+"""Thumbnails: made by a thread pool, cached on disk and in memory, asked for only by what is painted.
+
+The delegate asks `pixmap(path)` while painting; a miss queues the path (newest first, so the items on
+screen after a fast scroll come before the ones scrolled past) and returns None. Workers read the disk
+cache or decode the image (JPEG draft mode: 1/2..1/8 scale decoding) and hand back a QImage; the GUI
+thread turns it into a QPixmap and repaints. Nothing is read from disk on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict, deque
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
+
+from ..core.errors import ImageError
+from ..core.images import load_rgb
+from ..core.paths import thumbnail_cache_dir
+
+THUMB_PX = 256  # made once at this size; the grid scales it down to the chosen thumbnail size
+CACHE_VERSION = "1"
+
+
+def cache_file(cache_dir: Path, path: Path) -> Path | None:
+    """Disk cache entry keyed by absolute path, size and mtime: a changed file gets a new thumbnail."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = f"{CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{THUMB_PX}"
+    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return cache_dir / digest[:2] / f"{digest}.jpg"
+
+
+def make_thumbnail(path: Path, cache_dir: Path) -> tuple[QImage | None, str | None]:
+    """(image, error). Runs in a worker thread; QImage (unlike QPixmap) may be built off the GUI thread."""
+    cached = cache_file(cache_dir, path)
+    if cached is not None and cached.is_file():
+        image = QImage(str(cached))
+        if not image.isNull():
+            return image, None
+    try:
+        picture = load_rgb(path, draft_size=(THUMB_PX, THUMB_PX))
+    except ImageError as e:
+        return None, e.reason
+    except Exception as e:  # one odd file must not kill a worker
+        return None, f"{type(e).__name__}: {e}"
+    picture.thumbnail((THUMB_PX, THUMB_PX), Image.BILINEAR, reducing_gap=2.0)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            picture.save(tmp, "JPEG", quality=85)
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # a read-only cache only costs speed
+    data = picture.tobytes()
+    image = QImage(data, picture.width, picture.height, picture.width * 3, QImage.Format_RGB888).copy()
+    return image, None
+
+
+class _Relay(QObject):
+    done = Signal(int, str, object, object)  # generation, path, QImage or None, error
+
+
+class _ThumbTask(QRunnable):
+    def __init__(self, generation: int, path: str, absolute: Path, cache_dir: Path, relay: _Relay):
+        super().__init__()
+        self.generation, self.path, self.absolute = generation, path, absolute
+        self.cache_dir, self.relay = cache_dir, relay
+
+    def run(self):
+        image, error = make_thumbnail(self.absolute, self.cache_dir)
+        self.relay.done.emit(self.generation, self.path, image, error)
+
+
+class ThumbnailService(QObject):
+    """Keyed by the image's path relative to the open folder."""
+
+    updated = Signal()  # some thumbnails arrived (throttled): repaint
+    first_painted = Signal()
+
+    def __init__(self, parent=None, memory_items: int = 600, threads: int | None = None):
+        super().__init__(parent)
+        self.root: Path | None = None
+        self.cache_dir = thumbnail_cache_dir()
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(threads or max(1, min(4, os.cpu_count() or 1)))
+        self._memory: OrderedDict[str, QPixmap] = OrderedDict()
+        self._memory_items = memory_items
+        self._failed: dict[str, str] = {}
+        self._wanted: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._in_flight: set[str] = set()
+        self._relay = _Relay()
+        self._relay.done.connect(self._arrived)
+        self._repaint = QTimer(self, singleShot=True, interval=40)
+        self._repaint.timeout.connect(self.updated)
+        self.painted_any = False
+        self.generation = 0
+
+    def set_root(self, root: Path | None) -> None:
+        self.root = root
+        self.generation += 1
+        self._memory.clear()
+        self._failed.clear()
+        self._wanted.clear()
+        self._queued.clear()
+        self._in_flight.clear()
+        self.painted_any = False
+
+    def pixmap(self, path: str) -> QPixmap | None:
+        found = self._memory.get(path)
+        if found is not None:
+            self._memory.move_to_end(path)
+            return found
+        if path not in self._failed and path not in self._in_flight:
+            if path in self._queued:
+                self._wanted.remove(path)
+            self._queued.add(path)
+            self._wanted.append(path)
+            if len(self._wanted) > 400:  # scrolled far past these: forget them
+                self._queued.discard(self._wanted.popleft())
+            self._pump()
+        return None
+
+    def error(self, path: str) -> str | None:
+        return self._failed.get(path)
+
+    def note_painted(self) -> None:
+        if not self.painted_any:
+            self.painted_any = True
+            self.first_painted.emit()
+
+    def pending(self) -> int:
+        return len(self._wanted) + len(self._in_flight)
+
+    def _pump(self) -> None:
+        limit = self.pool.maxThreadCount() * 2
+        while self._wanted and len(self._in_flight) < limit and self.root is not None:
+            path = self._wanted.pop()  # newest request first
+            self._queued.discard(path)
+            self._in_flight.add(path)
+            self.pool.start(_ThumbTask(self.generation, path, self.root / path, self.cache_dir, self._relay))
+
+    def _arrived(self, generation: int, path: str, image, error) -> None:
+        if generation != self.generation:
+            return  # a thumbnail of the folder open before
+        self._in_flight.discard(path)
+        if image is not None:
+            self._memory[path] = QPixmap.fromImage(image)
+            while len(self._memory) > self._memory_items:
+                self._memory.popitem(last=False)
+        else:
+            self._failed[path] = error or "unreadable"
+        self._pump()
+        if not self._repaint.isActive():
+            self._repaint.start()
+
+    def shutdown(self) -> None:
+        self._wanted.clear()
+        self._queued.clear()
+        self.pool.clear()
+        self.pool.waitForDone(3000)

@@ -1,0 +1,173 @@
+"""The viewer: one image large (zoom with the wheel or +/-, pan by dragging, F to fit), and beside it the
+model's probability and the label history. The image is decoded off the GUI thread (camera photos can
+take a few hundred milliseconds). Labelling keys work here too and go through the main window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Qt, Signal
+from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
+from PySide6.QtWidgets import (QDialog, QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QHBoxLayout,
+                               QLabel, QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget)
+
+from ..core.errors import ImageError
+from ..core.images import load_rgb
+from . import theme
+
+
+class _Loaded(QObject):
+    done = Signal(int, object, str)  # request number, QImage or None, error
+
+
+class _LoadTask(QRunnable):
+    def __init__(self, number: int, path: Path, relay: _Loaded):
+        super().__init__()
+        self.number, self.path, self.relay = number, path, relay
+
+    def run(self):
+        try:
+            picture = load_rgb(self.path)
+        except ImageError as e:
+            self.relay.done.emit(self.number, None, e.reason)
+            return
+        image = QImage(picture.tobytes(), picture.width, picture.height, picture.width * 3,
+                       QImage.Format_RGB888).copy()
+        self.relay.done.emit(self.number, image, "")
+
+
+class ImageView(QGraphicsView):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.item = QGraphicsPixmapItem()
+        self.item.setTransformationMode(Qt.SmoothTransformation)
+        self.scene().addItem(self.item)
+        self.setDragMode(QGraphicsView.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setRenderHints(QPainter.Antialiasing | QPainter.SmoothPixmapTransform)
+        self.setBackgroundBrush(theme.BASE)
+        self.setFrameShape(QFrame.NoFrame)
+        self.fitting = True
+
+    def set_pixmap(self, pixmap: QPixmap) -> None:
+        self.item.setPixmap(pixmap)
+        self.scene().setSceneRect(self.item.boundingRect())
+        self.fit()
+
+    def fit(self) -> None:
+        self.fitting = True
+        self.fitInView(self.item, Qt.KeepAspectRatio)
+
+    def zoom(self, factor: float) -> None:
+        self.fitting = False
+        self.scale(factor, factor)
+
+    def wheelEvent(self, event) -> None:
+        self.zoom(1.25 if event.angleDelta().y() > 0 else 0.8)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.fitting:
+            self.fit()
+
+
+class ViewerDialog(QDialog):
+    navigate = Signal(int)  # +1 / -1
+    label_requested = Signal(object)  # "crack", "no_crack", None, or "accept"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Viewer")
+        self.resize(1100, 720)
+        self.view = ImageView()
+        self.relay = _Loaded()
+        self.relay.done.connect(self._loaded)
+        self.request = 0
+        side = QWidget()
+        side.setFixedWidth(290)
+        form = QVBoxLayout(side)
+        self.name = QLabel()
+        self.name.setWordWrap(True)
+        font = self.name.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() + 2)
+        self.name.setFont(font)
+        self.folder = QLabel()
+        self.folder.setProperty("muted", True)
+        self.folder.setWordWrap(True)
+        self.label = QLabel()
+        self.prediction = QLabel()
+        self.prediction.setWordWrap(True)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(False)
+        self.history = QListWidget()
+        self.history.setFocusPolicy(Qt.NoFocus)
+        hint = QLabel("C crack · N no crack · Space accept · ←/→ move · F fit · Esc close")
+        hint.setProperty("muted", True)
+        hint.setWordWrap(True)
+        for title, widget in (("", self.name), ("", self.folder), ("HUMAN LABEL", self.label),
+                              ("MODEL", self.prediction), ("", self.bar), ("LABEL HISTORY", self.history)):
+            if title:
+                heading = QLabel(title)
+                heading.setProperty("muted", True)
+                form.addSpacing(8)
+                form.addWidget(heading)
+            form.addWidget(widget)
+        form.addWidget(hint)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 10, 10)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(side)
+        keys = {"C": lambda: self.label_requested.emit("crack"), "N": lambda: self.label_requested.emit("no_crack"),
+                "Space": lambda: self.label_requested.emit("accept"),
+                "Backspace": lambda: self.label_requested.emit(None), "Delete": lambda: self.label_requested.emit(None),
+                "Right": lambda: self.navigate.emit(1), "Left": lambda: self.navigate.emit(-1),
+                "+": lambda: self.view.zoom(1.25), "=": lambda: self.view.zoom(1.25), "-": lambda: self.view.zoom(0.8),
+                "F": self.view.fit}
+        for key, slot in keys.items():
+            QShortcut(QKeySequence(key), self, slot)
+
+    def show_image(self, path: Path, relpath: str, label: str | None, p: float | None, threshold: float,
+                   model_name: str, history: list[dict], band: float = 0.15) -> None:
+        if relpath != getattr(self, "_relpath", None):
+            self._relpath = relpath
+            self.request += 1
+            QThreadPool.globalInstance().start(_LoadTask(self.request, Path(path), self.relay))
+        parts = relpath.rsplit("/", 1)
+        self.name.setText(parts[-1])
+        self.folder.setText(parts[0] + "/" if len(parts) > 1 else "")
+        color = theme.LABEL_COLORS[label]
+        self.label.setText(f"<span style='color:{color.name()}; font-weight:600'>{theme.LABEL_NAMES[label]}</span>"
+                           + ("" if label else " (not reviewed)"))
+        if p is None:
+            self.prediction.setText(f"{model_name}: not classified yet")
+            self.bar.setValue(0)
+        else:
+            predicted = "crack" if p >= threshold else "no_crack"
+            from .gallery_delegate import prob_color
+
+            c = prob_color(p, threshold, band)
+            self.prediction.setText(f"{model_name}<br><span style='font-size:20pt; color:{c.name()}'>{p:.3f}</span>"
+                                    f" P(crack)<br>predicts <b>{theme.LABEL_NAMES[predicted]}</b> "
+                                    f"at threshold {threshold:.2f}")
+            self.bar.setValue(int(p * 1000))
+            self.bar.setStyleSheet(f"QProgressBar::chunk {{ background: {c.name()}; }}")
+        self.history.clear()
+        if not history:
+            self.history.addItem("No changes yet")
+        for h in reversed(history):
+            item = QListWidgetItem(f"{h['at'].replace('T', ' ').rstrip('Z')}  "
+                                   f"{theme.LABEL_NAMES[h['old']]} → {theme.LABEL_NAMES[h['new']]}  ({h['source']})")
+            item.setForeground(theme.LABEL_COLORS[h["new"]])
+            self.history.addItem(item)
+
+    def _loaded(self, number: int, image, error: str) -> None:
+        if number != self.request:
+            return  # the user moved on
+        if image is None:
+            self.view.set_pixmap(QPixmap())
+            self.name.setText(f"{self.name.text()}\ncannot be read: {error}")
+            return
+        self.view.set_pixmap(QPixmap.fromImage(image))
