@@ -149,14 +149,15 @@ def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporte
             by_hash[digest] = ex
             kept.append(ex)
         per_source.append((source, kept))
-    examples = []
+    examples, used = [], []
     for source, kept in per_source:
         assign_splits(kept, seed)  # on the whole source, before sampling: the sample keeps the split
         if sample and source.kind == "folders":
             kept = sample_source(kept, sample, seed)
         examples.extend(kept)
+        used.append({"path": source.name, "kind": source.kind, "found": len(source.files), "used": len(kept)})
     summary = {
-        "sources": [{"path": s.name, "kind": s.kind, "used": len(k)} for s, k in per_source],
+        "sources": used,
         "duplicates_removed": duplicates, "label_conflicts": conflicts, "sample": sample,
     }
     return examples, skipped, summary

@@ -1,0 +1,180 @@
+"""ONNX export with CrackDesk metadata, the torch/onnxruntime parity check, atomic writing, and reading a
+`--base` model's weights back into torch.
+
+Export keeps BatchNorm as its own node and every parameter as an initializer named like its state-dict key
+(no constant folding, no fusing, no de-duplication), so a shipped model can be turned back into trainable
+weights; onnxruntime fuses Conv+BN itself when it loads the file, so inference speed is unaffected.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crackdesk.core.errors import CrackDeskError, ModelError
+from crackdesk.core.modelformat import ModelInfo, write_metadata
+from crackdesk.core.preprocess import Preprocessing
+
+from .archs import ProbabilityModel
+
+PARITY_TOLERANCE = 1e-4
+PREFIX = "model."  # ProbabilityModel's attribute name, in front of every exported parameter name
+
+
+def export_bytes(model: torch.nn.Module, prep: Preprocessing) -> bytes:
+    """The model (logit output) as an ONNX graph: input `image` [N,3,H,W], output `p_crack` [N,1]."""
+    wrapper = ProbabilityModel(model).eval()
+    # Every sub-module stays in eval mode (BN uses running statistics), but a top-level training flag
+    # stops the exporter from merging initializers that happen to hold equal values (e.g. identity BNs),
+    # which would lose their names.
+    wrapper.training = True
+    h, w = prep.input_size
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, torch.zeros(1, 3, h, w), buffer, dynamo=False, opset_version=17,
+                          do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE,
+                          input_names=["image"], output_names=["p_crack"],
+                          dynamic_axes={"image": {0: "batch"}, "p_crack": {0: "batch"}})
+    wrapper.training = False
+    return buffer.getvalue()
+
+
+def with_metadata(onnx_bytes: bytes, info: ModelInfo) -> bytes:
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    write_metadata(proto, info)
+    return proto.SerializeToString()
+
+
+def session(model: bytes | str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def ort_probabilities(sess, images_uint8: np.ndarray, prep: Preprocessing, batch: int = 64, cancel=None) -> np.ndarray:
+    """P(crack) of NHWC uint8 images through an onnxruntime session, with the app's preprocessing."""
+    name = sess.get_inputs()[0].name
+    out = []
+    for start in range(0, len(images_uint8), batch):
+        if cancel is not None:
+            cancel.check()
+        x = prep.normalize(images_uint8[start:start + batch])
+        out.append(sess.run(None, {name: x})[0].reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+@torch.no_grad()
+def torch_probabilities(model: torch.nn.Module, images_uint8: np.ndarray, prep: Preprocessing, batch: int = 64) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, len(images_uint8), batch):
+        x = torch.from_numpy(prep.normalize(images_uint8[start:start + batch]))
+        out.append(torch.sigmoid(model(x)).view(-1).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def check_parity(model: torch.nn.Module, sess, images_uint8: np.ndarray, prep: Preprocessing) -> float:
+    """Largest |p_onnx - p_torch| on real images; raises if above the tolerance."""
+    p_torch = torch_probabilities(model, images_uint8, prep)
+    p_onnx = ort_probabilities(sess, images_uint8, prep)
+    worst = float(np.abs(p_torch - p_onnx).max()) if len(p_torch) else 0.0
+    if worst > PARITY_TOLERANCE:
+        raise ModelError(f"export check failed: onnxruntime and torch probabilities differ by {worst:.2e} "
+                         f"(limit {PARITY_TOLERANCE:.0e}) on {len(p_torch)} validation images")
+    return worst
+
+
+def check_output_location(out: Path) -> None:
+    """Fail before training, not after, when the model cannot be written there."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise CrackDeskError("the output folder does not exist", folder)
+    if out.is_dir():
+        raise CrackDeskError("the output path is a folder; give a file name ending in .onnx", out)
+    if not os.access(folder, os.W_OK):
+        raise CrackDeskError("cannot write to the output folder (permission denied)", folder)
+
+
+def atomic_write(data: bytes, out: Path) -> None:
+    """Write to a temporary file beside `out`, then swap it in: a reader sees the old file or the whole
+    new one, never half. The temporary file is removed on any failure."""
+    out = Path(out)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent or ".")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise CrackDeskError(f"no space left on the device for the model ({len(data) / 1e6:.1f} MB); "
+                                 "nothing was written", out) from None
+        raise CrackDeskError(f"cannot write the model ({e.strerror or e}); nothing was written", out) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def load_base(path: str | Path, arch: str, model: torch.nn.Module):
+    """Validate a CrackDesk model and load its weights into `model`; returns its ModelInfo.
+    Refuses another architecture, and files whose graph does not carry every weight by name."""
+    import onnx
+    from onnx import numpy_helper
+
+    from crackdesk.core.models import load_model
+
+    info = load_model(path, threads=1).info
+    if info.architecture != arch:
+        raise ModelError(f"the base model is a {info.architecture!r} model; it cannot be retrained as "
+                         f"{arch!r} (use --arch {info.architecture} or another base)", path)
+    proto = onnx.load(str(path))
+    initializers = {t.name: t for t in proto.graph.initializer}
+    state = model.state_dict()
+    new_state, missing = {}, []
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            new_state[key] = value
+            continue
+        tensor = initializers.get(PREFIX + key)
+        if tensor is None:
+            missing.append(key)
+            continue
+        array = numpy_helper.to_array(tensor)
+        if tuple(array.shape) != tuple(value.shape):
+            raise ModelError(f"the base model's weight {key} has shape {list(array.shape)}, expected "
+                             f"{list(value.shape)} (different input size or layout)", path)
+        new_state[key] = torch.from_numpy(array.copy())
+    if missing:
+        raise ModelError(f"cannot retrain from this file: {len(missing)} weights are not stored by name "
+                         f"(e.g. {missing[0]}); it was not exported by CrackDesk training", path)
+    model.load_state_dict(new_state)
+    return info
+
+
+def export_frozen_bytes(frozen: torch.nn.Module, prep: Preprocessing) -> bytes:
+    """The frozen part of a network alone (training-time use only: fast activation caching)."""
+    h, w = prep.input_size
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(frozen.eval(), torch.zeros(1, 3, h, w), buffer, dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    return buffer.getvalue()
