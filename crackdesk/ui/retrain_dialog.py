@@ -1,0 +1,339 @@
+"""Retrain dialog: runs `crackdesk train --events` in a child process (the same executable with a
+subcommand when packaged) and shows its JSON lines live (docs/training-events.md): phase, progress,
+loss/accuracy curves, then the new model against the current one on the same validation images.
+The window never waits on the child; Cancel sends SIGTERM, after which training writes no file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ..core.paths import user_models_dir
+from ..core.selfcommand import crackdesk_command
+from ..core.workspace_location import default_workspace_path
+from . import theme
+from .charts import ConfusionMatrix, CurvesWidget
+from .job_bar import format_eta
+
+ARCHITECTURES = {"cnn": "Custom CNN (fast)", "seed-cnn": "Seed CNN", "mobilenetv2": "MobileNetV2 (ImageNet)"}
+COMPARED = ("accuracy", "precision", "recall", "f1", "auc")
+
+
+class RetrainDialog(QDialog):
+    activate_requested = Signal(str)  # path of the new model
+    event_received = Signal(dict)  # every training event (tests and the screenshot script follow these)
+
+    def __init__(self, workspace, registry, active=None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Retrain the model")
+        self.resize(980, 760)
+        self.ws, self.registry, self.active = workspace, registry, active
+        self.process: QProcess | None = None
+        self.result: dict | None = None
+        self.exit_code: int | None = None
+        self._buffer = b""
+        self.out_path: Path | None = None
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_form())
+        self.phase = QLabel("Ready.")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.curves = CurvesWidget()
+        status = QHBoxLayout()
+        status.addWidget(self.phase, 1)
+        status.addWidget(self.progress, 1)
+        layout.addLayout(status)
+        layout.addWidget(self.curves, 2)
+        layout.addWidget(self._build_results(), 2)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumHeight(70)
+        self.log.setPlaceholderText("Messages from training")
+        layout.addWidget(self.log)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setProperty("primary", True)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel training")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.activate_button = QPushButton("Make active and re-classify")
+        self.activate_button.setProperty("primary", True)
+        self.activate_button.setEnabled(False)
+        self.activate_button.clicked.connect(self._activate)
+        close = QPushButton("Close")
+        close.clicked.connect(self.reject)
+        for b in (self.start_button, self.cancel_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.activate_button)
+        buttons.addWidget(close)
+        layout.addLayout(buttons)
+
+    # -- the form ---------------------------------------------------------------------------------
+    def _build_form(self) -> QWidget:
+        box = QGroupBox("Training")
+        form = QFormLayout(box)
+        self.base = QComboBox()
+        self.base.addItem("From scratch", None)
+        for entry in self.registry.entries():
+            self.base.addItem(f"{entry.info.name} {entry.info.version} ({entry.info.architecture})", entry)
+        if self.active is not None:
+            keys = [self.base.itemData(i).key if self.base.itemData(i) else None for i in range(self.base.count())]
+            if self.active.key in keys:
+                self.base.setCurrentIndex(keys.index(self.active.key))
+        self.base.currentIndexChanged.connect(self._base_changed)
+        self.arch = QComboBox()
+        for key, text in ARCHITECTURES.items():
+            self.arch.addItem(text, key)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 200)
+        self.epochs.setValue(5)
+        self.input_size = QSpinBox()
+        self.input_size.setRange(0, 512)
+        self.input_size.setSingleStep(16)
+        self.input_size.setSpecialValueText("architecture default")
+        labels = self.ws.labeled_files()
+        crack = sum(1 for f in labels if f.label == "crack")
+        self.data_note = QLabel(f"This folder's human labels: <b>{len(labels):,}</b> images "
+                                f"(<span style='color:{theme.CRACK.name()}'>{crack:,} crack</span>, "
+                                f"<span style='color:{theme.NO_CRACK.name()}'>{len(labels) - crack:,} no crack</span>)")
+        self.use_dataset = QCheckBox("Also train on a dataset folder (Positive/ and Negative/)")
+        self.dataset = QLineEdit()
+        self.dataset.setPlaceholderText("base dataset folder")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.sample = QSpinBox()
+        self.sample.setRange(0, 1_000_000)
+        self.sample.setSingleStep(500)
+        self.sample.setValue(2000)
+        self.sample.setSpecialValueText("all")
+        row = QHBoxLayout()
+        row.addWidget(self.dataset, 1)
+        row.addWidget(browse)
+        row.addWidget(QLabel("at most"))
+        row.addWidget(self.sample)
+        row.addWidget(QLabel("images"))
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("default: the starting model's name, or the architecture")
+        form.addRow("Start from", self.base)
+        form.addRow("Architecture", self.arch)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Input size (px)", self.input_size)
+        form.addRow("Data", self.data_note)
+        form.addRow("", self.use_dataset)
+        form.addRow("", self._wrap(row))
+        form.addRow("Name", self.name)
+        self._base_changed()
+        self.form_box = box
+        return box
+
+    @staticmethod
+    def _wrap(layout) -> QWidget:
+        w = QWidget()
+        layout.setContentsMargins(0, 0, 0, 0)
+        w.setLayout(layout)
+        return w
+
+    def _build_results(self) -> QWidget:
+        box = QGroupBox("New model against the current one, on the same validation images")
+        layout = QHBoxLayout(box)
+        self.table = QTableWidget(len(COMPARED), 3)
+        self.table.setHorizontalHeaderLabels(["New", "Current", "Change"])
+        self.table.setVerticalHeaderLabels(COMPARED)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumWidth(330)
+        self.new_matrix = ConfusionMatrix("New model")
+        self.old_matrix = ConfusionMatrix("Current model")
+        layout.addWidget(self.table, 3)
+        layout.addWidget(self.new_matrix, 2)
+        layout.addWidget(self.old_matrix, 2)
+        return box
+
+    def _base_changed(self, _=None) -> None:
+        entry = self.base.currentData()
+        if entry is not None:
+            index = self.arch.findData(entry.info.architecture)
+            if index >= 0:
+                self.arch.setCurrentIndex(index)
+        self.arch.setEnabled(entry is None)  # retraining keeps the starting model's architecture
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Dataset folder with Positive/ and Negative/")
+        if folder:
+            self.dataset.setText(folder)
+            self.use_dataset.setChecked(True)
+
+    # -- running ----------------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        base = self.base.currentData()
+        arch = self.arch.currentData()
+        name = self.name.text().strip() or (base.info.name if base else arch)
+        version = time.strftime("%Y.%m.%d-%H%M%S")
+        self.out_path = user_models_dir() / f"{name}-{version}.onnx"
+        data = [str(self.ws.folder) if self.ws.db_path == default_workspace_path(self.ws.folder)
+                else str(self.ws.db_path)]
+        args = ["train", *data]
+        if self.use_dataset.isChecked() and self.dataset.text().strip():
+            args.append(self.dataset.text().strip())
+            if self.sample.value():
+                args += ["--sample", str(self.sample.value())]
+        args += ["--arch", arch, "--out", str(self.out_path), "--epochs", str(self.epochs.value()),
+                 "--events", "--name", name, "--version", version]
+        if base is not None:
+            args += ["--base", str(base.path)]
+        if self.active is not None and self.active.path:
+            args += ["--compare", str(self.active.path)]
+        if self.input_size.value():
+            args += ["--input-size", str(self.input_size.value())]
+        weights = os.environ.get("CRACKDESK_MOBILENET_WEIGHTS")
+        if arch == "mobilenetv2" and weights:
+            args += ["--weights", weights]
+        return crackdesk_command(*args)
+
+    def start(self) -> None:
+        if self.process is not None:
+            return
+        argv = self.command()
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self.result, self.exit_code, self._buffer = None, None, b""
+        self.curves.clear()
+        self.log.clear()
+        self.table.clearContents()
+        self.new_matrix.set_metrics(None)
+        self.old_matrix.set_metrics(None)
+        self.process = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        self.process.setProcessEnvironment(env)
+        self.process.readyReadStandardOutput.connect(self._read_stdout)
+        self.process.readyReadStandardError.connect(self._read_stderr)
+        self.process.finished.connect(self._finished)
+        self.process.errorOccurred.connect(self._process_error)
+        self.process.start(argv[0], argv[1:])
+        self.phase.setText("Starting training…")
+        self.progress.setRange(0, 0)
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.activate_button.setEnabled(False)
+        self.form_box.setEnabled(False)
+
+    def cancel(self) -> None:
+        if self.process is not None and self.process.state() != QProcess.NotRunning:
+            self.phase.setText("Cancelling…")
+            self.process.terminate()  # SIGTERM: training stops within a batch and writes nothing
+
+    def _read_stdout(self) -> None:
+        self._buffer += bytes(self.process.readAllStandardOutput())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            text = line.decode("utf-8", "replace").strip()
+            if not text:
+                continue
+            try:
+                event = json.loads(text)
+            except json.JSONDecodeError:
+                self.log.appendPlainText(text)
+                continue
+            if isinstance(event, dict) and "event" in event:
+                self.handle(event)
+
+    def _read_stderr(self) -> None:
+        text = bytes(self.process.readAllStandardError()).decode("utf-8", "replace").rstrip()
+        if text:
+            self.log.appendPlainText(text)
+
+    def handle(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            classes = event.get("classes") or {}
+            self.phase.setText(f"Training on {event.get('n_train', 0):,} images, validating on "
+                               f"{event.get('n_val', 0):,} ({classes.get('crack', 0):,} crack, "
+                               f"{classes.get('no_crack', 0):,} no crack)")
+            for skipped in event.get("skipped") or []:
+                self.log.appendPlainText(f"skipped {skipped.get('path')}: {skipped.get('reason')}")
+        elif kind == "phase":
+            self.phase.setText(f"{event.get('phase', '').capitalize()}: {event.get('message', '')}")
+            self.progress.setRange(0, 0)
+        elif kind == "progress":
+            total = int(event.get("total") or 0)
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(int(event.get("done") or 0))
+            eta = format_eta(event.get("eta_s"))
+            self.progress.setToolTip(f"ETA {eta}" if eta else "")
+        elif kind == "epoch":
+            self.curves.add_epoch(event)
+            acc = event.get("val_accuracy")
+            acc_text = f", validation accuracy {acc:.3f}" if isinstance(acc, (int, float)) else ""
+            eta = format_eta(event.get("eta_s"))
+            self.phase.setText(f"Epoch {event.get('epoch')} of {event.get('epochs')}{acc_text}"
+                               + (f" · ETA {eta}" if eta else ""))
+        elif kind == "warning":
+            self.log.appendPlainText(f"warning: {event.get('message')}")
+        elif kind == "done":
+            self.result = event
+            self._show_comparison(event.get("compare") or {})
+            self.phase.setText(f"Done in {event.get('seconds', 0):.0f} s: {Path(event.get('model', '')).name}")
+        elif kind in ("error", "cancelled"):
+            self.phase.setText(("Training failed: " if kind == "error" else "Cancelled: ") + event.get("message", ""))
+            if kind == "error":
+                self.phase.setStyleSheet(f"color: {theme.CRACK.name()}")
+        self.event_received.emit(event)
+
+    def _show_comparison(self, compare: dict) -> None:
+        new, old = compare.get("new") or {}, compare.get("old")
+        for row, key in enumerate(COMPARED):
+            a, b = new.get(key), (old or {}).get(key)
+            cells = [f"{a:.3f}" if isinstance(a, (int, float)) else "—",
+                     f"{b:.3f}" if isinstance(b, (int, float)) else "—", ""]
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+                cells[2] = f"{a - b:+.3f}"
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignCenter)
+                if col == 2 and text:
+                    item.setForeground(theme.NO_CRACK if a >= b else theme.CRACK)
+                self.table.setItem(row, col, item)
+        self.new_matrix.set_metrics(new)
+        self.old_matrix.set_metrics(old)
+        images = compare.get("images")
+        if images:
+            self.table.setToolTip(f"{images:,} validation images")
+
+    def _finished(self, code: int, _status) -> None:
+        self._read_stdout()
+        self.exit_code = code
+        self.process = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if code == 0 else 0)
+        self.start_button.setEnabled(True)
+        self.start_button.setText("Train again")
+        self.cancel_button.setEnabled(False)
+        self.form_box.setEnabled(True)
+        self._base_changed()
+        self.activate_button.setEnabled(code == 0 and self.result is not None)
+        if code not in (0, 130) and self.result is None and "failed" not in self.phase.text():
+            self.phase.setText(f"Training failed (exit status {code}); see the messages below.")
+
+    def _process_error(self, error) -> None:
+        if error == QProcess.FailedToStart:
+            self.phase.setText("Could not start training: " + (self.process.errorString() if self.process else ""))
+
+    def _activate(self) -> None:
+        if self.result:
+            self.activate_requested.emit(self.result.get("model") or str(self.out_path))
+            self.accept()
+
+    def reject(self) -> None:
+        if self.process is not None and self.process.state() != QProcess.NotRunning:
+            self.process.terminate()
+            self.process.waitForFinished(5000)
+        super().reject()

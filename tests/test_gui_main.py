@@ -1,0 +1,207 @@
+"""The real main window offscreen: open a folder, classify with a real ONNX model, label by keyboard,
+undo/redo, filters and sorts, export and import. Everything goes through the real store on disk."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtTest import QTest
+
+from crackdesk.core.store import open_workspace
+from factories import make_tiny_model
+from test_gui_helpers import classify_all, demo_folder, load_folder, open_window, wait_jobs
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    make_tiny_model(folder / "tiny.onnx")
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, models_dir):
+    w = open_window(qtbot, tmp_path / "settings.ini")
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def loaded(qtbot, window, tmp_path):
+    load_folder(qtbot, window, demo_folder(tmp_path))
+    return window
+
+
+def stored_label(window, image_id):
+    with open_workspace(window.folder) as ws:  # a second connection: what is really on disk
+        return ws.label_of(image_id)
+
+
+def test_open_folder_shows_every_image_and_thumbnails(qtbot, loaded):
+    assert loaded.model.rowCount() == 40
+    assert loaded.ws is not None and (loaded.model.ids >= 0).all()
+    qtbot.waitUntil(lambda: loaded.thumbnails.painted_any, timeout=10000)
+    assert "40 images" in loaded.counts_label.text()
+
+
+def test_classify_fills_the_grid_and_the_store(qtbot, loaded):
+    classify_all(qtbot, loaded)
+    assert not np.isnan(loaded.model.probs).any()
+    with open_workspace(loaded.folder) as ws:
+        assert ws.counts(loaded.model_key)["classified"] == 40
+    assert "40 classified" in loaded.counts_label.text()
+
+
+def test_keyboard_labelling_advances_and_undo_redo(qtbot, loaded):
+    classify_all(qtbot, loaded)
+    view = loaded.view
+    view.setFocus()
+    loaded.select_row(0)
+    ids = [loaded.model.id_at(r) for r in range(4)]
+    QTest.keyClick(view, Qt.Key_C)
+    assert stored_label(loaded, ids[0]) == "crack"
+    assert loaded.current_id() == ids[1]  # moved on to the next image
+    QTest.keyClick(view, Qt.Key_N)
+    assert stored_label(loaded, ids[1]) == "no_crack"
+    QTest.keyClick(view, Qt.Key_Space)  # accept the model's prediction
+    assert stored_label(loaded, ids[2]) == loaded.model.predicted_at(2)
+    loaded.select_row(0)
+    QTest.keyClick(view, Qt.Key_Backspace)
+    assert stored_label(loaded, ids[0]) is None
+    QTest.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert stored_label(loaded, ids[0]) == "crack"
+    QTest.keyClick(view, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert stored_label(loaded, ids[0]) is None
+    assert loaded.undo_stack.count() == 4
+
+
+def test_bulk_labelling_of_a_selection_is_one_undo_step(qtbot, loaded):
+    view = loaded.view
+    selection = QItemSelection(loaded.model.index(3), loaded.model.index(9))
+    view.selectionModel().select(selection, QItemSelectionModel.ClearAndSelect)
+    ids = [loaded.model.id_at(r) for r in range(3, 10)]
+    QTest.keyClick(view, Qt.Key_N)
+    assert all(stored_label(loaded, i) == "no_crack" for i in ids)
+    assert loaded.model.counts()["reviewed"] == 7
+    loaded.undo_stack.undo()
+    assert all(stored_label(loaded, i) is None for i in ids)
+    assert loaded.model.counts()["reviewed"] == 0
+
+
+def test_not_reviewed_filter_moves_to_the_next_unreviewed_image(qtbot, loaded):
+    loaded.sidebar.select_filter("not_reviewed")
+    assert loaded.model.filter == "not_reviewed"
+    loaded.select_row(5)
+    next_id = loaded.model.id_at(6)
+    QTest.keyClick(loaded.view, Qt.Key_C)
+    assert loaded.model.rowCount() == 39
+    assert loaded.current_id() == next_id
+    loaded.sidebar.select_filter("reviewed")
+    assert loaded.model.rowCount() == 1
+
+
+def test_filters_and_sorts(qtbot, loaded):
+    classify_all(qtbot, loaded)
+    m = loaded.model
+    t = m.threshold
+    for name in ("pred_crack", "pred_no_crack", "uncertain"):
+        loaded.set_filter(name)
+        shown = [m.prob_at(r) for r in range(m.rowCount())]
+        if name == "pred_crack":
+            assert all(p >= t for p in shown)
+        elif name == "pred_no_crack":
+            assert all(p < t for p in shown)
+        else:
+            assert all(abs(p - t) <= m.band + 1e-6 for p in shown)
+    loaded.set_filter("all")
+    assert m.counts()["crack"] + m.counts()["no_crack"] == 40
+    loaded.set_sort("p_desc")
+    probs = [m.prob_at(r) for r in range(m.rowCount())]
+    assert probs == sorted(probs, reverse=True)
+    loaded.set_sort("uncertainty")
+    gaps = [abs(m.prob_at(r) - t) for r in range(m.rowCount())]
+    assert gaps == sorted(gaps)
+    # Disagreement: label the most confident crack as no crack.
+    loaded.set_sort("p_desc")
+    loaded.select_row(0)
+    QTest.keyClick(loaded.view, Qt.Key_N)
+    loaded.set_filter("disagree")
+    assert m.rowCount() == 1 and m.label_at(0) == "no_crack" and m.prob_at(0) >= t
+    loaded.set_band(0.3)
+    assert loaded.settings.band == pytest.approx(0.3)
+
+
+def test_model_switch_keeps_each_models_predictions(qtbot, loaded, models_dir):
+    from factories import tiny_info
+
+    classify_all(qtbot, loaded)
+    first = loaded.entry
+    first_probs = loaded.model.probs.copy()
+    make_tiny_model(models_dir / "other.onnx", info=tiny_info(name="other", threshold=0.7))
+    loaded.actions.sync_models()
+    other = loaded.registry.find("other")
+    loaded.set_model(other)
+    wait_jobs(qtbot, loaded)
+    assert np.isnan(loaded.model.probs).all()  # not classified by this model yet
+    assert loaded.model.threshold == pytest.approx(0.7)
+    loaded.set_model(first)
+    wait_jobs(qtbot, loaded)
+    np.testing.assert_allclose(loaded.model.probs, first_probs, rtol=1e-6)
+
+
+def test_export_and_import_labels(qtbot, loaded, tmp_path):
+    from crackdesk.ui import exchange_actions
+
+    loaded.view.selectAll()
+    QTest.keyClick(loaded.view, Qt.Key_C)
+    loaded.select_row(0)
+    for _ in range(10):
+        QTest.keyClick(loaded.view, Qt.Key_N)
+    exchange_actions.export_csv(loaded, str(tmp_path / "labels.csv"))
+    exchange_actions.export_dataset(loaded, str(tmp_path / "dataset"), link=True)
+    wait_jobs(qtbot, loaded)
+    assert len((tmp_path / "labels.csv").read_text().splitlines()) == 41
+    assert len(list((tmp_path / "dataset" / "Negative").iterdir())) == 10
+    assert len(list((tmp_path / "dataset" / "Positive").iterdir())) == 30
+    loaded.view.selectAll()
+    QTest.keyClick(loaded.view, Qt.Key_Delete)
+    assert loaded.model.counts()["reviewed"] == 0
+    exchange_actions.import_dataset(loaded, str(tmp_path / "dataset"))
+    wait_jobs(qtbot, loaded)
+    assert loaded.last_import.matched == 40
+    assert loaded.model.counts()["reviewed"] == 40
+    with open_workspace(loaded.folder) as ws:
+        assert ws.counts()["reviewed"] == 40
+    loaded.undo_stack.undo()  # the import is one undoable step
+    assert loaded.model.counts()["reviewed"] == 0
+
+
+def test_viewer_shows_probability_and_history(qtbot, loaded):
+    classify_all(qtbot, loaded)
+    loaded.select_row(2)
+    QTest.keyClick(loaded.view, Qt.Key_Return)
+    viewer = loaded.viewer
+    assert viewer is not None and viewer.isVisible()
+    qtbot.waitUntil(lambda: not viewer.view.item.pixmap().isNull(), timeout=5000)
+    assert "P(crack)" in viewer.prediction.text()
+    QTest.keyClick(viewer, Qt.Key_C)  # label from the viewer
+    assert loaded.model.counts()["reviewed"] == 1
+    loaded.select_row(2)
+    assert "Crack" in viewer.history.item(0).text()
+    viewer.close()
+
+
+def test_settings_survive_a_restart(qtbot, tmp_path, models_dir):
+    first = open_window(qtbot, tmp_path / "s.ini")
+    first.set_thumb_size(200)
+    first.set_filter("uncertain")
+    first.close()
+    second = open_window(qtbot, tmp_path / "s.ini")
+    assert second.delegate.thumb_size == 200 and second.model.filter == "uncertain"
+    assert not math.isnan(second.settings.band)
+    second.close()
