@@ -17,7 +17,7 @@ from crackdesk.core.datasets import CRACK, NO_CRACK
 from crackdesk.core.errors import ImageError
 from crackdesk.core.inference import Classifier
 from crackdesk.core.overlay import probability_image, render_overlay
-from crackdesk.core.tiling import (MAX_HEATMAP_PIXELS, TileGrid, heatmap_of_file, heatmap_of_image,
+from crackdesk.core.tiling import (BATCH, MAX_HEATMAP_PIXELS, TileGrid, heatmap_of_file, heatmap_of_image,
                                    heatmap_stream, mosaic, tiles_from_rows, window_starts)
 
 P = 227
@@ -148,7 +148,7 @@ def test_corrupt_and_truncated_images_raise_naming_the_file(classifier, tmp_path
 
 
 def test_cancel_before_and_during(classifier):
-    image = grid_mosaic(np.zeros((8, 8), bool))  # 64 tiles: two batches
+    image = grid_mosaic(np.zeros((3, 4), bool))  # 12 tiles: two batches
     cancel = threading.Event()
     cancel.set()
     assert heatmap_of_image(classifier, image, cancel=cancel) is None
@@ -156,7 +156,7 @@ def test_cancel_before_and_during(classifier):
     seen = []
     assert heatmap_of_image(classifier, image, cancel=cancel,
                             progress=lambda done, total: (seen.append((done, total)), cancel.set())) is None
-    assert seen == [(32, 64)]
+    assert seen == [(BATCH, 12)] and BATCH < 12
 
 
 def test_stream_keeps_order_reports_bad_files_and_stops_on_cancel(classifier, tmp_path):

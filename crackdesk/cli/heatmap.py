@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core.errors import CrackDeskError
@@ -64,7 +65,7 @@ def save_png_atomically(image, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        image.save(tmp, format="PNG", compress_level=3)
+        image.save(tmp, format="PNG", compress_level=1)  # 3x faster than the default, files ~20% larger
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -109,31 +110,52 @@ def main(argv: list[str]) -> int:
             workspace.close()
 
 
+def write_outputs(base: Path, photo, heatmap) -> None:
+    """`<base>_tiles.csv` and `<base>_heatmap.png`, each swapped in whole."""
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        write_csv_atomically(base.with_name(base.name + "_tiles.csv"), ["x", "y", "w", "h", "p_crack"],
+                             ((x, y, w, h, f"{p:.6f}") for x, y, w, h, p in heatmap.tiles()))
+        save_png_atomically(render_overlay(photo, heatmap), base.with_name(base.name + "_heatmap.png"))
+    except OSError as e:
+        raise CrackDeskError(f"cannot write the heatmap ({e.strerror or e})", base.parent) from None
+
+
 def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, stride, workspace) -> int:
     relpaths = list(image_ids)
     stems = output_stems(relpaths)
     done = unreadable = 0
     started = time.perf_counter()
     paths = [root / rel for rel in relpaths]
-    for (prepared, heatmap), rel in zip(heatmap_stream(classifier, paths, stride, keep_image=True), relpaths):
-        if heatmap is None:
-            unreadable += 1
-            print(f"unreadable: {prepared.error}", file=sys.stderr)
-            continue
-        base = out / stems[rel]
-        base.parent.mkdir(parents=True, exist_ok=True)
-        write_csv_atomically(base.with_name(base.name + "_tiles.csv"), ["x", "y", "w", "h", "p_crack"],
-                             ((x, y, w, h, f"{p:.6f}") for x, y, w, h, p in heatmap.tiles()))
-        save_png_atomically(render_overlay(prepared.image, heatmap), base.with_name(base.name + "_heatmap.png"))
-        prepared.image = None
-        if workspace is not None:
-            workspace.set_hashes([(image_ids[rel], prepared.hash)])  # read anyway: the gallery needs it
-            workspace.set_tile_results(prepared.hash, classifier.key, heatmap.tiles())
-            workspace.set_predictions(classifier.key, [(prepared.hash, heatmap.p_max, heatmap.label)])
-        done += 1
-        print(f"{root / rel}: {heatmap.verdict()}", flush=True)
+    # Three stages overlap: decoding the next photo (heatmap_stream's worker), the model on this one (here),
+    # and drawing and saving the previous one (the writer). One photo at most waits in each: bounded memory.
+    with ThreadPoolExecutor(1, thread_name_prefix="crackdesk-heatmap-write") as writer:
+        writing = None
+        for (prepared, heatmap), rel in zip(heatmap_stream(classifier, paths, stride, keep_image=True), relpaths):
+            if heatmap is None:
+                unreadable += 1
+                print(f"unreadable: {prepared.error}", file=sys.stderr)
+                continue
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(write_outputs, out / stems[rel], prepared.image, heatmap)
+            prepared.image = None
+            _record(workspace, image_ids[rel], prepared.hash, classifier.key, heatmap)
+            done += 1
+            print(f"{root / rel}: {heatmap.verdict()}", flush=True)
+        if writing is not None:
+            writing.result()
     seconds = time.perf_counter() - started
     print(f"{done} heatmaps ({unreadable} unreadable) in {seconds:.1f} s with {classifier.key} "
           f"(threshold {classifier.threshold:.3f}, patch {classifier.info.patch_px} px, "
           f"stride {stride or classifier.info.patch_px} px) -> {out}", file=sys.stderr)
     return 0 if done else 1
+
+
+def _record(workspace, image_id, digest, model_key, heatmap) -> None:
+    """Tiles and the image-level prediction (P = the strongest tile), so the gallery shows the verdict."""
+    if workspace is None:
+        return
+    workspace.set_hashes([(image_id, digest)])  # read anyway: the gallery needs it
+    workspace.set_tile_results(digest, model_key, heatmap.tiles())
+    workspace.set_predictions(model_key, [(digest, heatmap.p_max, heatmap.label)])
