@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 
 from . import theme
@@ -46,7 +46,6 @@ class GalleryDelegate(QStyledItemDelegate):
         selected = bool(option.state & QStyle.State_Selected)
         painter.save()
         painter.setRenderHint(QPainter.Antialiasing)
-        painter.setRenderHint(QPainter.SmoothPixmapTransform)
         card = QRectF(option.rect).adjusted(3, 3, -3, -3)
         painter.setPen(QPen(theme.ACCENT, 2.5) if selected else QPen(theme.BORDER, 1))
         painter.setBrush(QColor("#2a3039") if selected else theme.PANEL)
@@ -102,15 +101,12 @@ class GalleryDelegate(QStyledItemDelegate):
             painter.drawText(rect.adjusted(6, 6, -6, -6), Qt.AlignCenter | Qt.TextWordWrap,
                              f"Cannot read\n{error}" if error else "")
             return
-        scaled = pixmap.size().scaled(rect.size(), Qt.KeepAspectRatio)
-        target = QRect(0, 0, scaled.width(), scaled.height())
+        size = pixmap.size()
+        if size.width() > rect.width() or size.height() > rect.height():  # until the resized one arrives
+            size = size.scaled(rect.size(), Qt.KeepAspectRatio)
+        target = QRect(0, 0, size.width(), size.height())
         target.moveCenter(rect.center())
-        clip = QPainterPath()
-        clip.addRoundedRect(QRectF(rect), 4, 4)
-        painter.save()
-        painter.setClipPath(clip)
-        painter.drawPixmap(target, pixmap)
-        painter.restore()
+        painter.drawPixmap(target, pixmap)  # already the shown size: no scaling while painting
         self.thumbnails.note_painted()
 
     def _paint_badge(self, painter: QPainter, rect: QRect, label: str) -> None:

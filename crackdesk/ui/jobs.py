@@ -7,6 +7,7 @@ Each job is a QThread running one plain function of the core; it reports through
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -21,6 +22,19 @@ from ..core.exchange import ensure_hashes
 from ..core.inference import Classifier
 from ..core.scan import natural_key, scan_folder
 from ..core.store import open_workspace
+
+
+BACKGROUND_NICE = 10
+
+
+def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Make the calling thread (and the threads it starts: decoders, onnxruntime's pool) yield the CPU to
+    the GUI thread. On Linux the nice value is per thread and inherited; elsewhere this does nothing."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except (OSError, AttributeError):
+            pass
 
 
 class Job(QThread):
@@ -85,6 +99,7 @@ class Job(QThread):
         return (self.total - self.done) / r if r else None
 
     def run(self) -> None:
+        lower_thread_priority()
         self.started_at = time.monotonic()
         try:
             result = self.fn(self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
@@ -44,6 +44,9 @@ class MainWindow(QMainWindow):
         self.classifier_job = None
         self.viewer = None
         self.jobs: list = []
+        self._pending_probs: dict = {}
+        self._flush_timer = QTimer(self, singleShot=True, interval=250)
+        self._flush_timer.timeout.connect(self._flush_probs)
         self.undo_stack = QUndoStack(self)
         self.undo_stack.indexChanged.connect(lambda _: self.refresh_status())
 
@@ -237,14 +240,26 @@ class MainWindow(QMainWindow):
         if self.hasher is not None:
             self.hasher.cancel()  # classification hashes the images itself
         job = classify_job(self.ws, self.entry.path, items, self)
-        job.partial.connect(self.model.update_probs)
-        job.partial.connect(lambda _: self.refresh_status())
+        job.partial.connect(self._buffer_probs)
         job.succeeded.connect(self._classified)
         job.over.connect(self._classify_over)
         self.classifier_job = job
         self.start_job(job)
 
+    def _buffer_probs(self, probs: dict) -> None:
+        """Batches arrive many times a second; the grid and counts are updated a few times a second."""
+        self._pending_probs.update(probs)
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def _flush_probs(self) -> None:
+        if self._pending_probs:
+            probs, self._pending_probs = self._pending_probs, {}
+            self.model.update_probs(probs)
+            self.refresh_status()
+
     def _classified(self, report) -> None:
+        self._flush_probs()
         if report.errors:
             self.statusBar().showMessage(f"{len(report.errors)} images could not be read, e.g. "
                                          f"{report.errors[0][0]}: {report.errors[0][1]}", 10000)
@@ -340,6 +355,7 @@ class MainWindow(QMainWindow):
     def set_thumb_size(self, px: int) -> None:
         px = min(320, max(80, int(px)))
         self.delegate.set_thumb_size(px)
+        self.thumbnails.set_display_size(px)
         self.settings.thumb_size = px
         self.actions.thumb_slider.blockSignals(True)
         self.actions.thumb_slider.setValue(px)

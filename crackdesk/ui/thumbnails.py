@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict, deque
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from ..core.errors import ImageError
@@ -23,6 +24,8 @@ from ..core.paths import thumbnail_cache_dir
 
 THUMB_PX = 256  # made once at this size; the grid scales it down to the chosen thumbnail size
 CACHE_VERSION = "1"
+THUMBNAIL_NICE = 4  # below the GUI thread, above classification: what is on screen comes first
+_niced = threading.local()
 
 
 def cache_file(cache_dir: Path, path: Path) -> Path | None:
@@ -36,8 +39,16 @@ def cache_file(cache_dir: Path, path: Path) -> Path | None:
     return cache_dir / digest[:2] / f"{digest}.jpg"
 
 
-def make_thumbnail(path: Path, cache_dir: Path) -> tuple[QImage | None, str | None]:
-    """(image, error). Runs in a worker thread; QImage (unlike QPixmap) may be built off the GUI thread."""
+def make_thumbnail(path: Path, cache_dir: Path, display_px: int = THUMB_PX) -> tuple[QImage | None, str | None]:
+    """(image scaled to fit display_px, error). Runs in a worker thread: QImage (unlike QPixmap) may be
+    made off the GUI thread, and scaling here means painting a card never scales a picture."""
+    image, error = _thumbnail(path, cache_dir)
+    if image is not None and max(image.width(), image.height()) != display_px:
+        image = image.scaled(display_px, display_px, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+    return image, error
+
+
+def _thumbnail(path: Path, cache_dir: Path) -> tuple[QImage | None, str | None]:
     cached = cache_file(cache_dir, path)
     if cached is not None and cached.is_file():
         image = QImage(str(cached))
@@ -68,13 +79,18 @@ class _Relay(QObject):
 
 
 class _ThumbTask(QRunnable):
-    def __init__(self, generation: int, path: str, absolute: Path, cache_dir: Path, relay: _Relay):
+    def __init__(self, generation: int, path: str, absolute: Path, cache_dir: Path, relay: _Relay, px: int):
         super().__init__()
-        self.generation, self.path, self.absolute = generation, path, absolute
+        self.generation, self.path, self.absolute, self.px = generation, path, absolute, px
         self.cache_dir, self.relay = cache_dir, relay
 
     def run(self):
-        image, error = make_thumbnail(self.absolute, self.cache_dir)
+        if not getattr(_niced, "done", False):
+            from .jobs import lower_thread_priority
+
+            lower_thread_priority(THUMBNAIL_NICE)  # once per pool thread
+            _niced.done = True
+        image, error = make_thumbnail(self.absolute, self.cache_dir, self.px)
         self.relay.done.emit(self.generation, self.path, image, error)
 
 
@@ -102,9 +118,19 @@ class ThumbnailService(QObject):
         self._repaint.timeout.connect(self.updated)
         self.painted_any = False
         self.generation = 0
+        self.display_px = 144
+
+    def set_display_size(self, px: int) -> None:
+        """Thumbnails are kept at the size they are shown; a new size re-reads them (from the disk cache)."""
+        if px != self.display_px:
+            self.display_px = px
+            self._restart()
 
     def set_root(self, root: Path | None) -> None:
         self.root = root
+        self._restart()
+
+    def _restart(self) -> None:
         self.generation += 1
         self._memory.clear()
         self._failed.clear()
@@ -145,7 +171,8 @@ class ThumbnailService(QObject):
             path = self._wanted.pop()  # newest request first
             self._queued.discard(path)
             self._in_flight.add(path)
-            self.pool.start(_ThumbTask(self.generation, path, self.root / path, self.cache_dir, self._relay))
+            self.pool.start(_ThumbTask(self.generation, path, self.root / path, self.cache_dir, self._relay,
+                                       self.display_px))
 
     def _arrived(self, generation: int, path: str, image, error) -> None:
         if generation != self.generation:
