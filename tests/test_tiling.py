@@ -18,7 +18,8 @@ from crackdesk.core.errors import ImageError
 from crackdesk.core.inference import Classifier
 from crackdesk.core.overlay import probability_image, render_overlay
 from crackdesk.core.tiling import (BATCH, MAX_HEATMAP_PIXELS, TileGrid, heatmap_of_file, heatmap_of_image,
-                                   heatmap_stream, mosaic, tiles_from_rows, window_starts)
+                                   heatmap_stream, mosaic, tile_patch, tiles_from_rows,
+                                   window_starts)
 
 P = 227
 
@@ -200,6 +201,14 @@ def test_store_round_trip_and_tile_labels(classifier, tmp_path):
         assert np.allclose(rebuilt.probs, heatmap.probs) and rebuilt.label == heatmap.label
         ws.set_tile_label(image_id, (227, 0, 227, 227), NO_CRACK)
         assert ws.labeled_tiles() == [(folder.resolve() / "wall.png", (227, 0, 227, 227), NO_CRACK)]
+        # what a training loader does with it: crop the box from the decoded photo, then preprocess
+        (path, box, label), = ws.labeled_tiles()
+        patch = tile_patch(path, box)
+        assert patch.size == (227, 227)
+        p = classifier.predict_tensor(classifier.pre(patch)[None])[0]
+        assert p == pytest.approx(heatmap.probs[0, 1], abs=1e-6)
+        with pytest.raises(ImageError, match="outside"):
+            tile_patch(path, (300, 300, 227, 227))
 
 
 def test_overlay_is_red_over_crack_tiles_and_bounded_in_size(classifier):
