@@ -24,6 +24,7 @@ Design notes (why, not just what):
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,8 +214,6 @@ class Prepared:
 def prepare(classifier: Classifier, path: str | Path, stride: int | None = None,
             keep_image: bool = True) -> Prepared:
     """Read, hash, decode and cut one image; never raises for a bad file (the error is returned)."""
-    import time
-
     path = Path(path)
     result = Prepared(path)
     t0 = time.perf_counter()
@@ -240,8 +239,6 @@ def prepare(classifier: Classifier, path: str | Path, stride: int | None = None,
 
 def finish(classifier: Classifier, prepared: Prepared, cancel=None, progress=None) -> Heatmap | None:
     """Classify a prepared image's tiles; None when cancelled. Raises its error when it had one."""
-    import time
-
     if prepared.error is not None:
         raise prepared.error
     t0 = time.perf_counter()
