@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QGraphicsScene, QGraphicsView  # noqa: E402
 from crackdesk.core.datasets import CRACK, NO_CRACK  # noqa: E402
 from crackdesk.core.inference import Classifier  # noqa: E402
 from crackdesk.core.store import Workspace  # noqa: E402
-from crackdesk.ui.heatmap_item import HeatmapItem, HeatmapJob, opacity_slider  # noqa: E402
+from crackdesk.ui.heatmap_item import HeatmapControls, HeatmapItem, HeatmapJob, opacity_slider  # noqa: E402
 
 # a 3 x 2 grid of 100 px tiles over a 300 x 200 grey photo; the middle top tile is a crack
 TILES = [(0, 0, 100, 100, 0.05), (100, 0, 100, 100, 0.95), (200, 0, 100, 100, 0.2),
@@ -124,3 +124,27 @@ def test_job_computes_a_heatmap_off_the_gui_thread(qtbot, tiny_model, tmp_path):
     with qtbot.waitSignal(bad.failed, timeout=10000) as signal:
         QThreadPool.globalInstance().start(bad)
     assert "bad.png" in signal.args[1]
+
+
+def test_controls_own_the_item_per_photo(qtbot):
+    scene = QGraphicsScene()
+    photo = scene.addPixmap(QPixmap(300, 200))
+    controls = HeatmapControls(photo)
+    qtbot.addWidget(controls)
+    got = []
+    controls.tile_label_requested.connect(lambda *args: got.append(args))
+    assert not controls.isEnabled() and controls.label_hovered_tile(CRACK) is False
+    controls.show_tiles(TILES, 0.5, (300, 200), [(0, 0, 100, 100, NO_CRACK)])
+    item = controls.item
+    assert controls.isEnabled() and item.parentItem() is photo and item.scene() is scene
+    controls.slider.setValue(20)
+    controls.toggle.setChecked(False)
+    assert item.heat_opacity() == pytest.approx(0.2) and not item.isVisible()
+    menu = item.context_menu(1)
+    menu.actions()[2].trigger()  # "no crack"
+    assert got == [(100, 0, 100, 100, NO_CRACK)]
+    controls.show_tiles(TILES[:2], 0.5, (200, 100))  # the next photo: a new item, same settings
+    assert controls.item is not item and item.scene() is None
+    assert controls.item.heat_opacity() == pytest.approx(0.2) and not controls.item.isVisible()
+    controls.show_tiles([], 0.5)
+    assert controls.item is None and not controls.isEnabled() and len(scene.items()) == 1

@@ -1,18 +1,22 @@
 """The tile heatmap drawn over a photo in a QGraphicsScene, and the job that computes it off the GUI thread.
 
-Integration (the whole API; the photo's pixmap item sits at scene (0, 0) in image pixels):
+Integration, simplest (a toggle + opacity slider widget that owns the item; photo item at image scale):
 
-    item = HeatmapItem(tiles, threshold)        # tiles: [(x, y, w, h, p_crack)] in image pixels
-    scene.addItem(item)                         # or HeatmapItem(..., parent=pixmap_item)
-    item.setVisible(on)                         # the toggle
-    item.set_heat_opacity(0.0 .. 1.0)           # or toolbar.addWidget(opacity_slider(item))
-    item.set_tile_labels(workspace.tile_labels(image_id))
-    item.tile_label_requested.connect(lambda x, y, w, h, label: ...)  # label: "crack", "no_crack", None
+    self.heat = HeatmapControls(photo_item)     # a QWidget: add it to the side panel or a toolbar
+    self.heat.show_tiles(tiles, threshold, (width, height), workspace.tile_labels(image_id))  # per photo; [] = none
+    self.heat.tile_label_requested.connect(...)  # (x, y, w, h, label): label "crack", "no_crack" or None
+    if not self.heat.label_hovered_tile("crack"): ...label the whole image...   # in the C / N shortcuts
+
+or the item alone: `item = HeatmapItem(tiles, threshold, (width, height), parent=photo_item)`, `item.setVisible`,
+`item.set_heat_opacity(0..1)` (or `opacity_slider(item)`), `item.set_tile_labels(rows)`, signal
+`item.tile_label_requested(x, y, w, h, label)`. Tiles are (x, y, w, h, p_crack) in image pixels, as
+`Workspace.tile_results(hash, model_key)` returns them; a photo item showing a downscaled pixmap needs
+`item.setScale(pixmap_width / image_width)`.
 
 Hovering shows the tile grid, the tile under the cursor with its probability (label and tooltip). C / N label
 that tile crack / no crack, Delete clears it (when the item has keyboard focus: it takes it on hover), and
-so does the context menu. A viewer whose own C / N shortcuts would fire first calls
-`item.label_hovered_tile(label)` from them and falls back to the whole-image label when it returns False.
+so does the context menu. A viewer whose own C / N shortcuts fire first (QShortcut does) asks
+`label_hovered_tile(label)` from them and labels the whole image when it returns False.
 Colours come from `crackdesk.core.overlay`, the same scale as the CLI's PNGs.
 """
 
@@ -24,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, QRunnable, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QLinearGradient, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QMenu, QSlider
+from PySide6.QtWidgets import QCheckBox, QGraphicsItem, QGraphicsObject, QHBoxLayout, QMenu, QSlider, QWidget
 
 from ..core.datasets import CRACK, NO_CRACK
 from ..core.errors import CrackDeskError
-from ..core.overlay import colours, heat_layer, tile_colour
+from ..core.overlay import heat_layer, tile_colour
 from ..core.tiling import heatmap_of_file, tiles_from_rows
 
 LAYER_MAX_SIDE = 1024  # the colour layer's resolution; drawn scaled, nearest-neighbour (crisp tile edges)
@@ -43,6 +47,7 @@ class HeatmapItem(QGraphicsObject):
 
     def __init__(self, tiles, threshold: float, image_size: tuple[int, int] | None = None, parent=None):
         super().__init__(parent)
+        self._rect = QRectF()  # asked for as soon as the item has a parent
         self.setAcceptHoverEvents(True)
         self.setFlag(QGraphicsItem.ItemIsFocusable, True)
         self.setZValue(10)
@@ -249,6 +254,54 @@ class _Legend(QGraphicsItem):
         painter.drawText(QRectF(8, 18, self.WIDTH - 16, 14), Qt.AlignRight | Qt.AlignVCenter, "1")
 
 
+class HeatmapControls(QWidget):
+    """The viewer's side of it in one widget: a "Crack heatmap" toggle and an opacity slider, and the item's
+    life cycle over a photo item (replaced per photo, removed when a photo has no tiles). The toggle and
+    opacity persist across photos. Re-emits the item's `tile_label_requested`."""
+
+    tile_label_requested = Signal(int, int, int, int, object)
+
+    def __init__(self, photo_item: QGraphicsItem, parent=None):
+        super().__init__(parent)
+        self.photo_item = photo_item
+        self.item: HeatmapItem | None = None
+        self.toggle = QCheckBox("Crack heatmap (H)")
+        self.toggle.setChecked(True)
+        self.toggle.setToolTip("Tile P(crack) over the photo; hover a tile, then C / N labels it")
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setRange(0, 100)
+        self.slider.setValue(55)
+        self.slider.setToolTip("Heatmap opacity")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.slider, 1)
+        self.toggle.toggled.connect(lambda on: self.item is not None and self.item.setVisible(on))
+        self.slider.valueChanged.connect(lambda v: self.item is not None and self.item.set_heat_opacity(v / 100))
+        self.setEnabled(False)
+
+    def show_tiles(self, tiles, threshold: float, image_size: tuple[int, int] | None = None, tile_labels=()) -> None:
+        """Tiles of the photo now shown (image pixels; `image_size` = the photo's size), or none: no heatmap."""
+        if self.item is not None:
+            self.item.setParentItem(None)
+            if self.item.scene() is not None:
+                self.item.scene().removeItem(self.item)
+            self.item.deleteLater()
+            self.item = None
+        self.setEnabled(bool(tiles))
+        if not tiles:
+            return
+        self.item = HeatmapItem(tiles, threshold, image_size, parent=self.photo_item)
+        self.item.set_heat_opacity(self.slider.value() / 100)
+        self.item.setVisible(self.toggle.isChecked())
+        self.item.set_tile_labels(tile_labels)
+        self.item.tile_label_requested.connect(self.tile_label_requested)
+
+    def label_hovered_tile(self, label: str | None) -> bool:
+        """For the viewer's C / N / Delete shortcuts: True when a hovered tile took the label."""
+        return self.item is not None and self.item.label_hovered_tile(label)
+
+
 def opacity_slider(item: HeatmapItem, parent=None) -> QSlider:
     """A horizontal 0..100 % slider bound to the item's heat opacity, for the viewer's toolbar."""
     slider = QSlider(Qt.Horizontal, parent)
@@ -289,4 +342,4 @@ class HeatmapJob(QObject, QRunnable):
             self.finished.emit(str(self.path), heatmap.tiles(), heatmap.threshold, g.width, g.height, heatmap.hash or "")
 
 
-__all__ = ["HeatmapItem", "HeatmapJob", "opacity_slider", "colours"]
+__all__ = ["HeatmapItem", "HeatmapControls", "HeatmapJob", "opacity_slider"]
