@@ -10,7 +10,13 @@ from PySide6.QtWidgets import QApplication
 from .theme import apply_theme
 
 
+GIL_SWITCH_INTERVAL = 0.001
+
+
 def make_app(argv: list[str] | None = None) -> QApplication:
+    # Painting is many short Python calls, each needing the GIL back from the worker threads; handing it
+    # over after 1 ms instead of 5 ms keeps the GUI thread from waiting in line (fewer, shorter stalls).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv or [sys.argv[0]])

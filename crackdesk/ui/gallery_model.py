@@ -42,6 +42,21 @@ SORTS = {
 LABEL_FILTERS = {"disagree", "not_reviewed", "reviewed"}
 
 
+class RowArrays:
+    """The store's rows as arrays; built in a worker thread so the GUI thread only swaps them in."""
+
+    def __init__(self, paths, ids, labels, probs):
+        self.paths, self.ids, self.labels, self.probs = paths, ids, labels, probs
+        self.index_of_id = {int(i): k for k, i in enumerate(ids.tolist())}
+
+    @classmethod
+    def from_rows(cls, rows) -> "RowArrays":
+        n = len(rows)
+        return cls([r.path for r in rows], np.fromiter((r.id for r in rows), np.int64, n),
+                   np.fromiter((LABEL_CODES[r.label] for r in rows), np.int8, n),
+                   np.fromiter((np.nan if r.p_crack is None else r.p_crack for r in rows), np.float32, n))
+
+
 class GalleryModel(QAbstractListModel):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -56,6 +71,7 @@ class GalleryModel(QAbstractListModel):
         self.sort = "name"
         self.threshold = 0.5
         self.band = 0.15
+        self.visible_rows = None  # set by the view's owner: () -> (first, last) row on screen
 
     # -- loading ----------------------------------------------------------------------------------
     def set_paths(self, paths: list[str]) -> None:
@@ -69,16 +85,20 @@ class GalleryModel(QAbstractListModel):
         self.refilter()
 
     def set_rows(self, rows, threshold: float) -> None:
-        """Attach the store's rows (ImageRow, in display order) with the active model's predictions."""
+        """Attach the store's rows (ImageRow in display order, or RowArrays made from them off the GUI
+        thread) with the active model's predictions."""
+        arrays = rows if isinstance(rows, RowArrays) else RowArrays.from_rows(rows)
+        same_images = arrays.paths == self.paths
         self.threshold = threshold
-        paths = [r.path for r in rows]
-        if paths != self.paths:
-            self.paths = paths
-        self.ids = np.fromiter((r.id for r in rows), np.int64, len(rows))
-        self.labels = np.fromiter((LABEL_CODES[r.label] for r in rows), np.int8, len(rows))
-        self.probs = np.fromiter((np.nan if r.p_crack is None else r.p_crack for r in rows), np.float32, len(rows))
-        self._index_of_id = {int(i): k for k, i in enumerate(self.ids)}
-        self.refilter()
+        self.paths = arrays.paths
+        self.ids, self.labels, self.probs = arrays.ids, arrays.labels, arrays.probs
+        self._index_of_id = arrays.index_of_id
+        if same_images and self.filter == "all" and self.sort == "name":
+            # The rows shown are unchanged: repaint instead of a reset (which re-lays out every item).
+            if len(self.view):
+                self.dataChanged.emit(self.index(0), self.index(len(self.view) - 1), [LABEL_ROLE, PROB_ROLE])
+        else:
+            self.refilter()
 
     def clear(self) -> None:
         self.set_paths([])
@@ -109,9 +129,16 @@ class GalleryModel(QAbstractListModel):
 
     def _changed(self, indices) -> None:
         rows = [int(self.position[k]) for k in indices if self.position[k] >= 0]
-        if rows:
-            top, bottom = self.index(min(rows)), self.index(max(rows))
-            self.dataChanged.emit(top, bottom, [LABEL_ROLE, PROB_ROLE])
+        if not rows:
+            return
+        low, high = min(rows), max(rows)
+        if self.visible_rows is not None:
+            # A range update repaints the whole viewport: only send it when it touches what is on screen.
+            first, last = self.visible_rows()
+            low, high = max(low, first), min(high, last)
+            if low > high:
+                return
+        self.dataChanged.emit(self.index(low), self.index(high), [LABEL_ROLE, PROB_ROLE])
 
     # -- filter and sort --------------------------------------------------------------------------
     def set_filter(self, name: str) -> None:

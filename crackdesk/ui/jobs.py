@@ -22,6 +22,7 @@ from ..core.exchange import ensure_hashes
 from ..core.inference import Classifier
 from ..core.scan import natural_key, scan_folder
 from ..core.store import open_workspace
+from .gallery_model import RowArrays
 
 
 BACKGROUND_NICE = 10
@@ -122,14 +123,20 @@ def open_folder_job(folder, workspace_path, model_key: str | None, parent=None) 
         ws = open_workspace(folder, workspace_path)
         try:
             ws.sync(scanned)
-            rows = ws.rows(model_key)
-            rows.sort(key=lambda r: natural_key(r.path))
+            rows = sorted_rows(ws, model_key)
         except BaseException:
             ws.close()
             raise
         return ws, rows
 
     return Job("Opening the folder", work, parent)
+
+
+def sorted_rows(ws, model_key: str | None) -> RowArrays:
+    """The store's rows in natural path order, as the gallery model's arrays."""
+    rows = ws.rows(model_key)
+    rows.sort(key=lambda r: natural_key(r.path))
+    return RowArrays.from_rows(rows)
 
 
 def hash_job(workspace, parent=None) -> Job:

@@ -7,6 +7,7 @@ the background -> thumbnails for what is visible -> classify on demand.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
@@ -20,7 +21,7 @@ from .gallery_delegate import GalleryDelegate
 from .gallery_model import FILTERS, GalleryModel
 from .gallery_view import GalleryView
 from .job_bar import JobBar
-from .jobs import classify_job, function_job, hash_job, open_folder_job
+from .jobs import classify_job, function_job, hash_job, open_folder_job, sorted_rows
 from .settings import Settings
 from .shortcuts_overlay import ShortcutsOverlay
 from .sidebar import Sidebar
@@ -54,6 +55,7 @@ class MainWindow(QMainWindow):
         self.thumbnails = ThumbnailService(self)
         self.view = GalleryView()
         self.view.setModel(self.model)
+        self.model.visible_rows = self.view.visible_rows
         self.delegate = GalleryDelegate(self.thumbnails, self.model, self.view)
         self.view.setItemDelegate(self.delegate)
         self.thumbnails.updated.connect(self.view.viewport().update)
@@ -158,22 +160,23 @@ class MainWindow(QMainWindow):
         self.select_row(max(0, current))
         self.refresh_status()
         self.start_hashing()
+        # Everything alive now (modules, widgets, the folder's arrays) lives as long as the folder is open:
+        # keep it out of the cyclic collector's full passes, which would pause every thread.
+        gc.collect()
+        gc.freeze()
         self.folder_loaded.emit()
 
     def reload_rows(self) -> None:
         """Re-read labels and the active model's predictions from the store, off the GUI thread."""
         ws, key = self.ws, self.model_key
-        job = function_job("Loading predictions", lambda cancel, progress: ws.rows(key), self)
+        job = function_job("Loading predictions", lambda cancel, progress: sorted_rows(ws, key), self)
         job.succeeded.connect(lambda rows: self._rows_reloaded(ws, rows))
         self.start_job(job)
 
     def _rows_reloaded(self, ws, rows) -> None:
         if ws is not self.ws:
             return
-        from ..core.scan import natural_key
-
         current = self.current_id()
-        rows.sort(key=lambda r: natural_key(r.path))
         self.model.set_rows(rows, self.model.threshold)
         self.select_id(current)
         self.refresh_status()
