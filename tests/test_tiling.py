@@ -103,6 +103,18 @@ def test_stride_below_the_patch_overlaps(classifier):
     assert heatmap.label == CRACK
 
 
+def test_a_fine_stride_cuts_tiles_batch_by_batch_with_the_same_result(classifier, tmp_path, monkeypatch):
+    from crackdesk.core import tiling
+
+    grid_mosaic(np.array([[False, True, False]]), seed=2).save(tmp_path / "m.png")
+    precut = heatmap_of_file(classifier, tmp_path / "m.png", stride=57)
+    monkeypatch.setattr(tiling, "PRECUT_TILES", 3)  # fewer than the 9 windows: cut lazily, image kept
+    prepared = tiling.prepare(classifier, tmp_path / "m.png", 57, keep_image=False)
+    assert prepared.tiles is None and prepared.image is not None
+    lazy = tiling.finish(classifier, prepared)
+    assert len(precut.tiles()) == 9 and np.allclose(lazy.probs, precut.probs)
+
+
 def test_small_image_is_one_tile(classifier, tmp_path):
     crack_patch(1).resize((120, 90)).save(tmp_path / "small.png")
     heatmap = heatmap_of_file(classifier, tmp_path / "small.png")

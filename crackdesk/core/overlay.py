@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .tiling import Heatmap
 
 MAX_SIDE = 2048  # the PNG's longest side: a 4032 px photo is halved, a heatmap needs no more
+MAX_GRID_TILES = 4000  # a finer grid (a small stride) is drawn as colour only: the lines would hide the photo
 
 
 def colours(p: np.ndarray, opacity: float = 1.0) -> np.ndarray:
@@ -67,7 +68,7 @@ def render_overlay(photo: Image.Image, heatmap: Heatmap, opacity: float = 0.55, 
     out = Image.alpha_composite(base.convert("RGBA"), heat_layer(heatmap, size, opacity))
     draw = ImageDraw.Draw(out, "RGBA")
     sx, sy = size[0] / photo.width, size[1] / photo.height
-    if grid:
+    if grid and len(heatmap.grid) <= MAX_GRID_TILES:
         for (x, y, w, h), p in zip(heatmap.grid.boxes(), heatmap.probs.ravel()):
             box = [x * sx, y * sy, (x + w) * sx - 1, (y + h) * sy - 1]
             crack = p >= heatmap.threshold

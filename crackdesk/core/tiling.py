@@ -16,7 +16,8 @@ Design notes (why, not just what):
    we refuse, from the header alone and before decoding, images above `MAX_HEATMAP_PIXELS` (150 Mpx, about
    450 MB decoded; larger than any camera photo) with a message saying why. A 20000x20000 image is refused
    in milliseconds with no memory growth. Tiles are cut into one uint8 array (N x H x W x 3 at the model
-   input size, ~19 MB for 252 tiles at 160 px) and normalised batch by batch.
+   input size, ~19 MB for 252 tiles at 160 px) and normalised batch by batch; past `PRECUT_TILES` windows
+   (a fine stride) they are cut batch by batch instead.
 4. Folder streaming: `heatmap_stream` reads, hashes, decodes and cuts the next image in a worker thread
    while onnxruntime runs the current one; at most one image is prepared ahead, so memory stays flat.
 """
@@ -39,6 +40,9 @@ from .images import load_rgb, open_image
 from .inference import Classifier, read_and_hash
 
 MAX_HEATMAP_PIXELS = 150_000_000
+# Up to this many windows are cut ahead, in the worker, while the model runs on the previous photo (1024
+# tiles of 160 px = 79 MB); a finer stride cuts them batch by batch instead, so memory stays bounded.
+PRECUT_TILES = 1024
 BATCH = 8  # measured on 2 cores: as fast as 16 or 32 tiles a call, and a third of the model's memory
 
 Box = tuple[int, int, int, int]  # x, y, w, h in source pixels
@@ -176,25 +180,31 @@ def tile_patch(path: str | Path, box: Box) -> Image.Image:
     return image.crop((x, y, x + w, y + h))
 
 
-def cut_tiles(image: Image.Image, grid: TileGrid, classifier: Classifier) -> np.ndarray:
-    """N x H x W x 3 uint8: every window resized to the model input by the model's preprocessing."""
+def cut_tiles(image: Image.Image, grid: TileGrid, classifier: Classifier, start: int = 0,
+              count: int | None = None) -> np.ndarray:
+    """N x H x W x 3 uint8: windows `start`.. (all by default) resized to the model input by its preprocessing."""
     h, w = classifier.pre.input_size
-    out = np.empty((len(grid), h, w, 3), np.uint8)
-    for i, (x, y, tw, th) in enumerate(grid.boxes()):
+    boxes = grid.boxes()[start:None if count is None else start + count]
+    out = np.empty((len(boxes), h, w, 3), np.uint8)
+    for i, (x, y, tw, th) in enumerate(boxes):
         out[i] = classifier.pre.to_uint8(image.crop((x, y, x + tw, y + th)))
     return out
 
 
-def classify_tiles(classifier: Classifier, tiles: np.ndarray, cancel: threading.Event | None = None,
+def classify_tiles(classifier: Classifier, image: Image.Image | None, grid: TileGrid, tiles: np.ndarray | None = None,
+                   cancel: threading.Event | None = None,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray | None:
-    """P(crack) per uint8 tile, in batches; None when cancelled."""
-    probs = np.empty(len(tiles))
-    for start in range(0, len(tiles), BATCH):
+    """P(crack) per window, in batches: from `tiles` already cut, else cut from `image` batch by batch.
+    None when cancelled."""
+    n = len(grid)
+    probs = np.empty(n)
+    for start in range(0, n, BATCH):
         if cancel is not None and cancel.is_set():
             return None
-        probs[start:start + BATCH] = classifier.predict_tensor(classifier.pre.normalize(tiles[start:start + BATCH]))
+        batch = tiles[start:start + BATCH] if tiles is not None else cut_tiles(image, grid, classifier, start, BATCH)
+        probs[start:start + BATCH] = classifier.predict_tensor(classifier.pre.normalize(batch))
         if progress:
-            progress(min(start + BATCH, len(tiles)), len(tiles))
+            progress(min(start + BATCH, n), n)
     return probs
 
 
@@ -231,8 +241,9 @@ def prepare(classifier: Classifier, path: str | Path, stride: int | None = None,
         return result
     t1 = time.perf_counter()
     result.grid = TileGrid.for_image(image.width, image.height, classifier.info.patch_px, stride)
-    result.tiles = cut_tiles(image, result.grid, classifier)
-    result.image = image if keep_image else None
+    if len(result.grid) <= PRECUT_TILES:
+        result.tiles = cut_tiles(image, result.grid, classifier)
+    result.image = image if keep_image or result.tiles is None else None
     result.seconds = {"decode": t1 - t0, "tiles": time.perf_counter() - t1}
     return result
 
@@ -242,7 +253,7 @@ def finish(classifier: Classifier, prepared: Prepared, cancel=None, progress=Non
     if prepared.error is not None:
         raise prepared.error
     t0 = time.perf_counter()
-    probs = classify_tiles(classifier, prepared.tiles, cancel, progress)
+    probs = classify_tiles(classifier, prepared.image, prepared.grid, prepared.tiles, cancel, progress)
     if probs is None:
         return None
     seconds = dict(prepared.seconds, model=time.perf_counter() - t0)
@@ -254,7 +265,7 @@ def heatmap_of_image(classifier: Classifier, image: Image.Image, stride: int | N
                      cancel: threading.Event | None = None, progress=None) -> Heatmap | None:
     """Heatmap of an already decoded RGB image (tests, the GUI's image in memory)."""
     grid = TileGrid.for_image(image.width, image.height, classifier.info.patch_px, stride)
-    probs = classify_tiles(classifier, cut_tiles(image, grid, classifier), cancel, progress)
+    probs = classify_tiles(classifier, image, grid, None, cancel, progress)
     if probs is None:
         return None
     return Heatmap(grid, probs.reshape(grid.shape), classifier.threshold, classifier.key)

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import QCheckBox, QGraphicsItem, QGraphicsObject, QHBoxLa
 
 from ..core.datasets import CRACK, NO_CRACK
 from ..core.errors import CrackDeskError
-from ..core.overlay import heat_layer, tile_colour
+from ..core.overlay import MAX_GRID_TILES, heat_layer, tile_colour
 from ..core.tiling import heatmap_of_file, tiles_from_rows
 
 LAYER_MAX_SIDE = 1024  # the colour layer's resolution; drawn scaled, nearest-neighbour (crisp tile edges)
@@ -146,8 +146,9 @@ class HeatmapItem(QGraphicsObject):
             grid.setCosmetic(True)
             painter.setPen(grid)
             painter.setBrush(Qt.NoBrush)
-            for x, y, w, h in self._boxes:
-                painter.drawRect(QRectF(float(x), float(y), float(w), float(h)))
+            if len(self._boxes) <= MAX_GRID_TILES:  # a finer grid would hide the photo (and be slow)
+                for x, y, w, h in self._boxes:
+                    painter.drawRect(QRectF(float(x), float(y), float(w), float(h)))
             x, y, w, h = map(float, self._boxes[self._hover])
             focus = QPen(QColor(0, 200, 255), 2)
             focus.setCosmetic(True)
