@@ -56,6 +56,15 @@ def test_folder_writes_png_and_csv_per_image_and_fills_the_workspace(tmp_path, t
         assert max(t[4] for t in tiles) == by_path["pier/IMG_1.jpg"].p_crack
 
 
+def test_outputs_inside_the_folder_are_not_processed_again(tmp_path, tiny_model, capsys):
+    site = tmp_path / "site"
+    make_site(site)
+    for _ in range(2):
+        assert main(["heatmap", str(site), "--model", str(tiny_model), "--out", str(site / "heatmaps")]) == 0
+        assert "3 heatmaps (1 unreadable)" in capsys.readouterr().err
+    assert not list((site / "heatmaps").rglob("*_heatmap_heatmap.png"))
+
+
 def test_single_image_uses_a_workspace_only_when_asked(tmp_path, tiny_model, capsys):
     grid_mosaic(np.array([[True, False]])).save(tmp_path / "wall.png")
     out = tmp_path / "out"

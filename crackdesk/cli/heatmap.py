@@ -65,7 +65,7 @@ def save_png_atomically(image, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        image.save(tmp, format="PNG", compress_level=1)  # 3x faster than the default, files ~20% larger
+        image.save(tmp, format="PNG", compress_level=1)  # 3.5x faster than the default (6), 7% larger
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -96,6 +96,9 @@ def main(argv: list[str]) -> int:
         raise CrackDeskError(f"--stride {args.stride} is larger than the model's patch size "
                              f"({classifier.info.patch_px} px): the tiles would leave gaps")
     root, image_ids, workspace = _targets(target, args.workspace)
+    outputs = out.resolve()
+    image_ids = {rel: i for rel, i in image_ids.items()  # an --out inside the folder: not our own PNGs again
+                 if not (root / rel).resolve().is_relative_to(outputs)}
     try:
         if not image_ids:
             print(f"crackdesk heatmap: {target}: no images found", file=sys.stderr)
