@@ -58,7 +58,7 @@ class CurvesWidget(QWidget):
             if n <= 12 or epoch % max(1, n // 10) == 0 or epoch == n:
                 x = self._x(plot, epoch, n)
                 p.drawText(QRectF(x - 15, plot.bottom() + 4, 30, 16), Qt.AlignCenter, str(epoch))
-        p.drawText(QRectF(plot.left(), plot.bottom() + 4, plot.width(), 18), Qt.AlignRight, "epoch")
+        p.drawText(QRectF(0, plot.bottom() + 4, plot.left() - 6, 18), Qt.AlignRight, "epoch")
         x_legend = plot.left()
         for key, label, color, axis in SERIES:
             p.setPen(QPen(color, 2))
@@ -97,7 +97,7 @@ class ConfusionMatrix(QWidget):
         super().__init__(parent)
         self.title = title
         self.metrics: dict | None = None
-        self.setMinimumSize(220, 190)
+        self.setMinimumSize(250, 200)
 
     def set_metrics(self, metrics: dict | None) -> None:
         self.metrics = metrics
@@ -119,13 +119,14 @@ class ConfusionMatrix(QWidget):
         m = self.metrics
         cells = [[m.get("tp", 0), m.get("fn", 0)], [m.get("fp", 0), m.get("tn", 0)]]  # rows: crack, no crack
         names = ["crack", "no crack"]
-        left, top = 70.0, 44.0
+        left, top = 96.0, 62.0
         size = min((self.width() - left - 10) / 2, (self.height() - top - 10) / 2)
         p.setPen(theme.MUTED)
-        p.drawText(QRectF(left, 22, 2 * size, 18), Qt.AlignCenter, "predicted")
+        p.drawText(QRectF(left, 22, 2 * size, 18), Qt.AlignCenter, "predicted →")
         for j, name in enumerate(names):
-            p.drawText(QRectF(left + j * size, top - 16, size, 16), Qt.AlignCenter, name)
-            p.drawText(QRectF(0, top + j * size, left - 6, size), Qt.AlignRight | Qt.AlignVCenter, f"true {name}")
+            p.drawText(QRectF(left + j * size, top - 18, size, 16), Qt.AlignCenter, name)
+            p.drawText(QRectF(0, top + j * size, left - 8, size), Qt.AlignRight | Qt.AlignVCenter,
+                       f"true\n{name}")
         for i in range(2):
             row_total = max(1, sum(cells[i]))
             for j in range(2):

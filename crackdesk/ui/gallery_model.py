@@ -28,7 +28,7 @@ FILTERS = {
     "pred_crack": "Predicted crack",
     "pred_no_crack": "Predicted no crack",
     "uncertain": "Uncertain",
-    "disagree": "Human and model disagree",
+    "disagree": "Disagreements",
     "not_reviewed": "Not reviewed",
     "reviewed": "Reviewed",
 }

@@ -69,6 +69,8 @@ class RetrainDialog(QDialog):
         self.activate_button.setEnabled(False)
         self.activate_button.clicked.connect(self._activate)
         close = QPushButton("Close")
+        for b in (self.start_button, self.cancel_button, self.activate_button, close):
+            b.setAutoDefault(False)
         close.clicked.connect(self.reject)
         for b in (self.start_button, self.cancel_button):
             buttons.addWidget(b)
@@ -109,6 +111,7 @@ class RetrainDialog(QDialog):
         self.dataset = QLineEdit()
         self.dataset.setPlaceholderText("base dataset folder")
         browse = QPushButton("Browse…")
+        browse.setAutoDefault(False)
         browse.clicked.connect(self._browse)
         self.sample = QSpinBox()
         self.sample.setRange(0, 1_000_000)
@@ -149,6 +152,8 @@ class RetrainDialog(QDialog):
         self.table.setHorizontalHeaderLabels(["New", "Current", "Change"])
         self.table.setVerticalHeaderLabels(COMPARED)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.NoSelection)
+        self.table.setFocusPolicy(Qt.NoFocus)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumWidth(330)
         self.new_matrix = ConfusionMatrix("New model")

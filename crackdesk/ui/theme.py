@@ -39,7 +39,7 @@ QComboBox QAbstractItemView {{ background: #2d333d; color: {TEXT.name()}; select
 QPushButton {{ background: #2f3540; color: {TEXT.name()}; border: 1px solid {BORDER.name()}; border-radius: 4px;
                padding: 5px 14px; }}
 QPushButton:hover {{ background: #38404c; }}
-QPushButton:default, QPushButton[primary="true"] {{ background: {ACCENT.name()}; border-color: {ACCENT.name()}; }}
+QPushButton[primary="true"] {{ background: {ACCENT.name()}; border-color: {ACCENT.name()}; }}
 QPushButton:disabled {{ color: #6b7380; }}
 QProgressBar {{ background: #2d333d; border: 1px solid {BORDER.name()}; border-radius: 4px; color: {TEXT.name()};
                 text-align: center; max-height: 14px; }}

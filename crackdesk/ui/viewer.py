@@ -104,6 +104,8 @@ class ViewerDialog(QDialog):
         self.bar.setTextVisible(False)
         self.history = QListWidget()
         self.history.setFocusPolicy(Qt.NoFocus)
+        self.history.setWordWrap(True)
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         hint = QLabel("C crack · N no crack · Space accept · ←/→ move · F fit · Esc close")
         hint.setProperty("muted", True)
         hint.setWordWrap(True)
@@ -158,8 +160,8 @@ class ViewerDialog(QDialog):
         if not history:
             self.history.addItem("No changes yet")
         for h in reversed(history):
-            item = QListWidgetItem(f"{h['at'].replace('T', ' ').rstrip('Z')}  "
-                                   f"{theme.LABEL_NAMES[h['old']]} → {theme.LABEL_NAMES[h['new']]}  ({h['source']})")
+            item = QListWidgetItem(f"{theme.LABEL_NAMES[h['old']]} → {theme.LABEL_NAMES[h['new']]}\n"
+                                   f"{h['at'].replace('T', ' ').rstrip('Z')} UTC · {h['source']}")
             item.setForeground(theme.LABEL_COLORS[h["new"]])
             self.history.addItem(item)
 

@@ -62,7 +62,7 @@ class WindowActions:
                   QKeySequence("Ctrl+-"))
         self._add(view, "Open &viewer\tEnter", window.open_viewer)
         view.addSeparator()
-        self.help = self._add(view, "&Keyboard shortcuts", lambda: window.overlay.toggle(), QKeySequence("F1"),
+        self.help = self._add(view, "&Shortcuts", lambda: window.overlay.toggle(), QKeySequence("F1"),
                               icon(QStyle.SP_DialogHelpButton))
 
         tools = window.addToolBar("Main")
