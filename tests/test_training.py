@@ -276,3 +276,15 @@ def test_cancel_leaves_no_model(tmp_path, sig):
     assert proc.returncode == 130
     assert events[-1]["event"] == "cancelled"
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_quantize_reports_accuracy_and_speed(synthetic, tmp_path):
+    from crackdesk.core.models import load_model
+
+    out = tmp_path / "q.onnx"
+    rc, events, err = run_training([str(synthetic), *FAST, "--epochs", "2", "--quantize", "--out", str(out), "--events"])
+    assert rc == 0, err
+    check_protocol(events)
+    report = load_model(out).info.training["quantization"]
+    assert set(report) >= {"kept", "float_accuracy", "int8_accuracy", "speedup"}
+    assert report["kept"] == (report["int8_accuracy"] >= report["float_accuracy"] - 0.002)

@@ -117,6 +117,9 @@ def atomic_write(data: bytes, out: Path) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent or ".")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a model file is an ordinary file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -177,9 +177,10 @@ def _quantize(onnx_bytes, sess, info, data, prep, test, reporter, cancel):
     info.training["quantization"] = report
     message = (f"int8 {'kept' if kept else 'discarded'}: test accuracy {100 * q_test['accuracy']:.2f}% vs float "
                f"{100 * test['accuracy']:.2f}%, {report['speedup']}x the float speed")
-    reporter.warning(message) if not kept else reporter.phase("quantize", message)
     if not kept:
+        reporter.warning(message)
         return sess, onnx_bytes, info
+    reporter.phase("quantize", message)
     return q_sess, q_bytes, replace(info, metrics=q_test)
 
 

@@ -135,10 +135,19 @@ def train_mobilenet(model: MobileNetCrack, data: TrainingData, prep: Preprocessi
         reporter.phase("finetune", f"fine-tuning blocks {model.first_trainable}-18 and the head (BatchNorm frozen)")
     head.to(device).to(memory_format=torch.channels_last)
 
-    def make(idx):
-        view = torch.randint(0, n_views, (len(idx),), generator=gen).numpy()
-        x = torch.from_numpy(cache_train[view, idx.numpy()])
-        return x.to(device).contiguous(memory_format=torch.channels_last), y_train[idx].to(device)
+    # An epoch passes over the cached views (views x images), capped for large sets at one view per image
+    # or 8192 samples: small retraining sets get enough steps, large ones stay within minutes per epoch.
+    per_epoch = min(n_views * n, max(n, 8192))
+
+    def make(flat):
+        flat = flat.numpy()
+        if per_epoch == n_views * n:
+            view, idx = flat // n, flat % n
+        else:
+            idx = flat % n
+            view = torch.randint(0, n_views, (len(idx),), generator=gen).numpy()
+        x = torch.from_numpy(cache_train[view, idx])
+        return x.to(device).contiguous(memory_format=torch.channels_last), y_train[torch.from_numpy(idx)].to(device)
 
     def train_mode():
         head.train()
@@ -147,7 +156,7 @@ def train_mobilenet(model: MobileNetCrack, data: TrainingData, prep: Preprocessi
     # The head is already fitted: a tenth of the blocks' rate keeps Adam's first steps from undoing it.
     groups = [{"params": model.features[model.first_trainable:].parameters()},
               {"params": model.classifier.parameters(), "lr": lr / 10}]
-    result = fit(head, groups, lambda e: _batches(n, e, seed, make), _steps(n),
+    result = fit(head, groups, lambda e: _batches(per_epoch, e, seed, make), _steps(per_epoch),
                  lambda: predict_logits(head, val_inputs, len(cache_val), cancel=cancel), data.labels["val"],
                  weights, epochs=epochs, lr=lr, patience=3, train_mode=train_mode, reporter=reporter,
                  cancel=cancel, phase="finetune")
