@@ -66,6 +66,7 @@ def test_grid_of_a_camera_photo_and_of_a_small_image():
     grid = TileGrid.for_image(4032, 3024, P)
     assert grid.shape == (14, 18) and len(grid) == 252
     assert all(w == h == P and x + w <= 4032 and y + h <= 3024 for x, y, w, h in grid.boxes())
+    assert [grid.box(i) for i in range(len(grid))] == grid.boxes()
     with pytest.raises(ValueError, match="stride"):
         TileGrid.for_image(4032, 3024, P, stride=300)  # would leave gaps between tiles
     small = TileGrid.for_image(100, 80, P)

@@ -14,7 +14,8 @@ Design notes (why, not just what):
    tiles are cut. Pillow cannot decode a band of a PNG or JPEG without decoding everything above it, and
    JPEG's draft mode only shrinks by 1/2..1/8, which would change the scale the model was trained at. So
    we refuse, from the header alone and before decoding, images above `MAX_HEATMAP_PIXELS` (150 Mpx, about
-   450 MB decoded; larger than any camera photo) with a message saying why. A 20000x20000 image is refused
+   450 MB decoded, up to twice that for a moment when EXIF rotation copies it; larger than any camera
+   photo) with a message saying why. A 20000x20000 image is refused
    in milliseconds with no memory growth. Tiles are cut into one uint8 array (N x H x W x 3 at the model
    input size, ~19 MB for 252 tiles at 160 px) and normalised batch by batch; past `PRECUT_TILES` windows
    (a fine stride) they are cut batch by batch instead.
@@ -91,6 +92,11 @@ class TileGrid:
 
     def boxes(self) -> list[Box]:
         return [(x, y, self.tile_w, self.tile_h) for y in self.ys for x in self.xs]
+
+    def box(self, index: int) -> Box:
+        """The row-major `index`-th box (what `boxes()[index]` is, without building the list)."""
+        row, col = divmod(index, len(self.xs))
+        return self.xs[col], self.ys[row], self.tile_w, self.tile_h
 
 
 @dataclass
@@ -184,9 +190,9 @@ def cut_tiles(image: Image.Image, grid: TileGrid, classifier: Classifier, start:
               count: int | None = None) -> np.ndarray:
     """N x H x W x 3 uint8: windows `start`.. (all by default) resized to the model input by its preprocessing."""
     h, w = classifier.pre.input_size
-    boxes = grid.boxes()[start:None if count is None else start + count]
-    out = np.empty((len(boxes), h, w, 3), np.uint8)
-    for i, (x, y, tw, th) in enumerate(boxes):
+    indices = range(start, len(grid) if count is None else min(len(grid), start + count))
+    out = np.empty((len(indices), h, w, 3), np.uint8)
+    for i, (x, y, tw, th) in enumerate(map(grid.box, indices)):
         out[i] = classifier.pre.to_uint8(image.crop((x, y, x + tw, y + th)))
     return out
 
