@@ -205,3 +205,50 @@ def test_settings_survive_a_restart(qtbot, tmp_path, models_dir):
     assert second.delegate.thumb_size == 200 and second.model.filter == "uncertain"
     assert not math.isnan(second.settings.band)
     second.close()
+
+
+def test_classify_selection_then_only_the_unclassified(qtbot, loaded):
+    loaded.view.selectionModel().select(
+        QItemSelection(loaded.model.index(0), loaded.model.index(4)), QItemSelectionModel.ClearAndSelect)
+    with qtbot.waitSignal(loaded.classify_finished, timeout=30000) as blocker:
+        loaded.classify("selection")
+    assert blocker.args[0].total == 5
+    qtbot.waitUntil(lambda: loaded.classifier_job is None)
+    assert loaded.model.counts()["classified"] == 5
+    with qtbot.waitSignal(loaded.classify_finished, timeout=30000) as blocker:
+        loaded.classify("unclassified")
+    assert blocker.args[0].total == 35
+    qtbot.waitUntil(lambda: loaded.classifier_job is None)
+    assert loaded.model.counts()["classified"] == 40
+
+
+def test_cancel_stops_classification_and_keeps_what_was_done(qtbot, loaded):
+    loaded.classify("all")
+    job = loaded.classifier_job
+    assert job is not None and loaded.job_bar.current() is job
+    loaded.job_bar.cancel_button.click()
+    qtbot.waitUntil(lambda: loaded.classifier_job is None, timeout=30000)
+    done = loaded.model.counts()["classified"]
+    with open_workspace(loaded.folder) as ws:
+        assert ws.counts(loaded.model_key)["classified"] == done  # the grid shows what the store has
+
+
+def test_help_overlay_and_thumbnail_size(qtbot, loaded):
+    QTest.keyClick(loaded.view, Qt.Key_Question)
+    assert loaded.overlay.isVisible()
+    QTest.keyClick(loaded.overlay, Qt.Key_Escape)
+    assert not loaded.overlay.isVisible()
+    loaded.actions.thumb_slider.setValue(220)
+    assert loaded.delegate.thumb_size == 220 and loaded.settings.thumb_size == 220
+
+
+def test_reopening_a_folder_keeps_labels_and_predictions(qtbot, loaded, tmp_path):
+    classify_all(qtbot, loaded)
+    loaded.select_row(0)
+    QTest.keyClick(loaded.view, Qt.Key_C)
+    folder = loaded.folder
+    loaded.close_folder()
+    load_folder(qtbot, loaded, folder)
+    assert loaded.model.counts()["reviewed"] == 1
+    assert loaded.model.counts()["classified"] == 40
+    assert loaded.settings.recent_folders()[0] == str(folder)

@@ -119,11 +119,12 @@ def open_folder_job(folder, workspace_path, model_key: str | None, parent=None) 
 
     def work(job: Job):
         scanned = scan_folder(folder, cancel=job.cancel_event)
-        job._partial.emit([f.relpath for f in scanned])
+        order = [f.relpath for f in scanned]
+        job._partial.emit(order)
         ws = open_workspace(folder, workspace_path)
         try:
             ws.sync(scanned)
-            rows = sorted_rows(ws, model_key)
+            rows = sorted_rows(ws, model_key, order)
         except BaseException:
             ws.close()
             raise
@@ -132,17 +133,27 @@ def open_folder_job(folder, workspace_path, model_key: str | None, parent=None) 
     return Job("Opening the folder", work, parent)
 
 
-def sorted_rows(ws, model_key: str | None) -> RowArrays:
-    """The store's rows in natural path order, as the gallery model's arrays."""
+def sorted_rows(ws, model_key: str | None, order: list[str] | None = None) -> RowArrays:
+    """The store's rows in display order (natural path order) as the gallery model's arrays.
+
+    With `order` (the scan's paths, already naturally sorted) rows are placed by a dict lookup: no sort,
+    whose C-level comparisons would hold the GIL (and so freeze the GUI thread) for ~0.1 s at 40,000 rows."""
     rows = ws.rows(model_key)
-    rows.sort(key=lambda r: natural_key(r.path))
+    if order is not None:
+        by_path = {r.path: r for r in rows}
+        placed = [by_path.pop(p) for p in order if p in by_path]
+        rows = placed + sorted(by_path.values(), key=lambda r: natural_key(r.path))  # normally none left
+    else:
+        rows.sort(key=lambda r: natural_key(r.path))
     return RowArrays.from_rows(rows)
 
 
 def hash_job(workspace, parent=None) -> Job:
     def work(job: Job):
-        ensure_hashes(workspace, job.cancel_event, lambda d, t: job._progress.emit(d, t))
-        return None
+        todo = len(workspace.unhashed())
+        if todo:
+            ensure_hashes(workspace, job.cancel_event, lambda d, t: job._progress.emit(d, t))
+        return todo
 
     return Job("Indexing", work, parent)
 
