@@ -25,7 +25,7 @@ from .trainers import train_from_images, train_mobilenet
 PARITY_IMAGES = 128
 # Maximum epochs (early stopping usually ends sooner) and learning rates, from scratch and from a --base.
 DEFAULT = {"cnn": 15, "seed-cnn": 5, "mobilenetv2": 8}
-RETRAIN = {"cnn": 6, "seed-cnn": 3, "mobilenetv2": 10}
+RETRAIN = {"cnn": 6, "seed-cnn": 3, "mobilenetv2": 5}
 LR = {"cnn": 3e-3, "seed-cnn": 1e-3, "mobilenetv2": 1e-4}
 RETRAIN_LR = {"cnn": 5e-4, "seed-cnn": 2e-4, "mobilenetv2": 5e-5}
 
