@@ -31,7 +31,7 @@ def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 class CrackCNN(nn.Module):
     """Six conv blocks (BN + ReLU), downsampling by stride and pooling, global average pooling, one logit.
-    About 0.3 M parameters and ~45 MMAC at 96x96: hairline cracks survive the downsampling because the
+    About 0.34 M parameters and ~40 M multiply-adds at 96x96: hairline cracks survive the downsampling because the
     first block keeps full resolution for its 3x3 filters before striding."""
 
     def __init__(self, width: int = 32):
