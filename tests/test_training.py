@@ -211,6 +211,30 @@ def test_no_space_left_writes_nothing(synthetic, tmp_path, monkeypatch):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+def test_no_space_left_on_a_real_full_filesystem(synthetic, tmp_path):
+    """A real full disk: a 256 KB tmpfs (needs root and mount; skipped elsewhere)."""
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        out = full / "m.onnx"
+        rc, events, _ = run_training([str(synthetic), *FAST, "--epochs", "1", "--out", str(out), "--events"])
+        assert rc == 1 and "no space left" in events[-1]["message"]
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+
+
+def test_output_folder_without_write_permission_is_refused(synthetic, tmp_path, monkeypatch):
+    """As root cannot be denied, the permission check itself is simulated."""
+    import training.export as export
+
+    monkeypatch.setattr(export.os, "access", lambda path, mode: False)
+    rc, events, _ = run_training([str(synthetic), *FAST, "--out", str(tmp_path / "m.onnx"), "--events"])
+    assert rc == 1 and "permission denied" in events[-1]["message"] and str(tmp_path) in events[-1]["message"]
+
+
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     import training.export as export
     from crackdesk.core.errors import CrackDeskError
