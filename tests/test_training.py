@@ -312,3 +312,26 @@ def test_quantize_reports_accuracy_and_speed(synthetic, tmp_path):
     report = load_model(out).info.training["quantization"]
     assert set(report) >= {"kept", "float_accuracy", "int8_accuracy", "speedup"}
     assert report["kept"] == (report["int8_accuracy"] >= report["float_accuracy"] - 0.002)
+
+
+def test_seed_cnn_trains_and_compare_uses_the_old_models_preprocessing(trained, synthetic, tmp_path):
+    """The reference layout trains too; --compare with a model of another input size decodes the
+    validation images again at that model's size."""
+    old, _ = trained
+    out = tmp_path / "seed.onnx"
+    rc, events, err = run_training([str(synthetic), "--arch", "seed-cnn", "--input-size", "48", "--epochs", "1",
+                                    "--compare", str(old), "--out", str(out), "--events"])
+    assert rc == 0, err
+    check_protocol(events)
+    done = events[-1]
+    assert done["info"]["architecture"] == "seed-cnn" and done["info"]["base_model"] is None
+    assert done["compare"]["old"]["n"] == done["compare"]["images"] == done["compare"]["new"]["n"]
+
+
+def test_unexpected_failures_still_end_with_an_error_event(synthetic, tmp_path, monkeypatch):
+    import training.export as export
+
+    monkeypatch.setattr(export, "export_bytes", lambda *a: 1 / 0)
+    rc, events, err = run_training([str(synthetic), *FAST, "--epochs", "1", "--out", str(tmp_path / "m.onnx"), "--events"])
+    assert rc == 1 and events[-1]["event"] == "error" and "ZeroDivisionError" in events[-1]["message"]
+    assert "Traceback" in err and not (tmp_path / "m.onnx").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from crackdesk.core.errors import CrackDeskError
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MemoryError:
         reporter.error("out of memory: use --sample to train on fewer images, or a smaller --input-size")
+        return 1
+    except Exception as e:  # a bug, not a user error: still one `error` event for the GUI, details on stderr
+        traceback.print_exc()
+        reporter.error(f"training failed unexpectedly: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
         return 1
     finally:
         for sig, handler in previous.items():
