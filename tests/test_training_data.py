@@ -109,3 +109,25 @@ def test_missing_data_path_is_named(tmp_path):
 
     with pytest.raises(DatasetError, match="no such file"):
         resolve_source(tmp_path / "absent")
+
+
+def test_workspace_kept_outside_a_read_only_folder_is_found(folders, tmp_path, monkeypatch):
+    """The app keeps the workspace of a folder it cannot write to in the user's data directory."""
+    import crackdesk.core.workspace_location as location
+    from crackdesk.core.errors import DatasetError
+    from crackdesk.core.scan import scan_folder
+    from crackdesk.core.store import Workspace
+    from training.data import resolve_source
+
+    monkeypatch.setattr(location, "_writable", lambda folder, local: False)
+    site = tmp_path / "card"
+    shutil.copytree(folders / "Positive", site)
+    with Workspace(site) as ws:
+        ws.sync(scan_folder(site))
+        ws.set_labels({r.id: "crack" for r in ws.rows()[:5]})
+        db = ws.db_path
+    assert not (site / ".crackdesk").exists()
+    source = resolve_source(site)
+    assert source.kind == "workspace" and len(source.files) == 5 and all(f.path.exists() for f in source.files)
+    with pytest.raises(DatasetError, match="give the image folder"):
+        resolve_source(db)

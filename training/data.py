@@ -59,13 +59,18 @@ class TrainingData:
 
 
 def workspace_db(path: Path) -> tuple[Path, Path] | None:
-    """(image folder, database) when `path` is a workspace file or a folder holding one."""
+    """(image folder, database) when `path` is a workspace file or a folder that has a workspace:
+    `<folder>/.crackdesk/workspace.sqlite`, or the fallback in the user's data directory that the app
+    uses for folders it cannot write to."""
     if path.is_file() and path.suffix.lower() == ".sqlite":
         folder = path.parent.parent if path.parent.name == ".crackdesk" else path.parent
         return folder, path
-    db = path / ".crackdesk" / "workspace.sqlite"
-    if path.is_dir() and db.is_file():
-        return path, db
+    if path.is_dir():
+        from crackdesk.core.workspace_location import default_workspace_path
+
+        for db in (path / ".crackdesk" / "workspace.sqlite", default_workspace_path(path)):
+            if db.is_file():
+                return path, db
     return None
 
 
@@ -82,6 +87,9 @@ def resolve_source(arg: str | Path) -> Source:
         if files or not path.is_dir():
             if not files:
                 raise DatasetError("the workspace has no labelled images", path)
+            if not any(f.path.exists() for f in files):
+                raise DatasetError(f"none of the workspace's labelled images are in {found[0]}; give the image "
+                                   "folder itself as DATA", path)
             return Source(str(path), "workspace", files)
     return Source(str(path), "folders", load_class_folders(path))  # raises DatasetError when empty
 
