@@ -25,6 +25,8 @@ class CancelFlag:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
+        if self.is_set:  # a second signal: stop now, even inside a long operation
+            raise Cancelled("training cancelled; no model was written")
         self.is_set = True
 
     def check(self) -> None:
