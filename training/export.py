@@ -167,7 +167,8 @@ def load_base(path: str | Path, arch: str, model: torch.nn.Module):
         new_state[key] = torch.from_numpy(array.copy())
     if missing:
         raise ModelError(f"cannot retrain from this file: {len(missing)} weights are not stored by name "
-                         f"(e.g. {missing[0]}); it was not exported by CrackDesk training", path)
+                         f"(e.g. {missing[0]}); start from a float model exported by CrackDesk training, not an int8 "
+                         "or third-party file", path)
     model.load_state_dict(new_state)
     return info
 

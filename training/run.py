@@ -129,7 +129,8 @@ def train(args, reporter, cancel) -> None:
         "parity_max_abs_diff": parity, "hardware": hardware(),
     }
     info = ModelInfo(name=name, version=version, architecture=args.arch, preprocessing=prep, threshold=threshold,
-                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), patch_px=227,
+                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     patch_px=base_info.patch_px if base_info else 227,
                      description=args.description or f"{args.arch} crack / no crack classifier",
                      base_model=f"{base_info.name}@{base_info.version}" if base_info else None,
                      training=training, metrics=test)
