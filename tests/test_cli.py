@@ -115,3 +115,20 @@ def test_version_names_the_libraries():
     result = run_cli("--version")
     assert result.returncode == 0
     assert "crackdesk 0.1.0" in result.stdout and "onnxruntime" in result.stdout and "PySide6" in result.stdout
+
+
+def test_large_photos_are_classified_by_sliding_window(tmp_path, tiny_model):
+    """A 5x4-patch photo gets the heatmap's verdict (its strongest tile) and its tiles are stored."""
+    from crackdesk.core.demo import concrete_image
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    concrete_image(3, True, size=(227 * 5, 227 * 4), cracks=2).save(folder / "photo.jpg", quality=90)
+    write_images(folder, 2)
+    assert main(["classify", str(folder), "--model", str(tiny_model)]) == 0
+    ws = open_workspace(folder)
+    rows = {r.path: r for r in ws.rows("tiny@0.1")}
+    tiles = ws.tile_results(rows["photo.jpg"].hash, "tiny@0.1")
+    assert len(tiles) == 20 and all(w == h == 227 for _, _, w, h, _ in tiles)
+    assert rows["photo.jpg"].p_crack == pytest.approx(max(p for *_, p in tiles))
+    assert ws.tile_results(rows["img_000.png"].hash, "tiny@0.1") == []  # small images are not tiled

@@ -7,8 +7,34 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from .errors import CrackDeskError
 from .inference import Classifier, Prediction
 from .store import Workspace
+
+# A photo whose shorter side spans at least this many training patches is classified by sliding window:
+# squashed into one model input, a hairline crack would vanish.
+TILE_FACTOR = 2
+
+
+def is_large(size: tuple[int, int] | None, patch_px: int) -> bool:
+    return size is not None and min(size) >= TILE_FACTOR * patch_px
+
+
+def tile_large_photo(workspace: Workspace, classifier: Classifier, p: Prediction,
+                     cancel: threading.Event | None = None) -> Prediction:
+    """Replace a squashed whole-photo prediction by the heatmap verdict, storing the tiles too."""
+    from dataclasses import replace
+
+    from .tiling import heatmap_of_file
+
+    try:
+        heatmap = heatmap_of_file(classifier, p.path, cancel=cancel)
+    except CrackDeskError as e:
+        return replace(p, p_crack=None, label=None, error=e.reason)
+    if heatmap is None:  # cancelled
+        return p
+    workspace.set_tile_results(p.hash, classifier.key, heatmap.tiles())
+    return replace(p, p_crack=heatmap.p_max, label=heatmap.label)
 
 
 @dataclass
@@ -25,12 +51,16 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
                             on_batch: Callable[[list[tuple[int, Prediction]], int, int], None] | None = None
                             ) -> ClassifyReport:
     """Classify (image id, relative path) items; each batch's hashes and predictions are committed
-    before `on_batch(pairs, done, total)` is called, so a crash loses at most the batch in flight."""
+    before `on_batch(pairs, done, total)` is called, so a crash loses at most the batch in flight.
+    Large photos get the sliding-window verdict (the most cracked tile), with their tiles stored."""
     report = ClassifyReport(total=len(items))
     ids = [i for i, _ in items]
     paths = [workspace.abspath(p) for _, p in items]
     done = 0
+    patch_px = classifier.info.patch_px
     for batch in classifier.classify(paths, cancel=cancel):
+        batch = [tile_large_photo(workspace, classifier, p, cancel) if p.hash and p.p_crack is not None
+                 and is_large(p.size, patch_px) else p for p in batch]
         hashes = [(ids[p.index], p.hash) for p in batch if p.hash]
         predictions = [(p.hash, p.p_crack, p.label) for p in batch if p.p_crack is not None and p.hash]
         workspace.set_hashes(hashes)

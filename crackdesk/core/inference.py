@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from .datasets import CRACK, NO_CRACK
 from .errors import ImageError
-from .images import load_rgb
+from .images import load_rgb, open_image
 from .models import LoadedModel, load_model
 
 
@@ -30,6 +30,7 @@ class Prediction:
     p_crack: float | None  # None when the image could not be read
     label: str | None  # CRACK / NO_CRACK at the threshold used
     error: str | None = None  # why the image could not be read
+    size: tuple[int, int] | None = None  # (width, height) of the file as stored, before any shrinking
 
 
 def read_and_hash(path: Path) -> tuple[bytes, str]:
@@ -68,37 +69,39 @@ class Classifier:
         return CRACK if p_crack >= self.threshold else NO_CRACK
 
     # -- one image's preparation (runs in the pool) ----------------------------------------------
-    def prepare(self, path: Path) -> tuple[np.ndarray | None, str | None, str | None]:
-        """(uint8 HWC input, content hash, error). Never raises for a bad file."""
-        digest = None
+    def prepare(self, path: Path) -> tuple[np.ndarray | None, str | None, str | None, tuple[int, int] | None]:
+        """(uint8 HWC input, content hash, error, stored size). Never raises for a bad file."""
+        digest = size = None
         try:
             data, digest = read_and_hash(path)
             h, w = self.pre.input_size
+            with open_image(path, data=data) as header:  # header only: cheap
+                size = header.size
             image = load_rgb(path, draft_size=(w, h), data=data)
-            return self.pre.to_uint8(image), digest, None
+            return self.pre.to_uint8(image), digest, None, size
         except ImageError as e:
-            return None, digest, e.reason
+            return None, digest, e.reason, size
         except OSError as e:
-            return None, digest, f"cannot read: {e.strerror or e}"
+            return None, digest, f"cannot read: {e.strerror or e}", size
         except Exception as e:  # a decoder bug on one odd file must not stop a batch of thousands
-            return None, digest, f"cannot decode ({type(e).__name__}: {e})"
+            return None, digest, f"cannot decode ({type(e).__name__}: {e})", size
 
     def _prepare_batch(self, start: int, paths: Sequence[Path]):
         prepared = [self.prepare(p) for p in paths]
         return start, paths, prepared
 
     def _finish_batch(self, start, paths, prepared) -> list[Prediction]:
-        good = [i for i, (arr, _, _) in enumerate(prepared) if arr is not None]
+        good = [i for i, (arr, _, _, _) in enumerate(prepared) if arr is not None]
         probs = {}
         if good:
             batch = self.pre.normalize(np.stack([prepared[i][0] for i in good]))
             for i, p in zip(good, self.predict_tensor(batch)):
                 probs[i] = float(p)
         results = []
-        for i, (path, (_, digest, error)) in enumerate(zip(paths, prepared)):
+        for i, (path, (_, digest, error, size)) in enumerate(zip(paths, prepared)):
             p = probs.get(i)
             results.append(Prediction(start + i, Path(path), digest, p,
-                                      self.label_for(p) if p is not None else None, error))
+                                      self.label_for(p) if p is not None else None, error, size))
         return results
 
     # -- the pipeline -----------------------------------------------------------------------------
