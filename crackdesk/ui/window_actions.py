@@ -132,6 +132,13 @@ class WindowActions:
             self.model_combo.setCurrentIndex(keys.index(current.key) if current.key in keys else -1)
         self.model_combo.blockSignals(False)
 
+    def _models_changed(self) -> None:
+        entry = self.w.entry
+        if entry is not None and entry.path is not None and not entry.path.exists():
+            self.w.choose_model(None)  # the active model was removed: back to the default
+        else:
+            self.sync_models()
+
     def _model_chosen(self, index: int) -> None:
         entry = self.model_combo.itemData(index)
         if entry is not None and (self.w.entry is None or entry.key != self.w.entry.key):
@@ -149,7 +156,7 @@ class WindowActions:
 
         dialog = ModelsDialog(self.w.registry, self.w.entry, self.w)
         dialog.activated.connect(self.w.set_model)
-        dialog.changed.connect(self.sync_models)
+        dialog.changed.connect(self._models_changed)
         self.w.models_dialog = dialog
         dialog.open()
 
