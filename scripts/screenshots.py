@@ -108,10 +108,15 @@ def main(argv: list[str]) -> int:
     window.ws.set_labels({int(m.ids[k]): truth[p] for k, p in enumerate(m.paths)})
     window.actions.open_retrain()
     dialog = window.retrain_dialog
-    dialog.base.setCurrentIndex(0)
-    dialog.arch.setCurrentIndex(dialog.arch.findData("cnn"))
-    dialog.epochs.setValue(8)
-    dialog.input_size.setValue(64)
+    keys = [dialog.base.itemData(i).key if dialog.base.itemData(i) else None for i in range(dialog.base.count())]
+    if "cnn@1.0.0" in keys:  # retrain the shipped CNN on this bridge's labels
+        dialog.base.setCurrentIndex(keys.index("cnn@1.0.0"))
+        dialog.epochs.setValue(6)
+    else:
+        dialog.base.setCurrentIndex(0)
+        dialog.arch.setCurrentIndex(dialog.arch.findData("cnn"))
+        dialog.epochs.setValue(8)
+        dialog.input_size.setValue(64)
     dialog.name.setText("bridge14-cnn")
     dialog.resize(1040, 820)
     dialog.start_button.click()

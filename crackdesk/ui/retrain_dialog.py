@@ -170,6 +170,9 @@ class RetrainDialog(QDialog):
             if index >= 0:
                 self.arch.setCurrentIndex(index)
         self.arch.setEnabled(entry is None)  # retraining keeps the starting model's architecture
+        if entry is not None:
+            self.input_size.setValue(0)  # ... and its input size
+        self.input_size.setEnabled(entry is None)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Dataset folder with Positive/ and Negative/")
