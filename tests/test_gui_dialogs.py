@@ -10,13 +10,12 @@ import sys
 import textwrap
 
 import pytest
-from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from crackdesk.core.demo import read_truth
 from crackdesk.core.store import open_workspace
 from factories import make_tiny_model, tiny_info
-from test_gui_helpers import classify_all, demo_folder, load_folder, open_window
+from test_gui_helpers import demo_folder, load_folder, open_window
 
 
 @pytest.fixture

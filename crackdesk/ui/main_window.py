@@ -10,20 +10,19 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-import numpy as np
-
-from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
 from ..core.errors import ModelError
 from ..core.models import ModelRegistry
+from .classify_flow import ClassifyFlow
 from .empty_state import EmptyState
 from .gallery_delegate import GalleryDelegate
 from .gallery_model import FILTERS, GalleryModel
 from .gallery_view import GalleryView
 from .job_bar import JobBar
-from .jobs import classify_job, function_job, hash_job, open_folder_job, sorted_rows
+from .jobs import function_job, hash_job, open_folder_job, sorted_rows
 from .settings import Settings
 from .shortcuts_overlay import ShortcutsOverlay
 from .sidebar import Sidebar
@@ -32,7 +31,7 @@ from .undo import LabelCommand
 from .window_actions import build_actions
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ClassifyFlow, QMainWindow):
     folder_loaded = Signal()  # the store's rows are in the grid
     classify_finished = Signal(object)  # ClassifyReport
 
@@ -47,9 +46,7 @@ class MainWindow(QMainWindow):
         self.classifier_job = None
         self.viewer = None
         self.jobs: list = []
-        self._pending_probs: dict = {}
-        self._flush_timer = QTimer(self, singleShot=True, interval=250)
-        self._flush_timer.timeout.connect(self._flush_probs)
+        self.init_classify_flow()
         self.undo_stack = QUndoStack(self)
         self.undo_stack.indexChanged.connect(lambda _: self.refresh_status())
 
@@ -222,63 +219,6 @@ class MainWindow(QMainWindow):
         if job in self.jobs:
             self.jobs.remove(job)
         self.refresh_status()
-
-    def classify(self, scope: str = "all") -> None:
-        if self.ws is None:
-            return
-        if self.entry is None:
-            self.show_error("Classify", "No model is available: import one with Models… (Ctrl+M).")
-            return
-        if self.classifier_job is not None:
-            return
-        m = self.model
-        if scope == "selection":
-            chosen = np.array(sorted(m.image_index(i.row()) for i in self.view.selectionModel().selectedIndexes()),
-                              np.int64)
-        elif scope == "unclassified":
-            chosen = np.flatnonzero(np.isnan(m.probs))
-        else:
-            chosen = np.arange(len(m.paths))
-        chosen = chosen[m.ids[chosen] >= 0].tolist()  # vectorised: 40,000 items in a few milliseconds
-        items = list(zip(m.ids[chosen].tolist(), [m.paths[k] for k in chosen]))
-        if not items:
-            self.statusBar().showMessage("Nothing to classify", 3000)
-            return
-        if self.hasher is not None:
-            self.hasher.cancel()  # classification hashes the images itself
-        job = classify_job(self.ws, self.entry.path, items, self)
-        job.partial.connect(self._buffer_probs)
-        job.succeeded.connect(self._classified)
-        job.over.connect(self._classify_over)
-        self.classifier_job = job
-        self.start_job(job)
-
-    def _buffer_probs(self, probs: dict) -> None:
-        """Batches arrive many times a second; the grid and counts are updated a few times a second."""
-        self._pending_probs.update(probs)
-        if not self._flush_timer.isActive():
-            self._flush_timer.start()
-
-    def _flush_probs(self) -> None:
-        if self._pending_probs:
-            probs, self._pending_probs = self._pending_probs, {}
-            self.model.update_probs(probs)
-            self.refresh_status()
-
-    def _classified(self, report) -> None:
-        self._flush_probs()
-        if report.errors:
-            self.statusBar().showMessage(f"{len(report.errors)} images could not be read, e.g. "
-                                         f"{report.errors[0][0]}: {report.errors[0][1]}", 10000)
-        self.classify_finished.emit(report)
-
-    def _classify_over(self) -> None:
-        self.classifier_job = None
-        current = self.current_id()
-        self.model.update_probs({}, refilter=True)
-        self.select_id(current)
-        self.refresh_status()
-        self.start_hashing()
 
     # -- labelling --------------------------------------------------------------------------------
     def selected_rows(self) -> list[int]:

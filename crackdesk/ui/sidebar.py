@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFrame, QLabel, QListWidget, QListWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFrame, QLabel, QListWidget, QListWidgetItem, QVBoxLayout
 
 from . import theme
 from .gallery_model import FILTERS, SORTS
