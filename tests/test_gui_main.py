@@ -252,3 +252,29 @@ def test_reopening_a_folder_keeps_labels_and_predictions(qtbot, loaded, tmp_path
     assert loaded.model.counts()["reviewed"] == 1
     assert loaded.model.counts()["classified"] == 40
     assert loaded.settings.recent_folders()[0] == str(folder)
+
+
+def test_dropping_a_folder_opens_it(qtbot, window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    folder = demo_folder(tmp_path, count=6)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    event = QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    with qtbot.waitSignal(window.folder_loaded, timeout=20000):
+        window.dropEvent(event)
+    assert window.model.rowCount() == 6 and window.folder == folder.resolve()
+
+
+def test_gui_command_quits_by_itself(tmp_path, models_dir):
+    import os
+    import subprocess
+    import sys
+
+    folder = demo_folder(tmp_path, count=4)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    done = subprocess.run([sys.executable, "-m", "crackdesk", "gui", str(folder), "--quit-after", "1.5"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (folder / ".crackdesk" / "workspace.sqlite").is_file()
