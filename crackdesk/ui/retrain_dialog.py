@@ -101,7 +101,9 @@ class RetrainDialog(QDialog):
         self.input_size = QSpinBox()
         self.input_size.setRange(0, 512)
         self.input_size.setSingleStep(16)
-        self.input_size.setSpecialValueText("architecture default")
+        self.input_size.setSpecialValueText("default")
+        self.input_size.setToolTip("Side of the square input in pixels. Default: 96 for the CNN, 160 for MobileNetV2; "
+                                   "retraining keeps the starting model's size.")
         labels = self.ws.labeled_files()
         crack = sum(1 for f in labels if f.label == "crack")
         self.data_note = QLabel(f"This folder's human labels: <b>{len(labels):,}</b> images "
