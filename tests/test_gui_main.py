@@ -278,3 +278,14 @@ def test_gui_command_quits_by_itself(tmp_path, models_dir):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert (folder / ".crackdesk" / "workspace.sqlite").is_file()
+
+
+def test_thumbnail_cache_is_reused_and_pruned(qtbot, loaded):
+    from crackdesk.ui.thumbnails import prune_cache
+
+    qtbot.waitUntil(lambda: loaded.thumbnails.painted_any, timeout=10000)
+    qtbot.waitUntil(lambda: loaded.thumbnails.pending() == 0, timeout=10000)
+    cached = list(loaded.thumbnails.cache_dir.glob("??/*.jpg"))
+    assert cached
+    assert prune_cache(loaded.thumbnails.cache_dir, limit=0) == len(cached)
+    assert not list(loaded.thumbnails.cache_dir.glob("??/*.jpg"))

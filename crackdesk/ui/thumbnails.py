@@ -74,6 +74,34 @@ def _thumbnail(path: Path, cache_dir: Path) -> tuple[QImage | None, str | None]:
     return image, None
 
 
+CACHE_LIMIT_BYTES = 2 << 30  # ~2 GB: about 200,000 thumbnails
+
+
+def prune_cache(cache_dir: Path, limit: int = CACHE_LIMIT_BYTES) -> int:
+    """Delete the least recently written thumbnails until the cache fits `limit`; returns files removed.
+    Runs in a background thread at start-up."""
+    entries = []
+    for sub in cache_dir.glob("??"):
+        for f in sub.glob("*.jpg"):
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in entries)
+    removed = 0
+    for _, size, f in sorted(entries):
+        if total <= limit:
+            break
+        try:
+            f.unlink()
+            total -= size
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 class _Relay(QObject):
     done = Signal(int, str, object, object)  # generation, path, QImage or None, error
 
@@ -104,6 +132,7 @@ class ThumbnailService(QObject):
         super().__init__(parent)
         self.root: Path | None = None
         self.cache_dir = thumbnail_cache_dir()
+        threading.Thread(target=prune_cache, args=(self.cache_dir,), daemon=True, name="thumbnail-prune").start()
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(threads or max(1, min(4, os.cpu_count() or 1)))
         self._memory: OrderedDict[str, QPixmap] = OrderedDict()
