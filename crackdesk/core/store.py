@@ -146,6 +146,11 @@ class Workspace:
             self.set_hashes([(image_id, digest)])
         return digest
 
+    def hash_of(self, image_id: int) -> str | None:
+        """The stored content hash, or None while the background hasher has not reached the image."""
+        rows = self._read("SELECT hash FROM images WHERE id=?", (image_id,))
+        return rows[0][0] if rows else None
+
     def image_id(self, relpath: str) -> int | None:
         rows = self._read("SELECT id FROM images WHERE path=?", (relpath,))
         return rows[0][0] if rows else None

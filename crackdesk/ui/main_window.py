@@ -319,6 +319,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
             self.viewer = ViewerDialog(self)
             self.viewer.navigate.connect(lambda step: self.select_row(self.view.currentIndex().row() + step))
             self.viewer.label_requested.connect(self.label_selection)
+            self.viewer.tile_label_requested.connect(self.label_tile)
         self.viewer.show()
         self.viewer.raise_()
         self.refresh_viewer()
@@ -335,6 +336,23 @@ class MainWindow(ClassifyFlow, QMainWindow):
         name = self.entry.key if self.entry else "no model"
         self.viewer.show_image(self.folder / self.model.paths[k], self.model.paths[k], self.model.label_at(row),
                                self.model.prob_at(row), self.model.threshold, name, history, self.model.band)
+        self.show_viewer_heatmap(image_id)
+
+    def show_viewer_heatmap(self, image_id: int) -> None:
+        """Large photos classified by sliding window have stored tiles: show them over the photo."""
+        digest = self.ws.hash_of(image_id) if self.ws is not None and image_id >= 0 else None
+        tiles = self.ws.tile_results(digest, self.model_key) if digest and self.model_key else []
+        self.viewer.show_heatmap(tiles, self.model.threshold, self.ws.tile_labels(image_id) if tiles else ())
+        self._viewer_image_id = image_id
+
+    def label_tile(self, x: int, y: int, w: int, h: int, label) -> None:
+        """A tile correction from the viewer: stored at once, and used by retraining as a patch."""
+        image_id = getattr(self, "_viewer_image_id", -1)
+        if self.ws is None or image_id < 0:
+            return
+        self.ws.set_tile_label(image_id, (x, y, w, h), label)
+        if self.viewer.heat.item is not None:
+            self.viewer.heat.item.set_tile_labels(self.ws.tile_labels(image_id))
 
     # -- status and messages ----------------------------------------------------------------------
     def refresh_status(self) -> None:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QDialog, QFrame, QGraphicsPixmapItem, QGraphicsSc
 from ..core.errors import ImageError
 from ..core.images import load_rgb
 from . import theme
+from .heatmap_item import HeatmapControls
 
 
 class _Loaded(QObject):
@@ -75,12 +76,15 @@ class ImageView(QGraphicsView):
 class ViewerDialog(QDialog):
     navigate = Signal(int)  # +1 / -1
     label_requested = Signal(object)  # "crack", "no_crack", None, or "accept"
+    tile_label_requested = Signal(int, int, int, int, object)  # x, y, w, h, "crack" / "no_crack" / None
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Viewer")
         self.resize(1100, 720)
         self.view = ImageView()
+        self.heat = HeatmapControls(self.view.item)  # child of the photo item: image pixel coordinates
+        self.heat.tile_label_requested.connect(self.tile_label_requested)
         self.relay = _Loaded()
         self.relay.done.connect(self._loaded)
         self.request = 0
@@ -106,11 +110,13 @@ class ViewerDialog(QDialog):
         self.history.setFocusPolicy(Qt.NoFocus)
         self.history.setWordWrap(True)
         self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        hint = QLabel("C crack · N no crack · Space accept · ←/→ move · F fit · Esc close")
+        hint = QLabel("C crack · N no crack · Space accept · ←/→ move · F fit · H heatmap · Esc close\n"
+                      "Over a heatmap tile, C / N / Delete label that tile")
         hint.setProperty("muted", True)
         hint.setWordWrap(True)
         for title, widget in (("", self.name), ("", self.folder), ("HUMAN LABEL", self.label),
-                              ("MODEL", self.prediction), ("", self.bar), ("LABEL HISTORY", self.history)):
+                              ("MODEL", self.prediction), ("", self.bar), ("HEATMAP", self.heat),
+                              ("LABEL HISTORY", self.history)):
             if title:
                 heading = QLabel(title)
                 heading.setProperty("muted", True)
@@ -122,14 +128,24 @@ class ViewerDialog(QDialog):
         layout.setContentsMargins(0, 0, 10, 10)
         layout.addWidget(self.view, 1)
         layout.addWidget(side)
-        keys = {"C": lambda: self.label_requested.emit("crack"), "N": lambda: self.label_requested.emit("no_crack"),
+        # C / N / Delete label the hovered heatmap tile first (a shortcut fires before the item sees the key).
+        keys = {"C": lambda: self._label("crack"), "N": lambda: self._label("no_crack"),
                 "Space": lambda: self.label_requested.emit("accept"),
-                "Backspace": lambda: self.label_requested.emit(None), "Delete": lambda: self.label_requested.emit(None),
+                "Backspace": lambda: self._label(None), "Delete": lambda: self._label(None),
+                "H": self.heat.toggle.toggle,
                 "Right": lambda: self.navigate.emit(1), "Left": lambda: self.navigate.emit(-1),
                 "+": lambda: self.view.zoom(1.25), "=": lambda: self.view.zoom(1.25), "-": lambda: self.view.zoom(0.8),
                 "F": self.view.fit}
         for key, slot in keys.items():
             QShortcut(QKeySequence(key), self, slot)
+
+    def _label(self, label) -> None:
+        if not self.heat.label_hovered_tile(label):
+            self.label_requested.emit(label)
+
+    def show_heatmap(self, tiles, threshold: float, tile_labels=()) -> None:
+        """Tile probabilities (x, y, w, h, p) of the photo shown, in image pixels; [] hides the heatmap."""
+        self.heat.show_tiles(tiles, threshold, None, tile_labels)
 
     def show_image(self, path: Path, relpath: str, label: str | None, p: float | None, threshold: float,
                    model_name: str, history: list[dict], band: float = 0.15) -> None:

@@ -1,0 +1,48 @@
+"""Large photos in the app: classified by sliding window, their heatmap shown in the viewer, and a tile
+labelled there stored as a correction for retraining."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from crackdesk.core.demo import concrete_image
+from crackdesk.core.store import open_workspace
+from factories import make_tiny_model
+from test_gui_helpers import classify_all, load_folder, open_window
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "tiny.onnx")
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(models))
+    w = open_window(qtbot, tmp_path / "settings.ini")
+    yield w
+    w.close()
+
+
+def test_large_photo_heatmap_in_viewer_and_tile_labels(qtbot, window, tmp_path):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    concrete_image(7, True, size=(227 * 4, 227 * 3), cracks=2).save(folder / "photo.jpg", quality=90)
+    concrete_image(8, False).save(folder / "patch.jpg", quality=90)
+    load_folder(qtbot, window, folder)
+    classify_all(qtbot, window)
+    row = [window.model.paths[window.model.image_index(r)] for r in range(2)].index("photo.jpg")
+    window.select_row(row)
+    QTest.keyClick(window.view, Qt.Key_Return)
+    viewer = window.viewer
+    qtbot.waitUntil(lambda: not viewer.view.item.pixmap().isNull(), timeout=5000)
+    assert viewer.heat.item is not None and viewer.heat.isEnabled()  # 12 stored tiles drawn over the photo
+
+    viewer.tile_label_requested.emit(227, 0, 227, 227, "crack")  # what hovering a tile and pressing C sends
+    with open_workspace(folder) as ws:
+        (path, box, label), = ws.labeled_tiles()
+    assert path.name == "photo.jpg" and box == (227, 0, 227, 227) and label == "crack"
+
+    window.select_row(1 - row)  # a small image has no heatmap
+    assert viewer.heat.item is None and not viewer.heat.isEnabled()
+    viewer.close()
