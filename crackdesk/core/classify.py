@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -14,6 +15,7 @@ from .store import Workspace
 # A photo whose shorter side spans at least this many training patches is classified by sliding window:
 # squashed into one model input, a hairline crack would vanish.
 TILE_FACTOR = 2
+FLUSH_SECONDS = 0.5
 
 
 def is_large(size: tuple[int, int] | None, patch_px: int) -> bool:
@@ -50,29 +52,45 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
                             cancel: threading.Event | None = None,
                             on_batch: Callable[[list[tuple[int, Prediction]], int, int], None] | None = None
                             ) -> ClassifyReport:
-    """Classify (image id, relative path) items; each batch's hashes and predictions are committed
-    before `on_batch(pairs, done, total)` is called, so a crash loses at most the batch in flight.
+    """Classify (image id, relative path) items, streaming each batch to `on_batch(pairs, done, total)`.
+    Hashes and predictions are committed at most `FLUSH_SECONDS` apart (each commit is an fsync; per batch
+    they cost ~10% of the throughput) and always before returning, even on cancel or error: a crash loses
+    at most half a second of predictions, which a re-run recomputes. Labels are never at stake here.
     Large photos get the sliding-window verdict (the most cracked tile), with their tiles stored."""
     report = ClassifyReport(total=len(items))
     ids = [i for i, _ in items]
     paths = [workspace.abspath(p) for _, p in items]
     done = 0
     patch_px = classifier.info.patch_px
-    for batch in classifier.classify(paths, cancel=cancel):
-        batch = [tile_large_photo(workspace, classifier, p, cancel) if p.hash and p.p_crack is not None
-                 and is_large(p.size, patch_px) else p for p in batch]
-        hashes = [(ids[p.index], p.hash) for p in batch if p.hash]
-        predictions = [(p.hash, p.p_crack, p.label) for p in batch if p.p_crack is not None and p.hash]
+    hashes: list[tuple[int, str]] = []
+    predictions: list[tuple[str, float, str]] = []
+    last_flush = time.monotonic()
+
+    def flush():
         workspace.set_hashes(hashes)
         workspace.set_predictions(classifier.key, predictions)
-        for p in batch:
-            if p.error:
-                report.errors.append((items[p.index][1], p.error))
-            else:
-                report.classified += 1
-                report.crack += p.label == "crack"
-        done += len(batch)
-        if on_batch:
-            on_batch([(ids[p.index], p) for p in batch], done, report.total)
+        hashes.clear()
+        predictions.clear()
+
+    try:
+        for batch in classifier.classify(paths, cancel=cancel):
+            batch = [tile_large_photo(workspace, classifier, p, cancel) if p.hash and p.p_crack is not None
+                     and is_large(p.size, patch_px) else p for p in batch]
+            hashes.extend((ids[p.index], p.hash) for p in batch if p.hash)
+            predictions.extend((p.hash, p.p_crack, p.label) for p in batch if p.p_crack is not None and p.hash)
+            if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                flush()
+                last_flush = time.monotonic()
+            for p in batch:
+                if p.error:
+                    report.errors.append((items[p.index][1], p.error))
+                else:
+                    report.classified += 1
+                    report.crack += p.label == "crack"
+            done += len(batch)
+            if on_batch:
+                on_batch([(ids[p.index], p) for p in batch], done, report.total)
+    finally:
+        flush()
     report.cancelled = bool(cancel is not None and cancel.is_set() and done < report.total)
     return report

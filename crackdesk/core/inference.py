@@ -39,7 +39,7 @@ def read_and_hash(path: Path) -> tuple[bytes, str]:
 
 
 class Classifier:
-    def __init__(self, model: LoadedModel | str | Path, batch_size: int = 32, workers: int | None = None,
+    def __init__(self, model: LoadedModel | str | Path, batch_size: int = 16, workers: int | None = None,
                  threshold: float | None = None):
         # A session whose idle threads sleep instead of spinning, so decoding threads get the cores
         # while the model waits for the next batch.
