@@ -21,6 +21,7 @@ from crackdesk.core.errors import CrackDeskError, DatasetError
 from crackdesk.core.hashing import file_hash
 from crackdesk.core.images import load_rgb
 from crackdesk.core.preprocess import Preprocessing
+from crackdesk.core.tiling import tile_patch
 
 VAL_FRACTION = 0.15
 TEST_FRACTION = 0.15
@@ -35,6 +36,12 @@ class Example:
     hash: str
     source: str
     split: str = "train"
+    box: tuple[int, int, int, int] | None = None  # a labelled tile of a large photo: (x, y, w, h)
+    group: str = ""  # what the split is keyed on: the photo's hash, so its tiles stay on one side
+
+    @property
+    def split_key(self) -> str:
+        return self.group or self.hash
 
 
 @dataclass
@@ -42,6 +49,7 @@ class Source:
     name: str
     kind: str  # "folders" or "workspace"
     files: list  # LabeledFile
+    tiles: list = field(default_factory=list)  # (photo path, (x, y, w, h), label): tile corrections
 
 
 @dataclass
@@ -84,13 +92,14 @@ def resolve_source(arg: str | Path) -> Source:
 
         with Workspace(found[0], found[1]) as workspace:
             files = workspace.labeled_files()
-        if files or not path.is_dir():
-            if not files:
+            tiles = workspace.labeled_tiles()
+        if files or tiles or not path.is_dir():
+            if not files and not tiles:
                 raise DatasetError("the workspace has no labelled images", path)
-            if not any(f.path.exists() for f in files):
+            if not any(Path(f).exists() for f in [f.path for f in files] + [t[0] for t in tiles]):
                 raise DatasetError(f"none of the workspace's labelled images are in {found[0]}; give the image "
                                    "folder itself as DATA", path)
-            return Source(str(path), "workspace", files)
+            return Source(str(path), "workspace", files, tiles)
     return Source(str(path), "folders", load_class_folders(path))  # raises DatasetError when empty
 
 
@@ -104,12 +113,23 @@ def assign_splits(examples: list[Example], seed: int) -> None:
     for ex in examples:
         groups.setdefault((ex.source, ex.label), []).append(ex)
     for group in groups.values():
-        group.sort(key=lambda ex: keyed(seed, ex.hash))
-        n = len(group)
+        group.sort(key=lambda ex: keyed(seed, ex.split_key))
+        keys = list(dict.fromkeys(ex.split_key for ex in group))  # photos (or images) in keyed order
+        n = len(keys)
         n_test = max(1, round(n * TEST_FRACTION)) if n >= 3 else 0
         n_val = max(1, round(n * VAL_FRACTION)) if n >= 3 else 0
-        for i, ex in enumerate(group):
+        rank = {key: i for i, key in enumerate(keys)}
+        for ex in group:
+            i = rank[ex.split_key]
             ex.split = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    # A photo with labelled tiles holds both classes, so stratifying by class would split it: its tiles
+    # (and its own whole-image label) take a split decided by the photo's keyed hash alone.
+    photos = {ex.group for ex in examples if ex.group}
+    for ex in examples:
+        if ex.split_key in photos:
+            fraction = keyed(seed, ex.split_key) / 2**64
+            ex.split = ("test" if fraction < TEST_FRACTION else
+                        "val" if fraction < TEST_FRACTION + VAL_FRACTION else "train")
 
 
 def sample_source(examples: list[Example], n: int, seed: int) -> list[Example]:
@@ -131,7 +151,7 @@ def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporte
     by_hash: dict[str, Example] = {}
     duplicates = conflicts = 0
     per_source: list[tuple[Source, list[Example]]] = []
-    total = sum(len(s.files) for s in sources)
+    total = sum(len(s.files) + len(s.tiles) for s in sources)
     done = 0
     for source in sources:
         kept = []
@@ -156,6 +176,7 @@ def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporte
                 continue
             by_hash[digest] = ex
             kept.append(ex)
+        kept.extend(_tile_examples(source, skipped))
         per_source.append((source, kept))
     examples, used = [], []
     for source, kept in per_source:
@@ -169,6 +190,24 @@ def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporte
         "duplicates_removed": duplicates, "label_conflicts": conflicts, "sample": sample,
     }
     return examples, skipped, summary
+
+
+def _tile_examples(source: Source, skipped: list[dict]) -> list[Example]:
+    """Labelled tiles of large photos as examples; each keeps its box and is split with its photo."""
+    photo_hashes: dict[Path, str] = {}
+    examples = []
+    for path, box, label in source.tiles:
+        path = Path(path)
+        try:
+            if path not in photo_hashes:
+                photo_hashes[path] = file_hash(path)
+        except OSError as e:
+            skipped.append({"path": str(path), "reason": f"cannot read ({e.strerror or e})"})
+            continue
+        photo = photo_hashes[path]
+        examples.append(Example(path, 1 if label == CRACK else 0, f"{photo}#{','.join(map(str, box))}",
+                                source.name, box=tuple(box), group=photo))
+    return examples
 
 
 def check_splittable(examples: list[Example], where: str) -> None:
@@ -188,9 +227,11 @@ def check_splittable(examples: list[Example], where: str) -> None:
                                f"(add images of both classes)", where)
 
 
-def _decode_one(prep: Preprocessing, path: Path):
+def _decode_one(prep: Preprocessing, ex: Example):
     try:
-        return prep.to_uint8(load_rgb(path, draft_size=prep.input_size[::-1])), None
+        if ex.box is not None:  # cut as the heatmap cuts it: a full-resolution crop, then the preprocessing
+            return prep.to_uint8(tile_patch(ex.path, ex.box)), None
+        return prep.to_uint8(load_rgb(ex.path, draft_size=prep.input_size[::-1])), None
     except CrackDeskError as e:
         return None, e.reason
     except (OSError, ValueError) as e:
@@ -209,7 +250,7 @@ def decode_all(examples: list[Example], prep: Preprocessing, cancel=None, report
             if cancel is not None:
                 cancel.check()
             part = examples[start:start + chunk]
-            for i, (array, reason) in enumerate(pool.map(lambda ex: _decode_one(prep, ex.path), part)):
+            for i, (array, reason) in enumerate(pool.map(lambda ex: _decode_one(prep, ex), part)):
                 if array is None:
                     skipped.append({"path": str(part[i].path), "reason": reason})
                 else:
