@@ -20,10 +20,11 @@ class ScannedFile:
     mtime_ns: int
 
 
-def natural_key(text: str) -> tuple:
-    """'img2' sorts before 'img10'; case-insensitive, ties broken by the exact text."""
-    parts = _DIGITS.split(text.lower())
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p) + ((2, 0, text),)
+def natural_key(text: str) -> str:
+    """'img2' sorts before 'img10'; case-insensitive, ties broken by the exact text.
+    A single string (digit runs zero-padded), not a tuple: sorting 40,000 of them is a few milliseconds
+    of C comparisons instead of ~0.1 s holding the GIL while the GUI waits to repaint."""
+    return _DIGITS.sub(lambda m: m.group().zfill(20), text.lower()) + "\0" + text
 
 
 def scan_folder(root: str | Path, cancel=None) -> list[ScannedFile]:
