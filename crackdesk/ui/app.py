@@ -40,4 +40,6 @@ def run_app(folder: str | None = None, model: str | None = None, workspace: str 
     if quit_after is not None:
         QTimer.singleShot(int(quit_after * 1000), window.close)
         QTimer.singleShot(int(quit_after * 1000) + 50, app.quit)
-    return app.exec()
+    status = app.exec()
+    window.close_folder()  # no worker thread may outlive the event loop (Qt aborts the process)
+    return status

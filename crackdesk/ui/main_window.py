@@ -46,6 +46,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.classifier_job = None
         self.viewer = None
         self.jobs: list = []
+        self.closing = False  # set once the window closes: late job results are dropped, no job starts
         self.init_classify_flow()
         self.undo_stack = QUndoStack(self)
         self.undo_stack.indexChanged.connect(lambda _: self.refresh_status())
@@ -148,11 +149,16 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.start_job(job)
 
     def _scanned(self, paths: list[str]) -> None:
+        if self.closing:
+            return
         self.model.set_paths(paths)
         self.select_row(0)
         self.refresh_status()
 
     def _loaded(self, result) -> None:
+        if self.closing:  # a result queued before the close: just let go of the workspace it opened
+            result[0].close()
+            return
         self.ws, rows = result
         current = self.view.currentIndex().row()
         self.model.set_rows(rows, self.model.threshold)
@@ -209,6 +215,8 @@ class MainWindow(ClassifyFlow, QMainWindow):
 
     # -- jobs -------------------------------------------------------------------------------------
     def start_job(self, job, foreground: bool = True) -> None:
+        if self.closing:
+            return
         self.jobs.append(job)
         job.failed.connect(lambda message, j=job: self.show_error(j.title, message))
         job.over.connect(lambda j=job: self._job_done(j))
@@ -383,6 +391,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.open_folder(event.mimeData().urls()[0].toLocalFile())
 
     def closeEvent(self, event) -> None:
+        self.closing = True
         self.settings.geometry = self.saveGeometry()
         self.close_folder()
         self.thumbnails.shutdown()
