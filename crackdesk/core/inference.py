@@ -87,14 +87,17 @@ class Classifier:
             return None, digest, f"cannot decode ({type(e).__name__}: {e})", size
 
     def _prepare_batch(self, start: int, paths: Sequence[Path]):
+        """Decode a chunk and normalise it here, in the pool: the thread feeding onnxruntime only runs it."""
         prepared = [self.prepare(p) for p in paths]
-        return start, paths, prepared
+        good = [arr for arr, _, _, _ in prepared if arr is not None]
+        tensor = self.pre.normalize(np.stack(good)) if good else None
+        return start, paths, prepared, tensor
 
-    def _finish_batch(self, start, paths, prepared) -> list[Prediction]:
+    def _finish_batch(self, start, paths, prepared, tensors: list[np.ndarray]) -> list[Prediction]:
         good = [i for i, (arr, _, _, _) in enumerate(prepared) if arr is not None]
         probs = {}
         if good:
-            batch = self.pre.normalize(np.stack([prepared[i][0] for i in good]))
+            batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
             for i, p in zip(good, self.predict_tensor(batch)):
                 probs[i] = float(p)
         results = []
@@ -141,8 +144,9 @@ class Classifier:
                     start = buffer[0][0]
                     merged_paths = [p for b in buffer for p in b[1]]
                     merged = [x for b in buffer for x in b[2]]
+                    tensors = [b[3] for b in buffer if b[3] is not None]
                     buffer = []
-                    results = self._finish_batch(start, merged_paths, merged)
+                    results = self._finish_batch(start, merged_paths, merged, tensors)
                     done += len(results)
                     if progress:
                         progress(done, total)
