@@ -36,3 +36,24 @@ def tiny_model(tmp_path):
     from factories import make_tiny_model
 
     return make_tiny_model(tmp_path / "tiny.onnx")
+
+
+# -- the GUI tests' window: a real main window offscreen, with a real (tiny) ONNX model as the shipped one --
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    from factories import make_tiny_model
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    make_tiny_model(folder / "tiny.onnx")
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, models_dir):
+    from test_gui_helpers import open_window
+
+    w = open_window(qtbot, tmp_path / "settings.ini")
+    yield w
+    w.close()

@@ -15,23 +15,7 @@ from PySide6.QtTest import QTest
 from crackdesk.core.demo import read_truth
 from crackdesk.core.store import open_workspace
 from factories import make_tiny_model, tiny_info
-from test_gui_helpers import demo_folder, load_folder, open_window
-
-
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    make_tiny_model(folder / "tiny.onnx")
-    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, models_dir):
-    w = open_window(qtbot, tmp_path / "settings.ini")
-    yield w
-    w.close()
+from test_gui_helpers import demo_folder, load_folder
 
 
 def test_models_dialog_rejects_bad_files_and_imports_good_ones(qtbot, window, tmp_path):

@@ -3,25 +3,12 @@ labelled there stored as a correction for retraining."""
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from crackdesk.core.demo import concrete_image
 from crackdesk.core.store import open_workspace
-from factories import make_tiny_model
-from test_gui_helpers import classify_all, load_folder, open_window
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    models = tmp_path / "models"
-    models.mkdir()
-    make_tiny_model(models / "tiny.onnx")
-    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(models))
-    w = open_window(qtbot, tmp_path / "settings.ini")
-    yield w
-    w.close()
+from test_gui_helpers import classify_all, load_folder
 
 
 def test_large_photo_heatmap_in_viewer_and_tile_labels(qtbot, window, tmp_path):

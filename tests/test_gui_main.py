@@ -16,22 +16,6 @@ from test_gui_helpers import classify_all, demo_folder, load_folder, open_window
 
 
 @pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    make_tiny_model(folder / "tiny.onnx")
-    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, models_dir):
-    w = open_window(qtbot, tmp_path / "settings.ini")
-    yield w
-    w.close()
-
-
-@pytest.fixture
 def loaded(qtbot, window, tmp_path):
     load_folder(qtbot, window, demo_folder(tmp_path))
     return window
