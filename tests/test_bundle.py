@@ -3,7 +3,6 @@
 The executable runs with a clean environment: no virtualenv on PATH, no PYTHONPATH, user dirs in tmp."""
 
 import csv
-import os
 import subprocess
 from pathlib import Path
 

@@ -9,7 +9,7 @@ from PIL import Image
 from test_tiling import grid_mosaic
 
 pytest.importorskip("pytestqt")
-from PySide6.QtCore import QPoint, QPointF, QThreadPool, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, QThreadPool, Qt  # noqa: E402
 from PySide6.QtGui import QImage, QPixmap  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView  # noqa: E402

@@ -18,7 +18,7 @@ from crackdesk.core.preprocess import Preprocessing
 from .archs import MobileNetCrack, set_bn_eval
 from .augment import augment, augmented_uint8, normalize, normalize_numpy
 from .data import TrainingData
-from .export import ort_probabilities, session
+from .export import session
 from .loop import class_weights, fit, predict_logits
 
 BATCH = 64
