@@ -55,7 +55,7 @@ screenshots: setup
 	QT_QPA_PLATFORM=offscreen $(PY) scripts/screenshots.py docs
 
 bundle: setup
-	$(VENV)/bin/pyinstaller --noconfirm --clean crackdesk.spec
+	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN crackdesk.spec
 
 clean:
 	rm -rf build dist .pytest_cache
