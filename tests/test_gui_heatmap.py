@@ -33,3 +33,27 @@ def test_large_photo_heatmap_in_viewer_and_tile_labels(qtbot, window, tmp_path):
     window.select_row(1 - row)  # a small image has no heatmap
     assert viewer.heat.item is None and not viewer.heat.isEnabled()
     viewer.close()
+
+
+def test_undo_and_redo_work_while_the_viewer_has_focus(qtbot, window, tmp_path):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for seed in range(3):
+        concrete_image(seed, seed == 0).save(folder / f"p{seed}.jpg", quality=90)
+    load_folder(qtbot, window, folder)
+    window.select_row(0)
+    QTest.keyClick(window.view, Qt.Key_Return)
+    viewer = window.viewer
+    viewer.activateWindow()
+    qtbot.waitUntil(viewer.isActiveWindow, timeout=5000)  # shortcuts act in the active window only
+    image_id = window.current_id()
+    QTest.keyClick(viewer, Qt.Key_C)
+    with open_workspace(folder) as ws:
+        assert ws.label_of(image_id) == "crack"
+    QTest.keyClick(viewer, Qt.Key_Z, Qt.ControlModifier)
+    with open_workspace(folder) as ws:
+        assert ws.label_of(image_id) is None
+    QTest.keyClick(viewer, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    with open_workspace(folder) as ws:
+        assert ws.label_of(image_id) == "crack"
+    viewer.close()

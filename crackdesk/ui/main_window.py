@@ -328,6 +328,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
             self.viewer.navigate.connect(lambda step: self.select_row(self.view.currentIndex().row() + step))
             self.viewer.label_requested.connect(self.label_selection)
             self.viewer.tile_label_requested.connect(self.label_tile)
+            self.viewer.addActions(self.actions.undo_redo)  # shortcuts of a window's actions work in that window
         self.viewer.show()
         self.viewer.raise_()
         self.refresh_viewer()

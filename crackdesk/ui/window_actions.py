@@ -34,6 +34,7 @@ class WindowActions:
         redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         edit.addAction(undo)
         edit.addAction(redo)
+        self.undo_redo = (undo, redo)  # the viewer window adds these too, so Ctrl+Z works there
         edit.addSeparator()
         for text, label in (("Label &crack\tC", "crack"), ("Label &no crack\tN", "no_crack"),
                             ("&Accept prediction\tSpace", "accept"), ("C&lear label\tBackspace", None)):
