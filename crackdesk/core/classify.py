@@ -39,6 +39,21 @@ def tile_large_photo(workspace: Workspace, classifier: Classifier, p: Prediction
     return replace(p, p_crack=heatmap.p_max, label=heatmap.label)
 
 
+class _JoinedPaths:
+    """folder / relpath, joined only when a slice is taken (by the decode pool, a chunk at a time)."""
+
+    def __init__(self, folder, relpaths: list[str]):
+        self.folder, self.relpaths = folder, relpaths
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.folder / p for p in self.relpaths[index]]
+        return self.folder / self.relpaths[index]
+
+
 @dataclass
 class ClassifyReport:
     total: int = 0
@@ -59,7 +74,7 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
     Large photos get the sliding-window verdict (the most cracked tile), with their tiles stored."""
     report = ClassifyReport(total=len(items))
     ids = [i for i, _ in items]
-    paths = [workspace.abspath(p) for _, p in items]
+    paths = _JoinedPaths(workspace.folder, [p for _, p in items])
     done = 0
     patch_px = classifier.info.patch_px
     hashes: list[tuple[int, str]] = []
