@@ -75,7 +75,12 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft_size: tuple[i
     `data`, when given, is the file's content already read (the path is then only used in messages).
     Raises ImageError naming the file for every kind of unreadable input.
     """
-    image = open_image(path, max_pixels, data)
+    return decode_rgb(open_image(path, max_pixels, data), path, draft_size)
+
+
+def decode_rgb(image: Image.Image, path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """The decoding half of `load_rgb`, for an image `open_image` already opened (whose header the
+    caller has read, e.g. for its stored size). Closes `image`; errors name `path`."""
     try:
         with image:
             if draft_size is not None and image.format == "JPEG":

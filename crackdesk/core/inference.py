@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from .datasets import CRACK, NO_CRACK
 from .errors import ImageError
-from .images import load_rgb, open_image
+from .images import decode_rgb, open_image
 from .models import LoadedModel, load_model
 
 
@@ -75,9 +75,9 @@ class Classifier:
         try:
             data, digest = read_and_hash(path)
             h, w = self.pre.input_size
-            with open_image(path, data=data) as header:  # header only: cheap
-                size = header.size
-            image = load_rgb(path, draft_size=(w, h), data=data)
+            opened = open_image(path, data=data)  # parsed once: its stored size, then the decode
+            size = opened.size
+            image = decode_rgb(opened, path, draft_size=(w, h))
             return self.pre.to_uint8(image), digest, None, size
         except ImageError as e:
             return None, digest, e.reason, size
