@@ -9,6 +9,7 @@ keeps each image's split, so a sample of the original data never puts its test i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from crackdesk.core.errors import CrackDeskError, DatasetError
 from crackdesk.core.hashing import file_hash
 from crackdesk.core.images import load_rgb
 from crackdesk.core.preprocess import Preprocessing
-from crackdesk.core.tiling import tile_patch
+from crackdesk.core.tiling import load_for_heatmap, tile_patch
 
 VAL_FRACTION = 0.15
 TEST_FRACTION = 0.15
@@ -227,10 +228,17 @@ def check_splittable(examples: list[Example], where: str) -> None:
                                f"(add images of both classes)", where)
 
 
+@functools.lru_cache(maxsize=4)
+def _decoded_photo(path: Path):
+    """A large photo decoded once for all its labelled tiles (they sit next to each other in the examples);
+    a few photos of ~36 MB each at most."""
+    return load_for_heatmap(path)
+
+
 def _decode_one(prep: Preprocessing, ex: Example):
     try:
         if ex.box is not None:  # cut as the heatmap cuts it: a full-resolution crop, then the preprocessing
-            return prep.to_uint8(tile_patch(ex.path, ex.box)), None
+            return prep.to_uint8(tile_patch(ex.path, ex.box, _decoded_photo(ex.path))), None
         return prep.to_uint8(load_rgb(ex.path, draft_size=prep.input_size[::-1])), None
     except CrackDeskError as e:
         return None, e.reason
@@ -258,6 +266,7 @@ def decode_all(examples: list[Example], prep: Preprocessing, cancel=None, report
                     keep[start + i] = True
             if reporter:
                 reporter.progress("data", min(start + chunk, len(examples)), len(examples))
+    _decoded_photo.cache_clear()  # the photos are not needed once their tiles are cut
     kept = [ex for ex, k in zip(examples, keep) if k]
     return kept, out[keep], skipped
 

@@ -174,12 +174,12 @@ def load_for_heatmap(path: str | Path, data: bytes | None = None,
     return load_rgb(path, max_pixels=max_pixels, data=data)
 
 
-def tile_patch(path: str | Path, box: Box) -> Image.Image:
+def tile_patch(path: str | Path, box: Box, photo: Image.Image | None = None) -> Image.Image:
     """One labelled tile as a training patch: the box (in the photo as displayed, EXIF orientation applied,
     which is how heatmaps and `Workspace.labeled_tiles` give it) cropped from the decoded photo. Feed it to
     the model's `Preprocessing.to_uint8` like any image. Decode once per photo when several tiles share it."""
     x, y, w, h = box
-    image = load_for_heatmap(path)
+    image = photo if photo is not None else load_for_heatmap(path)  # `photo`: that file, already decoded
     if x < 0 or y < 0 or x + w > image.width or y + h > image.height:
         raise ImageError(f"tile {box} lies outside the {image.width}x{image.height} image (changed since labelled?)",
                          path)
