@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from .db import APPLICATION_ID
 from .errors import WorkspaceError
 
 V1 = """
@@ -61,29 +62,58 @@ CREATE TABLE tile_labels(               -- human labels of tiles: corrections th
 
 MIGRATIONS = [V1, V2]  # MIGRATIONS[k] takes version k to k+1
 SCHEMA_VERSION = len(MIGRATIONS)
+OUR_TABLES = {"meta", "images", "labels", "predictions", "label_history", "tile_results", "tile_labels"}
 
 
-def schema_version(db: sqlite3.Connection) -> int:
+def schema_version(db: sqlite3.Connection, path: Path | None = None) -> int:
     if not db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
         return 0
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    return int(row[0]) if row else 0
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        raise WorkspaceError(f"the workspace's schema version is {row[0]!r}, not a number: the file was damaged "
+                             "or written by another program", path) from None
+
+
+def check_is_ours(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse another program's SQLite file: adding our tables to it (and switching it to WAL) would
+    change a file the user never meant to give us."""
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    if app_id not in (0, APPLICATION_ID):
+        raise WorkspaceError(f"not a CrackDesk workspace (SQLite application id {app_id:#x} belongs to another "
+                             "program); choose another --workspace file", path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                       "AND name NOT LIKE 'sqlite_%'")}
+    if tables and "meta" not in tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise WorkspaceError(f"not a CrackDesk workspace: it is another program's SQLite database (tables {shown}); "
+                             "choose another --workspace file", path)
 
 
 def create_or_migrate(db: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> None:
-    version = schema_version(db)
-    if version > SCHEMA_VERSION:
-        raise WorkspaceError(f"this workspace was written by a newer CrackDesk (schema version {version}, "
-                             f"this version understands up to {SCHEMA_VERSION}); update CrackDesk to open it", path)
-    for step in range(version, target):
-        db.execute("BEGIN IMMEDIATE")
-        try:
+    """Create or upgrade the schema in ONE write transaction: two processes opening a fresh folder at the
+    same moment serialise on the write lock, and the second finds the first one's finished schema."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        check_is_ours(db, path)
+        version = schema_version(db, path)
+        if version > SCHEMA_VERSION:
+            raise WorkspaceError(f"this workspace was written by a newer CrackDesk (schema version {version}, "
+                                 f"this version understands up to {SCHEMA_VERSION}); update CrackDesk to open it",
+                                 path)
+        for step in range(version, target):
             for statement in MIGRATIONS[step].split(";\n"):  # statements end a line
                 if statement.strip():
                     db.execute(statement)
             db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(step + 1),))
-            db.execute("COMMIT")
-        except BaseException:
+        if version < target:
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
             db.execute("ROLLBACK")
-            raise
+        raise

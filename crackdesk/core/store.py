@@ -2,27 +2,32 @@
 and the history of every label change.
 
 Labels and predictions are keyed by the image's content hash, so renaming or moving files keeps them
-and identical files share them. Every label change is committed with synchronous=FULL before the call
-returns: once acknowledged, a crash or kill -9 cannot lose it.
-
-One connection, shared by threads under a lock (the GUI reads; workers write predictions and hashes).
+and identical files share them. All writes go through the workspace's single writer thread
+(`writer.py`): each write method either waits for its commit (`wait=True`, the default: once it returns,
+a crash or kill -9 cannot lose the change) or returns a Future that says committed or failed. Reads use a
+connection of the calling thread's own (WAL lets readers and the writer proceed side by side).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+import weakref
+from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .datasets import CRACK, LABELS, NO_CRACK, LabeledFile
-from .errors import WorkspaceError
+from .db import connect, path_from_db, path_to_db, workspace_error
+from .errors import CrackDeskError, WorkspaceError
 from .hashing import file_hash
 from .scan import ScannedFile
-from .schema import SCHEMA_VERSION, create_or_migrate
+from .schema import SCHEMA_VERSION
 from .workspace_location import default_workspace_path
+from .writer import WorkspaceWriter
 
 
 def now_iso() -> str:
@@ -48,28 +53,53 @@ class LabelChange:
     after: dict[int, str | None]
 
 
+def safe_relpath(relpath: str) -> bool:
+    """A stored path may only name something inside the folder: relative, no `..`, no drive."""
+    p = PurePosixPath(relpath)
+    return bool(relpath) and not p.is_absolute() and ".." not in p.parts and "\\" not in relpath \
+        and ":" not in p.parts[0]
+
+
+class _Reader:
+    """One thread's read connection; closed with the thread (garbage) or with the workspace."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def close(self) -> None:
+        self.db.close()
+
+    __del__ = close
+
+
 class Workspace:
     def __init__(self, folder: str | Path, db_path: str | Path | None = None):
         self.folder = Path(folder).resolve()
         self.db_path = Path(db_path) if db_path else default_workspace_path(self.folder)
-        self._lock = threading.RLock()
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, isolation_level=None,
-                                       timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            create_or_migrate(self._db, self.db_path)
-        except sqlite3.DatabaseError as e:
-            raise WorkspaceError(f"cannot open the workspace database ({e})", self.db_path) from None
         except OSError as e:
-            raise WorkspaceError(f"cannot create the workspace ({e.strerror or e})", self.db_path) from None
+            raise WorkspaceError(f"cannot create the workspace's folder ({e.strerror or e})",
+                                 self.db_path.parent) from None
+        if self.db_path.is_dir():
+            raise WorkspaceError("is a folder, not a workspace file", self.db_path)
+        if self.db_path.exists() and not (os.access(self.db_path, os.W_OK) and
+                                          os.access(self.db_path.parent, os.W_OK)):
+            raise WorkspaceError("the workspace is read-only (no permission to write the file or its folder): its "
+                                 "labels are safe but could not be changed; make it writable, or copy it and open "
+                                 "the copy with --workspace", self.db_path)
+        self._local = threading.local()
+        self._readers: weakref.WeakSet = weakref.WeakSet()
+        self._readers_lock = threading.Lock()
+        self._writer = WorkspaceWriter(self.db_path)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._writer.close()
+        with self._readers_lock:
+            for reader in list(self._readers):
+                reader.close()
+            self._readers.clear()
 
     def __enter__(self):
         return self
@@ -77,27 +107,35 @@ class Workspace:
     def __exit__(self, *exc):
         self.close()
 
-    def _write(self, fn):
-        """Run fn(cursor) in one transaction; disk-full and similar errors become WorkspaceError."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(self._db)
-                    self._db.execute("COMMIT")
-                    return result
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as e:
-                raise WorkspaceError(f"could not save to the workspace ({e}); nothing was changed",
-                                     self.db_path) from None
+    def _reader(self) -> sqlite3.Connection:
+        """The calling thread's read connection, opened on first use and closed when the thread ends
+        (threading.local works for Qt's threads too, which threading.enumerate() does not list)."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = _Reader(connect(self.db_path, readonly=True))
+            with self._readers_lock:
+                self._readers.add(reader)
+        return reader.db
 
-    def _read(self, sql: str, args=()):
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    def _read(self, sql: str, args=()) -> list:
+        try:
+            return self._reader().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise workspace_error(e, self.db_path, "read") from None
+
+    def _write(self, apply, prepare=None, wait: bool = True, what: str = "save"):
+        """Run apply(db) in the writer's transaction; the result once committed, or the Future."""
+        future = self._writer.submit(apply, prepare, what)
+        return future.result() if wait else future
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is committed (or has failed)."""
+        self._writer.submit(lambda db: None, what="flush").exception()
 
     def abspath(self, relpath: str) -> Path:
+        if not safe_relpath(relpath):
+            raise WorkspaceError(f"the stored path {relpath!r} points outside the folder; it is ignored",
+                                 self.db_path)
         return self.folder / relpath
 
     # -- images -----------------------------------------------------------------------------------
@@ -107,15 +145,15 @@ class Workspace:
         scanned = list(scanned)
 
         def apply(db):
-            known = {p: (s, m) for p, s, m in db.execute("SELECT path, size, mtime_ns FROM images")}
-            new = [(f.relpath, f.size, f.mtime_ns, now_iso()) for f in scanned if f.relpath not in known]
-            changed = [(f.size, f.mtime_ns, f.relpath) for f in scanned
+            known = {path_from_db(p): (s, m) for p, s, m in db.execute("SELECT path, size, mtime_ns FROM images")}
+            new = [(path_to_db(f.relpath), f.size, f.mtime_ns, now_iso()) for f in scanned if f.relpath not in known]
+            changed = [(f.size, f.mtime_ns, path_to_db(f.relpath)) for f in scanned
                        if f.relpath in known and known[f.relpath] != (f.size, f.mtime_ns)]
             db.executemany("INSERT INTO images(path, size, mtime_ns, added) VALUES (?,?,?,?)", new)
             db.executemany("UPDATE images SET size=?, mtime_ns=?, hash=NULL, width=NULL, height=NULL, present=1 "
                            "WHERE path=?", changed)
             present = {f.relpath for f in scanned}
-            gone = [(p,) for p in known if p not in present]
+            gone = [(path_to_db(p),) for p in known if p not in present]
             db.execute("UPDATE images SET present=1 WHERE present=0")
             db.executemany("UPDATE images SET present=0 WHERE path=?", gone)
             return len(new)
@@ -125,26 +163,46 @@ class Workspace:
     def add_file(self, relpath: str) -> int:
         """Register one file (already inside the folder); returns its id."""
         st = self.abspath(relpath).stat()
-        self._write(lambda db: db.execute(
+        return self._write(lambda db: db.execute(
             "INSERT INTO images(path, size, mtime_ns, added) VALUES (?,?,?,?) ON CONFLICT(path) DO UPDATE "
-            "SET present=1", (relpath, st.st_size, st.st_mtime_ns, now_iso())))
-        return self._read("SELECT id FROM images WHERE path=?", (relpath,))[0][0]
+            "SET present=1 RETURNING id", (path_to_db(relpath), st.st_size, st.st_mtime_ns, now_iso())).fetchone()[0])
 
     def unhashed(self, limit: int = 1_000_000) -> list[tuple[int, str]]:
-        return self._read("SELECT id, path FROM images WHERE hash IS NULL AND present=1 ORDER BY id LIMIT ?",
-                          (limit,))
+        return [(i, path_from_db(p)) for i, p in self._read(
+            "SELECT id, path FROM images WHERE hash IS NULL AND present=1 ORDER BY id LIMIT ?", (limit,))]
 
-    def set_hashes(self, rows: Iterable[tuple[int, str]]) -> None:
+    def set_hashes(self, rows: Iterable[tuple[int, str]], wait: bool = True):
         rows = [(h, i) for i, h in rows]
-        self._write(lambda db: db.executemany("UPDATE images SET hash=? WHERE id=?", rows))
+        return self._write(lambda db: db.executemany("UPDATE images SET hash=? WHERE id=?", rows) and None,
+                           wait=wait)
+
+    def _hashing(self, image_ids) -> tuple[dict[int, str], callable]:
+        """(hashes, prepare): `prepare` fills `hashes` for every id, reading the files not hashed yet, in the
+        writer thread (never on a GUI thread); an image whose file is gone fails the command, naming it."""
+        hashes: dict[int, str] = {}
+
+        def prepare(db):
+            ids = list(image_ids)
+            marks = ",".join("?" * len(ids))
+            found = {i: (path_from_db(p), h) for i, p, h in
+                     db.execute(f"SELECT id, path, hash FROM images WHERE id IN ({marks})", ids)}
+            for image_id in ids:
+                if image_id not in found:
+                    raise WorkspaceError(f"no image with id {image_id} in this workspace", self.db_path)
+                path, digest = found[image_id]
+                hashes[image_id] = digest if digest is not None else file_hash(self.abspath(path))
+
+        return hashes, prepare
 
     def ensure_hash(self, image_id: int) -> str:
         """The content hash of an image, computed now if the background hasher has not got to it."""
-        (path, digest), = self._read("SELECT path, hash FROM images WHERE id=?", (image_id,))
-        if digest is None:
-            digest = file_hash(self.abspath(path))
-            self.set_hashes([(image_id, digest)])
-        return digest
+        hashes, prepare = self._hashing([image_id])
+
+        def apply(db):
+            db.execute("UPDATE images SET hash=? WHERE id=? AND hash IS NULL", (hashes[image_id], image_id))
+            return hashes[image_id]
+
+        return self._write(apply, prepare)
 
     def hash_of(self, image_id: int) -> str | None:
         """The stored content hash, or None while the background hasher has not reached the image."""
@@ -152,7 +210,7 @@ class Workspace:
         return rows[0][0] if rows else None
 
     def image_id(self, relpath: str) -> int | None:
-        rows = self._read("SELECT id FROM images WHERE path=?", (relpath,))
+        rows = self._read("SELECT id FROM images WHERE path=?", (path_to_db(relpath),))
         return rows[0][0] if rows else None
 
     def rows(self, model_key: str | None = None) -> list[ImageRow]:
@@ -162,24 +220,27 @@ class Workspace:
                "LEFT JOIN labels l ON l.hash = i.hash "
                "LEFT JOIN predictions p ON p.hash = i.hash AND p.model = ? "
                "WHERE i.present=1 ORDER BY i.id")
-        return [ImageRow(*r) for r in self._read(sql, (model_key or "",))]
+        return [ImageRow(i, path_from_db(p), h, lab, pc, pl) for i, p, h, lab, pc, pl in self._read(sql, (model_key or "",))]
 
     def count(self) -> int:
         return self._read("SELECT COUNT(*) FROM images WHERE present=1")[0][0]
 
     # -- labels -----------------------------------------------------------------------------------
-    def set_labels(self, labels: dict[int, str | None], source: str = "user") -> LabelChange:
-        """Set (or clear, with None) the human label of images by id, as one undoable action.
-        Returns what changed; committed to disk before returning."""
+    def submit_labels(self, labels: dict[int, str | None], source: str = "user") -> Future:
+        """Set (or clear, with None) the human label of images by id, as one undoable action. The Future
+        gives the LabelChange once committed, or a CrackDeskError (nothing of the action was saved)."""
         for label in labels.values():
             if label is not None and label not in LABELS:
                 raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
-        hashes = {i: self.ensure_hash(i) for i in labels}
-        paths = dict(self._read(f"SELECT id, path FROM images WHERE id IN ({','.join('?' * len(labels))})",
-                                tuple(labels)))
+        labels = dict(labels)
+        hashes, prepare = self._hashing(labels)
 
         def apply(db):
-            batch = (db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM label_history").fetchone()[0])
+            db.executemany("UPDATE images SET hash=? WHERE id=? AND hash IS NULL",
+                           [(h, i) for i, h in hashes.items()])
+            marks = ",".join("?" * len(labels))
+            paths = {i: p for i, p in db.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", list(labels))}
+            batch = db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM label_history").fetchone()[0]
             before, after, stamp = {}, {}, now_iso()
             for image_id, label in labels.items():
                 digest = hashes[image_id]
@@ -198,7 +259,11 @@ class Workspace:
                 before[image_id], after[image_id] = old, label
             return LabelChange(batch, before, after)
 
-        return self._write(apply)
+        return self._write(apply, prepare, wait=False, what="labels")
+
+    def set_labels(self, labels: dict[int, str | None], source: str = "user") -> LabelChange:
+        """`submit_labels`, waiting for the commit: once this returns, the change is on disk."""
+        return self.submit_labels(labels, source).result()
 
     def label_of(self, image_id: int) -> str | None:
         rows = self._read("SELECT l.label FROM images i JOIN labels l ON l.hash=i.hash WHERE i.id=?", (image_id,))
@@ -208,66 +273,33 @@ class Workspace:
         """Every label change of this image's content, oldest first."""
         rows = self._read("SELECT h.at, h.old, h.new, h.source, h.path FROM label_history h "
                           "JOIN images i ON i.hash = h.hash WHERE i.id=? ORDER BY h.id", (image_id,))
-        return [dict(zip(("at", "old", "new", "source", "path"), r)) for r in rows]
+        return [dict(zip(("at", "old", "new", "source", "path"), (*r[:4], path_from_db(r[4]) if r[4] else r[4])))
+                for r in rows]
 
-    def labeled_files(self) -> list[LabeledFile]:
-        """Present images with a human label, as training data (one entry per distinct content)."""
+    def labeled_files(self, skipped: list | None = None) -> list[LabeledFile]:
+        """Present images with a human label, as training data (one entry per distinct content). A stored
+        path that points outside the folder is never read; it goes to `skipped` as (path, reason)."""
         rows = self._read("SELECT MIN(i.path), l.label FROM images i JOIN labels l ON l.hash=i.hash "
                           "WHERE i.present=1 GROUP BY i.hash ORDER BY MIN(i.id)")
-        return [LabeledFile(self.abspath(p), label) for p, label in rows]
+        return [LabeledFile(self.abspath(p), label) for p, label in self._inside(rows, skipped)]
+
+    def _inside(self, rows, skipped):
+        for row in rows:
+            path = path_from_db(row[0])
+            if safe_relpath(path):
+                yield (path, *row[1:])
+            elif skipped is not None:
+                skipped.append((path, "the stored path points outside the folder"))
 
     # -- predictions ------------------------------------------------------------------------------
-    def set_predictions(self, model_key: str, rows: Iterable[tuple[str, float, str]]) -> None:
+    def set_predictions(self, model_key: str, rows: Iterable[tuple[str, float, str]], wait: bool = True):
         """Store (hash, p_crack, label) predictions of one model, replacing older ones."""
         stamp = now_iso()
         rows = [(h, model_key, float(p), label, stamp) for h, p, label in rows]
-        self._write(lambda db: db.executemany(
+        return self._write(lambda db: db.executemany(
             "INSERT INTO predictions(hash, model, p_crack, label, created) VALUES (?,?,?,?,?) "
             "ON CONFLICT(hash, model) DO UPDATE SET p_crack=excluded.p_crack, label=excluded.label, "
-            "created=excluded.created", rows))
-
-    # -- tiles of large images (sliding-window heatmaps) -------------------------------------------
-    def set_tile_results(self, digest: str, model_key: str, tiles: Iterable[tuple[int, int, int, int, float]]) -> None:
-        """Replace the tile probabilities (x, y, w, h, p_crack) of one image content and model."""
-        rows = [(digest, model_key, int(x), int(y), int(w), int(h), float(p)) for x, y, w, h, p in tiles]
-
-        def apply(db):
-            db.execute("DELETE FROM tile_results WHERE hash=? AND model=?", (digest, model_key))
-            db.executemany("INSERT INTO tile_results VALUES (?,?,?,?,?,?,?)", rows)
-
-        self._write(apply)
-
-    def tile_results(self, digest: str, model_key: str) -> list[tuple[int, int, int, int, float]]:
-        return self._read("SELECT x, y, w, h, p_crack FROM tile_results WHERE hash=? AND model=? ORDER BY y, x",
-                          (digest, model_key))
-
-    def set_tile_label(self, image_id: int, box: tuple[int, int, int, int], label: str | None) -> None:
-        """Label (or clear) one tile of a large image: a correction that feeds retraining as a patch."""
-        if label is not None and label not in LABELS:
-            raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
-        digest = self.ensure_hash(image_id)
-        x, y, w, h = map(int, box)
-
-        def apply(db):
-            if label is None:
-                db.execute("DELETE FROM tile_labels WHERE hash=? AND x=? AND y=? AND w=? AND h=?", (digest, x, y, w, h))
-            else:
-                db.execute("INSERT INTO tile_labels VALUES (?,?,?,?,?,?,?) ON CONFLICT(hash, x, y, w, h) "
-                           "DO UPDATE SET label=excluded.label, updated=excluded.updated",
-                           (digest, x, y, w, h, label, now_iso()))
-
-        self._write(apply)
-
-    def tile_labels(self, image_id: int) -> list[tuple[int, int, int, int, str]]:
-        return self._read("SELECT t.x, t.y, t.w, t.h, t.label FROM tile_labels t JOIN images i ON i.hash=t.hash "
-                          "WHERE i.id=? ORDER BY t.y, t.x", (image_id,))
-
-    def labeled_tiles(self) -> list[tuple[Path, tuple[int, int, int, int], str]]:
-        """(image path, (x, y, w, h), label) of every labelled tile of a present image: training patches."""
-        rows = self._read("SELECT MIN(i.path), t.x, t.y, t.w, t.h, t.label FROM tile_labels t "
-                          "JOIN images i ON i.hash=t.hash WHERE i.present=1 GROUP BY t.hash, t.x, t.y, t.w, t.h "
-                          "ORDER BY MIN(i.id), t.y, t.x")
-        return [(self.abspath(p), (x, y, w, h), label) for p, x, y, w, h, label in rows]
+            "created=excluded.created", rows) and None, wait=wait)
 
     def prediction_models(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT model FROM predictions ORDER BY model")]
@@ -284,6 +316,55 @@ class Workspace:
         return {"images": n, "classified": classified, "reviewed": reviewed, "crack": crack or 0,
                 "no_crack": no_crack or 0, "disagree": disagree or 0}
 
+    # -- tiles of large images (sliding-window heatmaps) -------------------------------------------
+    def set_tile_results(self, digest: str, model_key: str, tiles: Iterable[tuple[int, int, int, int, float]],
+                         wait: bool = True):
+        """Replace the tile probabilities (x, y, w, h, p_crack) of one image content and model."""
+        rows = [(digest, model_key, int(x), int(y), int(w), int(h), float(p)) for x, y, w, h, p in tiles]
+
+        def apply(db):
+            db.execute("DELETE FROM tile_results WHERE hash=? AND model=?", (digest, model_key))
+            db.executemany("INSERT INTO tile_results VALUES (?,?,?,?,?,?,?)", rows)
+
+        return self._write(apply, wait=wait)
+
+    def tile_results(self, digest: str, model_key: str) -> list[tuple[int, int, int, int, float]]:
+        return self._read("SELECT x, y, w, h, p_crack FROM tile_results WHERE hash=? AND model=? ORDER BY y, x",
+                          (digest, model_key))
+
+    def submit_tile_label(self, image_id: int, box: tuple[int, int, int, int], label: str | None) -> Future:
+        """Label (or clear) one tile of a large image: a correction that feeds retraining as a patch."""
+        if label is not None and label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
+        hashes, prepare = self._hashing([image_id])
+        x, y, w, h = map(int, box)
+
+        def apply(db):
+            digest = hashes[image_id]
+            db.execute("UPDATE images SET hash=? WHERE id=? AND hash IS NULL", (digest, image_id))
+            if label is None:
+                db.execute("DELETE FROM tile_labels WHERE hash=? AND x=? AND y=? AND w=? AND h=?", (digest, x, y, w, h))
+            else:
+                db.execute("INSERT INTO tile_labels VALUES (?,?,?,?,?,?,?) ON CONFLICT(hash, x, y, w, h) "
+                           "DO UPDATE SET label=excluded.label, updated=excluded.updated",
+                           (digest, x, y, w, h, label, now_iso()))
+
+        return self._write(apply, prepare, wait=False, what="tile label")
+
+    def set_tile_label(self, image_id: int, box: tuple[int, int, int, int], label: str | None) -> None:
+        self.submit_tile_label(image_id, box, label).result()
+
+    def tile_labels(self, image_id: int) -> list[tuple[int, int, int, int, str]]:
+        return self._read("SELECT t.x, t.y, t.w, t.h, t.label FROM tile_labels t JOIN images i ON i.hash=t.hash "
+                          "WHERE i.id=? ORDER BY t.y, t.x", (image_id,))
+
+    def labeled_tiles(self, skipped: list | None = None) -> list[tuple[Path, tuple[int, int, int, int], str]]:
+        """(image path, (x, y, w, h), label) of every labelled tile of a present image: training patches."""
+        rows = self._read("SELECT MIN(i.path), t.x, t.y, t.w, t.h, t.label FROM tile_labels t "
+                          "JOIN images i ON i.hash=t.hash WHERE i.present=1 GROUP BY t.hash, t.x, t.y, t.w, t.h "
+                          "ORDER BY MIN(i.id), t.y, t.x")
+        return [(self.abspath(p), (x, y, w, h), label) for p, x, y, w, h, label in self._inside(rows, skipped)]
+
 
 def open_workspace(folder: str | Path, workspace: str | Path | None = None) -> Workspace:
     folder = Path(folder)
@@ -292,4 +373,5 @@ def open_workspace(folder: str | Path, workspace: str | Path | None = None) -> W
     return Workspace(folder, workspace)
 
 
-__all__ = ["Workspace", "ImageRow", "LabelChange", "open_workspace", "SCHEMA_VERSION"]
+__all__ = ["Workspace", "ImageRow", "LabelChange", "open_workspace", "safe_relpath", "SCHEMA_VERSION",
+           "CrackDeskError"]

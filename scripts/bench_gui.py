@@ -1,0 +1,191 @@
+"""`make bench-gui` (scripts/bench_gui.py): the real main window, offscreen, on N images; reports how fast the first
+thumbnails appear, the longest GUI stall, the total time to scan, show and classify everything, and
+peak memory. The images are hard links to a source folder (a generated demo folder by default), so
+40,000 of them cost no disk space; the thumbnail cache starts empty."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as a script
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="bench_gui.py", description=__doc__)
+    p.add_argument("--images", type=int, default=2000, help="number of images (default 2000)")
+    p.add_argument("--folder", help="source images (default: a generated demo folder)")
+    p.add_argument("--model", help="model name or .onnx file (default: the default shipped model)")
+    p.add_argument("--compare-cli", action="store_true",
+                   help="also time the command line's classification of the same images, for comparison")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p.parse_args(argv)
+
+
+def make_images(target: Path, sources: list[Path], count: int) -> None:
+    """`count` files in folders of 1,000, hard-linked to the sources in turn (copied if links fail)."""
+    for i in range(count):
+        source = sources[i % len(sources)]
+        folder = target / f"part{i // 1000:03d}"
+        if i % 1000 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / f"img_{i:06d}{source.suffix.lower()}"
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copyfile(source, dest)
+
+
+class StallMonitor:
+    """A timer that fires every `interval` ms and records how late it was: the longest time the event
+    loop could not run anything."""
+
+    def __init__(self, interval_ms: int = 10):
+        from PySide6.QtCore import Qt, QTimer
+
+        self.interval = interval_ms / 1000
+        self.longest = 0.0
+        self.stalls: list[tuple[float, float]] = []  # (when, how long) of stalls over 50 ms
+        self.last = time.monotonic()
+        self.timer = QTimer(interval=interval_ms)
+        self.timer.setTimerType(Qt.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+
+    def start(self):
+        self.last = time.monotonic()
+        self.timer.start()
+
+    def _tick(self):
+        now = time.monotonic()
+        late = now - self.last - self.interval
+        if late > 0.05:
+            self.stalls.append((self.last, late))
+        self.longest = max(self.longest, late)
+        self.last = now
+
+
+def run(args) -> dict:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    work = Path(tempfile.mkdtemp(prefix="crackdesk-bench-"))
+    os.environ["CRACKDESK_CACHE_DIR"] = str(work / "thumbnail-cache")  # cold cache: honest thumbnail times
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from crackdesk.core.demo import write_demo_folder
+    from crackdesk.core.scan import scan_folder
+    from crackdesk.ui.app import make_app
+    from crackdesk.ui.main_window import MainWindow
+    from crackdesk.ui.settings import Settings
+
+    if args.folder:
+        sources = [Path(args.folder) / f.relpath for f in scan_folder(args.folder)]
+    else:
+        sources = [p for p, _ in write_demo_folder(work / "source", count=64, seed=0)]
+    if not sources:
+        raise SystemExit(f"bench_gui.py: no images in {args.folder}")
+    folder = work / "images"
+    make_images(folder, sources, args.images)
+    app = make_app()
+    window = MainWindow(Settings(work / "settings.ini"))
+    window.choose_model(args.model)
+    if window.entry is None:
+        raise SystemExit("bench_gui.py: no model available (give --model FILE.onnx)")
+    window.resize(1400, 900)
+    window.show()
+    app.processEvents()
+    monitor = StallMonitor()
+    marks: dict[str, float] = {}
+    loop = QEventLoop()
+    window.thumbnails.first_painted.connect(lambda: marks.setdefault("first_thumbnails", time.monotonic()))
+    window.model.modelReset.connect(
+        lambda: window.model.rowCount() and marks.setdefault("grid_shown", time.monotonic()))
+
+    def loaded():
+        marks["loaded"] = time.monotonic()
+        window.classify("all")
+
+    def classified(report):
+        marks["classified"] = time.monotonic()
+        marks["classified_n"] = report.classified
+        QTimer.singleShot(300, loop.quit)  # let the last repaint and thumbnails settle
+
+    window.folder_loaded.connect(loaded)
+    window.classify_finished.connect(classified)
+    monitor.start()
+    start = time.monotonic()
+    window.open_folder(folder)
+    marks["classify_start"] = 0.0
+    loop.exec()
+    classify_job_seconds = marks["classified"] - marks["loaded"]
+    result = {
+        "images": args.images,
+        "model": window.entry.key,
+        "first_thumbnails_s": round(marks.get("first_thumbnails", float("nan")) - start, 3),
+        "grid_shown_s": round(marks.get("grid_shown", float("nan")) - start, 3),
+        "store_loaded_s": round(marks["loaded"] - start, 3),
+        "classify_s": round(classify_job_seconds, 2),
+        "classify_images_per_s": round(args.images / classify_job_seconds, 1),
+        "total_s": round(marks["classified"] - start, 2),
+        "longest_stall_ms": round(monitor.longest * 1000, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cpus": os.cpu_count(),
+        "stalls_over_50ms": [[round(t - start, 2), round(d * 1000)] for t, d in monitor.stalls],
+    }
+    model_path = window.entry.path
+    monitor.timer.stop()
+    window.close()
+    if args.compare_cli:
+        result.update(cli_speed(folder, model_path, work))
+        result["gui_vs_cli"] = round(result["classify_images_per_s"] / result["cli_images_per_s"], 3)
+    if args.keep:
+        result["folder"] = str(work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def cli_speed(folder: Path, model_path, work: Path) -> dict:
+    """What `crackdesk classify` does, timed the same way (a fresh workspace, every image)."""
+    from crackdesk.core.classify import classify_into_workspace
+    from crackdesk.core.inference import Classifier
+    from crackdesk.core.scan import scan_folder
+    from crackdesk.core.store import Workspace
+
+    with Workspace(folder, work / "cli.sqlite") as ws:
+        ws.sync(scan_folder(folder))
+        items = [(r.id, r.path) for r in ws.rows()]
+        start = time.monotonic()
+        classify_into_workspace(ws, Classifier(model_path), items)
+        seconds = time.monotonic() - start
+    return {"cli_classify_s": round(seconds, 2), "cli_images_per_s": round(len(items) / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"bench-gui: {result['images']:,} images, model {result['model']}, {result['cpus']} CPUs")
+    print(f"  grid shown after         {result['grid_shown_s']:.3f} s")
+    print(f"  first thumbnails after   {result['first_thumbnails_s']:.3f} s")
+    print(f"  store loaded after       {result['store_loaded_s']:.3f} s")
+    print(f"  classification           {result['classify_s']:.1f} s ({result['classify_images_per_s']:,.0f} images/s)")
+    if "cli_images_per_s" in result:
+        print(f"  command line             {result['cli_classify_s']:.1f} s ({result['cli_images_per_s']:,.0f} "
+              f"images/s); GUI at {result['gui_vs_cli']:.0%} of it")
+    print(f"  total                    {result['total_s']:.1f} s")
+    print(f"  longest GUI stall        {result['longest_stall_ms']:.0f} ms")
+    print(f"  peak memory (RSS)        {result['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
