@@ -49,7 +49,7 @@ bench: setup
 	$(PY) scripts/bench_classify.py
 
 bench-gui: setup
-	QT_QPA_PLATFORM=offscreen $(PY) -m crackdesk bench-gui --images 40000
+	QT_QPA_PLATFORM=offscreen $(PY) scripts/bench_gui.py --images 40000
 
 screenshots: setup
 	QT_QPA_PLATFORM=offscreen $(PY) scripts/screenshots.py docs

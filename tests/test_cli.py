@@ -58,7 +58,7 @@ def test_exit_status(tmp_path, tiny_model, capsys):
     (junk / "a.jpg").write_text("x")
     assert main(["classify", str(junk), "--model", str(tiny_model)]) == 1  # nothing could be read
     assert main(["classify", str(tmp_path / "missing"), "--model", str(tiny_model)]) == 1
-    assert "not a folder" in capsys.readouterr().err
+    assert "folder not found" in capsys.readouterr().err
     bad_model = tmp_path / "bad.onnx"
     bad_model.write_text("x")
     assert main(["classify", str(junk), "--model", str(bad_model)]) == 1

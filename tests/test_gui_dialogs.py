@@ -114,8 +114,13 @@ KILLED_APP = textwrap.dedent("""
         app.processEvents()
         time.sleep(0.01)
     window.select_row(0)
+    saved = []
+    window.labels_saved.connect(lambda: saved.append(1))
     for key in (Qt.Key_C, Qt.Key_N, Qt.Key_C):
         QTest.keyClick(window.view, key)
+    while len(saved) < 3:  # the writer's acknowledgements: each change is committed
+        app.processEvents()
+        time.sleep(0.001)
     ids = [window.model.id_at(r) for r in range(3)]
     print("ACK", *ids, flush=True)
     time.sleep(60)

@@ -26,6 +26,7 @@ def test_large_photo_heatmap_in_viewer_and_tile_labels(qtbot, window, tmp_path):
     assert viewer.heat.item is not None and viewer.heat.isEnabled()  # 12 stored tiles drawn over the photo
 
     viewer.tile_label_requested.emit(227, 0, 227, 227, "crack")  # what hovering a tile and pressing C sends
+    window.ws.flush()  # written by the workspace's writer thread
     with open_workspace(folder) as ws:
         (path, box, label), = ws.labeled_tiles()
     assert path.name == "photo.jpg" and box == (227, 0, 227, 227) and label == "crack"
@@ -48,12 +49,15 @@ def test_undo_and_redo_work_while_the_viewer_has_focus(qtbot, window, tmp_path):
     qtbot.waitUntil(viewer.isActiveWindow, timeout=5000)  # shortcuts act in the active window only
     image_id = window.current_id()
     QTest.keyClick(viewer, Qt.Key_C)
+    window.ws.flush()
     with open_workspace(folder) as ws:
         assert ws.label_of(image_id) == "crack"
     QTest.keyClick(viewer, Qt.Key_Z, Qt.ControlModifier)
+    window.ws.flush()
     with open_workspace(folder) as ws:
         assert ws.label_of(image_id) is None
     QTest.keyClick(viewer, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    window.ws.flush()
     with open_workspace(folder) as ws:
         assert ws.label_of(image_id) == "crack"
     viewer.close()

@@ -22,6 +22,7 @@ def loaded(qtbot, window, tmp_path):
 
 
 def stored_label(window, image_id):
+    window.ws.flush()  # labels are written by the workspace's writer thread: wait for what was queued
     with open_workspace(window.folder) as ws:  # a second connection: what is really on disk
         return ws.label_of(image_id)
 
@@ -73,6 +74,7 @@ def test_bulk_labelling_of_a_selection_is_one_undo_step(qtbot, loaded):
     assert all(stored_label(loaded, i) == "no_crack" for i in ids)
     assert loaded.model.counts()["reviewed"] == 7
     loaded.undo_stack.undo()
+    assert loaded.model.counts()["reviewed"] == 0  # the grid changes at once
     assert all(stored_label(loaded, i) is None for i in ids)
     assert loaded.model.counts()["reviewed"] == 0
 
@@ -176,7 +178,7 @@ def test_viewer_shows_probability_and_history(qtbot, loaded):
     QTest.keyClick(viewer, Qt.Key_C)  # label from the viewer
     assert loaded.model.counts()["reviewed"] == 1
     loaded.select_row(2)
-    assert "Crack" in viewer.history.item(0).text()
+    qtbot.waitUntil(lambda: "Crack" in viewer.history.item(0).text(), timeout=5000)  # once saved
     viewer.close()
 
 

@@ -164,8 +164,8 @@ def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporte
                     reporter.progress("data", done, total)
             try:
                 digest = file_hash(f.path)
-            except OSError as e:
-                skipped.append({"path": str(f.path), "reason": f"cannot read ({e.strerror or e})"})
+            except CrackDeskError as e:
+                skipped.append({"path": str(f.path), "reason": e.reason})
                 continue
             ex = Example(Path(f.path), 1 if f.label == CRACK else 0, digest, source.name)
             old = by_hash.get(digest)
@@ -202,8 +202,8 @@ def _tile_examples(source: Source, skipped: list[dict]) -> list[Example]:
         try:
             if path not in photo_hashes:
                 photo_hashes[path] = file_hash(path)
-        except OSError as e:
-            skipped.append({"path": str(path), "reason": f"cannot read ({e.strerror or e})"})
+        except CrackDeskError as e:
+            skipped.append({"path": str(path), "reason": e.reason})
             continue
         photo = photo_hashes[path]
         examples.append(Example(path, 1 if label == CRACK else 0, f"{photo}#{','.join(map(str, box))}",

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from ..core.classify import classify_into_workspace
+from ..core.atomic import check_output_file
 from ..core.datasets import CRACK, load_class_folders
 from ..core.errors import CrackDeskError
 from ..core.inference import Classifier
 from ..core.metrics import binary_metrics
 from ..core.models import ModelRegistry, load_model
-from ..core.scan import scan_folder
-from ..core.store import open_workspace
+from ..core.csvfiles import write_csv
+from ..core.db import printable
+from ..core.session import FolderSession
 from .progress import ProgressBar
 
 
@@ -26,32 +24,20 @@ def load_classifier(name_or_path: str | None, threshold: float | None = None) ->
     return Classifier(load_model(entry.path, spinning=False), threshold=threshold)
 
 
-def write_csv_atomically(path: Path, header: list[str], rows) -> None:
-    """Write to a temporary file beside `path`, then swap it in: a crash never leaves half a CSV."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            out = csv.writer(f)
-            out.writerow(header)
-            out.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cmd_classify(args) -> int:
-    folder = Path(args.folder)
-    if not folder.is_dir():
-        raise CrackDeskError("not a folder", folder)
+    if args.csv:
+        check_output_file(args.csv, "CSV")  # before the run, not after it
     classifier = load_classifier(args.model, args.threshold)
     started = time.perf_counter()
-    with open_workspace(folder, args.workspace) as ws:
-        ws.sync(scan_folder(folder))
-        rows = ws.rows()
+    with FolderSession.open(args.folder, args.workspace) as session:
+        folder = session.folder
+        skipped = report_scan_problems(session)
+        if session.uses_fallback:
+            print(f"workspace: {session.where()}", file=sys.stderr)
+        rows = session.rows()
         if not rows:
-            print(f"crackdesk: {folder}: no images found (looked for {', '.join(_suffixes())})", file=sys.stderr)
+            print(f"crackdesk: {printable(str(args.folder))}: no images found (looked for {', '.join(_suffixes())})",
+                  file=sys.stderr)
             return 1
         bar = ProgressBar(len(rows), "classify")
         results: dict[int, tuple[float, str]] = {}
@@ -63,21 +49,29 @@ def cmd_classify(args) -> int:
             bar.update(done)
 
         try:
-            report = classify_into_workspace(ws, classifier, [(r.id, r.path) for r in rows], on_batch=on_batch)
+            report = session.classify(classifier, [(r.id, r.path) for r in rows], on_batch=on_batch)
         finally:
             bar.close()
     seconds = time.perf_counter() - started
     for path, reason in report.errors:
-        print(f"unreadable: {folder / path}: {reason}", file=sys.stderr)
+        print(f"unreadable: {printable(str(folder / path))}: {reason}", file=sys.stderr)
     if args.csv:
-        write_csv_atomically(Path(args.csv), ["path", "label", "p_crack", "model"],
-                             ((str(folder / r.path), results[r.id][1], f"{results[r.id][0]:.6f}", classifier.key)
-                              for r in rows if r.id in results))
+        write_csv(args.csv, ["path", "label", "p_crack", "model"],
+                  ((str(folder / r.path), results[r.id][1], f"{results[r.id][0]:.6f}", classifier.key)
+                   for r in rows if r.id in results))
     rate = report.classified / seconds if seconds > 0 else 0.0
-    print(f"{report.total} images: {report.crack} crack, {report.classified - report.crack} no crack, "
-          f"{len(report.errors)} unreadable; {rate:.0f} images/s with {classifier.key} "
+    print(f"{report.total + skipped} images: {report.crack} crack, {report.classified - report.crack} no crack, "
+          f"{len(report.errors) + skipped} unreadable; {rate:.0f} images/s with {classifier.key} "
           f"(threshold {classifier.threshold:.3f})", file=sys.stderr)
     return 0 if report.classified else 1
+
+
+def report_scan_problems(session) -> int:
+    """Print what the scan could not list (unreadable sub-folders, pipes named .jpg); returns how many."""
+    problems = session.scanned.problems if session.scanned is not None else []
+    for path, reason in problems:
+        print(f"unreadable: {printable(str(session.folder / path))}: {reason}", file=sys.stderr)
+    return len(problems)
 
 
 def _suffixes():
@@ -152,4 +146,4 @@ def cmd_demo(args) -> int:
     return 0
 
 
-__all__ = ["cmd_classify", "cmd_evaluate", "cmd_models", "cmd_demo", "CrackDeskError"]
+__all__ = ["cmd_classify", "cmd_evaluate", "cmd_models", "cmd_demo", "report_scan_problems", "CrackDeskError"]

@@ -11,9 +11,7 @@ when no image could be read.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,10 +19,12 @@ from pathlib import Path
 from ..core.errors import CrackDeskError
 from ..core.images import is_image_name
 from ..core.overlay import render_overlay
-from ..core.scan import scan_folder
-from ..core.store import Workspace, open_workspace
+from ..core.session import FolderSession
+from ..core.store import Workspace
 from ..core.tiling import heatmap_stream
-from .commands import load_classifier, write_csv_atomically
+from ..core.atomic import atomic_writer
+from ..core.csvfiles import write_csv
+from .commands import load_classifier, report_scan_problems
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,22 +62,16 @@ def output_stems(relpaths: list[str]) -> dict[str, str]:
 
 
 def save_png_atomically(image, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG", compress_level=1)  # 3.5x faster than the default (6), 7% larger
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "wb", "heatmap PNG") as f:
+        image.save(f, format="PNG", compress_level=1)  # 3.5x faster than the default (6), 7% larger
 
 
 def _targets(target: Path, workspace_arg: str | None):
     """(root folder, {relpath: image id or None}, workspace or None)."""
     if target.is_dir():
-        workspace = open_workspace(target, workspace_arg)
-        workspace.sync(scan_folder(target))
-        return target, {r.path: r.id for r in workspace.rows()}, workspace
+        session = FolderSession.open(target, workspace_arg)
+        report_scan_problems(session)
+        return target, {r.path: r.id for r in session.rows()}, session.workspace
     if not target.is_file():
         raise CrackDeskError("no such file or folder", target)
     if not is_image_name(target.name):
@@ -117,8 +111,8 @@ def write_outputs(base: Path, photo, heatmap) -> None:
     """`<base>_tiles.csv` and `<base>_heatmap.png`, each swapped in whole."""
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
-        write_csv_atomically(base.with_name(base.name + "_tiles.csv"), ["x", "y", "w", "h", "p_crack"],
-                             ((x, y, w, h, f"{p:.6f}") for x, y, w, h, p in heatmap.tiles()))
+        write_csv(base.with_name(base.name + "_tiles.csv"), ["x", "y", "w", "h", "p_crack"],
+                  ((x, y, w, h, f"{p:.6f}") for x, y, w, h, p in heatmap.tiles()), "tile CSV")
         save_png_atomically(render_overlay(photo, heatmap), base.with_name(base.name + "_heatmap.png"))
     except OSError as e:
         raise CrackDeskError(f"cannot write the heatmap ({e.strerror or e})", base.parent) from None

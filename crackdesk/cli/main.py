@@ -65,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="train or retrain a model (see crackdesk train --help)", add_help=False)
     sub.add_parser("heatmap", help="crack heatmaps of large photos (see crackdesk heatmap --help)", add_help=False)
-    sub.add_parser("bench-gui", help="GUI scale benchmark (see crackdesk bench-gui --help)", add_help=False)
     return parser
 
 
@@ -78,14 +77,18 @@ def _probability(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     # Subcommands with their own parsers get the rest of the line untouched.
-    if argv and argv[0] in ("train", "heatmap", "bench-gui"):
+    if argv and argv[0] in ("train", "heatmap"):
         return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.version:
         print(version_text())
         return 0
-    try:
+
+    def run() -> int:
         if args.command in (None, "gui"):
             from ..ui.app import run_app
 
@@ -95,30 +98,40 @@ def main(argv: list[str] | None = None) -> int:
 
         return {"classify": commands.cmd_classify, "evaluate": commands.cmd_evaluate,
                 "models": commands.cmd_models, "demo": commands.cmd_demo}[args.command](args)
+
+    return guarded(run)
+
+
+def guarded(run, prefix: str = "crackdesk") -> int:
+    """Run a command; what the user can cause ends in one line on stderr and exit status 1, never a traceback."""
+    try:
+        return run()
     except CrackDeskError as e:
-        print(f"crackdesk: {e}", file=sys.stderr)
+        print(f"{prefix}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file or folder the user named
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prefix}: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("crackdesk: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
 
 
 def _delegate(command: str, rest: list[str]) -> int:
-    try:
-        if command == "train":
-            from training.cli import main as train_main
+    def run() -> int:
+        try:
+            if command == "train":
+                from training.cli import main as train_main
 
-            return train_main(rest)
-        if command == "heatmap":
-            from .heatmap import main as heatmap_main
+                return train_main(rest)
+            if command == "heatmap":
+                from .heatmap import main as heatmap_main
 
-            return heatmap_main(rest)
-        from ..ui.bench import main as bench_main
+                return heatmap_main(rest)
+        except ModuleNotFoundError as e:
+            print(f"crackdesk {command}: not available in this installation ({e.name} is missing)", file=sys.stderr)
+            return 1
+        raise AssertionError(command)
 
-        return bench_main(rest)
-    except CrackDeskError as e:
-        print(f"crackdesk: {e}", file=sys.stderr)
-        return 1
-    except ModuleNotFoundError as e:
-        print(f"crackdesk {command}: not available in this installation ({e.name} is missing)", file=sys.stderr)
-        return 1
+    return guarded(run)

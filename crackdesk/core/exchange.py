@@ -9,15 +9,14 @@ photos in another folder whatever they are called there.
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .csvfiles import write_csv
 from .datasets import EXPORT_FOLDERS, load_class_folders
 from .errors import CrackDeskError
 from .hashing import file_hash
@@ -50,26 +49,11 @@ class ImportReport:
 
 def export_csv(workspace: Workspace, out: str | Path, model_key: str | None = None) -> int:
     """Write every present image with its human label and the prediction of `model_key`; returns rows."""
-    out = Path(out)
+    workspace.flush()  # labels queued before the export are in it
     rows = workspace.rows(model_key)
-    target_dir = out.parent if str(out.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=target_dir)
-    except OSError as e:
-        raise ExportError(f"cannot write here ({e.strerror or e})", out) from None
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            for r in rows:
-                p = "" if r.p_crack is None else f"{r.p_crack:.6f}"
-                writer.writerow([r.path, r.hash or "", r.label or "", p, r.predicted or "",
-                                 model_key if r.p_crack is not None else ""])
-        os.replace(tmp, out)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ExportError(f"cannot write the CSV ({e.strerror or e})", out) from None
-    return len(rows)
+    return write_csv(out, CSV_COLUMNS, ([r.path, r.hash or "", r.label or "",
+                                         "" if r.p_crack is None else f"{r.p_crack:.6f}", r.predicted or "",
+                                         model_key if r.p_crack is not None else ""] for r in rows))
 
 
 def free_name(folder: Path, name: str, taken: set[str]) -> str:
@@ -90,6 +74,7 @@ def export_class_folders(workspace: Workspace, out: str | Path, link: bool = Fal
     """Copy (or hard-link, falling back to a copy across drives) each labelled image, one per distinct
     content, into out/Positive and out/Negative. Existing files are never replaced."""
     out = Path(out)
+    workspace.flush()
     files = workspace.labeled_files()
     report = ExportReport(by_class={label: 0 for label in EXPORT_FOLDERS})
     taken: dict[str, set[str]] = {}
@@ -137,8 +122,8 @@ def ensure_hashes(workspace: Workspace, cancel: threading.Event | None = None, p
         for image_id, rel in todo[start:start + chunk]:
             try:
                 rows.append((image_id, file_hash(workspace.abspath(rel))))
-            except OSError:
-                continue  # vanished since the scan: the next scan marks it absent
+            except CrackDeskError:
+                continue  # vanished or unreadable since the scan: classify reports it, the next scan drops it
         workspace.set_hashes(rows)
         if progress:
             progress(min(start + chunk, len(todo)), len(todo))
@@ -155,7 +140,7 @@ def import_class_folders(workspace: Workspace, root: str | Path, cancel: threadi
             return report
         try:
             by_hash.setdefault(file_hash(item.path), set()).add(item.label)
-        except OSError:
+        except CrackDeskError:
             report.unmatched += 1
         if progress:
             progress(n + 1, len(dataset) * 2)

@@ -6,7 +6,6 @@ never an exception; a cancel event stops it between batches.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections import deque
@@ -18,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from .datasets import CRACK, NO_CRACK
 from .errors import ImageError
+from .hashing import bytes_hash, read_file
 from .images import decode_rgb, open_image
 from .models import LoadedModel, load_model
 
@@ -34,8 +34,9 @@ class Prediction:
 
 
 def read_and_hash(path: Path) -> tuple[bytes, str]:
-    data = path.read_bytes()
-    return data, hashlib.blake2b(data, digest_size=16).hexdigest()  # same as hashing.file_hash
+    """The file's bytes (a regular file only, size-capped) and their content hash, from one read."""
+    data = read_file(path)
+    return data, bytes_hash(data)
 
 
 class Classifier:

@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 
 from . import theme
-from .gallery_model import LABEL_ROLE, PATH_ROLE, PROB_ROLE
+from .gallery_model import LABEL_ROLE, PROB_ROLE
 
 PAD = 6
 FOOTER = 38
@@ -40,7 +40,7 @@ class GalleryDelegate(QStyledItemDelegate):
         return QSize(self.thumb_size + 2 * PAD, self.thumb_size + FOOTER + 2 * PAD)
 
     def paint(self, painter: QPainter, option, index) -> None:
-        path = index.data(PATH_ROLE)
+        path = self.model.path_at(index.row())  # from Python: a file name need not survive a QString
         label = index.data(LABEL_ROLE)
         p = index.data(PROB_ROLE)
         selected = bool(option.state & QStyle.State_Selected)

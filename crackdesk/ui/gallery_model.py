@@ -14,6 +14,7 @@ import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt
 
 from ..core.datasets import CRACK, NO_CRACK
+from ..core.db import printable
 
 PATH_ROLE = Qt.UserRole + 1
 LABEL_ROLE = Qt.UserRole + 2
@@ -197,6 +198,13 @@ class GalleryModel(QAbstractListModel):
         k = self._index_of_id.get(image_id)
         return -1 if k is None else int(self.position[k])
 
+    def path_at(self, row: int) -> str:
+        return self.paths[self.view[row]]
+
+    def label_of_id(self, image_id: int) -> str | None:
+        k = self._index_of_id.get(image_id)
+        return None if k is None else CODE_LABELS[int(self.labels[k])]
+
     def label_at(self, row: int) -> str | None:
         return CODE_LABELS[int(self.labels[self.view[row]])]
 
@@ -228,9 +236,9 @@ class GalleryModel(QAbstractListModel):
             return None
         k = int(self.view[row])
         if role == Qt.DisplayRole:
-            return PurePosixPath(self.paths[k]).name
+            return printable(PurePosixPath(self.paths[k]).name)
         if role == PATH_ROLE:
-            return self.paths[k]
+            return printable(self.paths[k])
         if role == LABEL_ROLE:
             return int(self.labels[k])
         if role == PROB_ROLE:
@@ -239,6 +247,6 @@ class GalleryModel(QAbstractListModel):
             return int(self.ids[k])
         if role == Qt.ToolTipRole:
             p = self.probs[k]
-            text = self.paths[k]
+            text = printable(self.paths[k])
             return text if np.isnan(p) else f"{text}\nP(crack) = {p:.3f}"
         return None

@@ -1,7 +1,8 @@
 """Long work off the GUI thread: opening a folder, hashing, classifying, exporting and importing.
 
-Each job is a QThread running one plain function of the core; it reports through queued signals
-(progress, partial results, result or failure) and stops when its cancel event is set. User errors
+Each job is a QThread running one method of the folder's session (core/session.py) or another plain core
+function; it reports through queued signals (progress, partial results, result or failure) and stops when
+its cancel event is set. User errors
 (CrackDeskError) arrive as a one-line message; anything else also goes to stderr for the developers.
 """
 
@@ -16,12 +17,8 @@ from typing import Callable
 
 from PySide6.QtCore import QThread, Signal
 
-from ..core.classify import classify_into_workspace
 from ..core.errors import CrackDeskError
-from ..core.exchange import ensure_hashes
 from ..core.inference import Classifier
-from ..core.scan import natural_key, scan_folder
-from ..core.store import open_workspace
 from .gallery_model import RowArrays
 
 
@@ -113,52 +110,30 @@ class Job(QThread):
             self._succeeded.emit(result)
 
 
-def open_folder_job(folder, workspace_path, model_key: str | None, parent=None) -> Job:
+def open_folder_job(session, model_key: str | None, parent=None) -> Job:
     """Scan (partial: the list of paths, shown at once), then open the workspace, sync it and read its rows
-    in display order. Result: (workspace, rows)."""
+    in display order. Result: (session, rows)."""
 
     def work(job: Job):
-        scanned = scan_folder(folder, cancel=job.cancel_event)
-        order = [f.relpath for f in scanned]
-        job._partial.emit(order)
-        ws = open_workspace(folder, workspace_path)
-        try:
-            ws.sync(scanned)
-            rows = sorted_rows(ws, model_key, order)
-        except BaseException:
-            ws.close()
-            raise
-        return ws, rows
+        scanned = session.scan(job.cancel_event)
+        job._partial.emit([f.relpath for f in scanned])
+        session.open_workspace()
+        return session, RowArrays.from_rows(session.rows(model_key))
 
     return Job("Opening the folder", work, parent)
 
 
-def sorted_rows(ws, model_key: str | None, order: list[str] | None = None) -> RowArrays:
-    """The store's rows in display order (natural path order) as the gallery model's arrays.
-
-    With `order` (the scan's paths, already naturally sorted) rows are placed by a dict lookup: no sort,
-    whose C-level comparisons would hold the GIL (and so freeze the GUI thread) for ~0.1 s at 40,000 rows."""
-    rows = ws.rows(model_key)
-    if order is not None:
-        by_path = {r.path: r for r in rows}
-        placed = [by_path.pop(p) for p in order if p in by_path]
-        rows = placed + sorted(by_path.values(), key=lambda r: natural_key(r.path))  # normally none left
-    else:
-        rows.sort(key=lambda r: natural_key(r.path))
-    return RowArrays.from_rows(rows)
+def rows_job(session, model_key: str | None, order: list[str], parent=None) -> Job:
+    """Labels and the model's predictions re-read from the store, in the grid's order. Result: RowArrays."""
+    return Job("Loading predictions", lambda job: RowArrays.from_rows(session.rows(model_key, order)), parent)
 
 
-def hash_job(workspace, parent=None) -> Job:
-    def work(job: Job):
-        todo = len(workspace.unhashed())
-        if todo:
-            ensure_hashes(workspace, job.cancel_event, lambda d, t: job._progress.emit(d, t))
-        return todo
-
-    return Job("Indexing", work, parent)
+def hash_job(session, parent=None) -> Job:
+    return Job("Indexing", lambda job: session.hash_missing(job.cancel_event,
+                                                            lambda d, t: job._progress.emit(d, t)), parent)
 
 
-def classify_job(workspace, model_path, items: list[tuple[int, str]], parent=None) -> Job:
+def classify_job(session, model_path, items: list[tuple[int, str]], parent=None) -> Job:
     """Partial results: {image id: p_crack or None} per batch, as soon as the batch is stored.
     Result: the ClassifyReport."""
 
@@ -170,7 +145,7 @@ def classify_job(workspace, model_path, items: list[tuple[int, str]], parent=Non
             job._partial.emit({image_id: pred.p_crack for image_id, pred in pairs})
             job._progress.emit(done, total)
 
-        return classify_into_workspace(workspace, classifier, items, job.cancel_event, on_batch)
+        return session.classify(classifier, items, job.cancel_event, on_batch)
 
     return Job("Classifying", work, parent)
 

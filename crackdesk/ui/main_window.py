@@ -14,19 +14,22 @@ from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
-from ..core.errors import ModelError
+from ..core.db import printable
+from ..core.errors import CrackDeskError, ModelError
 from ..core.models import ModelRegistry
+from ..core.session import FolderSession
 from .classify_flow import ClassifyFlow
 from .empty_state import EmptyState
 from .gallery_delegate import GalleryDelegate
 from .gallery_model import FILTERS, GalleryModel
 from .gallery_view import GalleryView
 from .job_bar import JobBar
-from .jobs import function_job, hash_job, open_folder_job, sorted_rows
+from .jobs import hash_job, open_folder_job, rows_job
 from .settings import Settings
 from .shortcuts_overlay import ShortcutsOverlay
 from .sidebar import Sidebar
 from .thumbnails import ThumbnailService
+from .futures import when_done
 from .undo import LabelCommand
 from .window_actions import build_actions
 
@@ -34,13 +37,16 @@ from .window_actions import build_actions
 class MainWindow(ClassifyFlow, QMainWindow):
     folder_loaded = Signal()  # the store's rows are in the grid
     classify_finished = Signal(object)  # ClassifyReport
+    labels_saved = Signal()  # a label change is committed to the workspace (on disk)
 
     def __init__(self, settings: Settings | None = None, registry: ModelRegistry | None = None):
         super().__init__()
         self.settings = settings or Settings()
         self.registry = registry or ModelRegistry()
         self.folder: Path | None = None
-        self.ws = None
+        self.session: FolderSession | None = None  # the open folder (Qt-free); this window views it
+        self._loaded_session = False  # its workspace is open and its rows are in the grid
+        self.scan_problems: list[tuple[str, str]] = []
         self.entry = None  # active ModelEntry
         self.hasher = None
         self.classifier_job = None
@@ -131,54 +137,90 @@ class MainWindow(ClassifyFlow, QMainWindow):
         return self.entry.key if self.entry else None
 
     # -- opening a folder -------------------------------------------------------------------------
+    @property
+    def ws(self):
+        """The open folder's workspace once loaded (None while opening)."""
+        return self.session.workspace if self.session is not None and self._loaded_session else None
+
     def open_folder(self, folder: str | Path, workspace: str | Path | None = None) -> None:
         folder = Path(folder)
-        if not folder.is_dir():
-            self.show_error("Open folder", f"{folder}: not a folder")
-            return
         self.close_folder()
-        self.folder = folder.resolve()
+        try:
+            session = FolderSession(folder, workspace)
+        except CrackDeskError as e:
+            self.show_error("Open folder", str(e))
+            return
+        self.session, self._loaded_session = session, False
+        self.folder = session.folder
         self.settings.add_recent_folder(self.folder)
         self.actions.sync_recent()
-        self.setWindowTitle(f"{self.folder.name} — CrackDesk")
+        self.setWindowTitle(f"{printable(self.folder.name)} — CrackDesk")
         self.thumbnails.set_root(self.folder)
         self.pages.setCurrentWidget(self.view)
-        job = open_folder_job(self.folder, workspace, self.model_key, self)
-        job.partial.connect(self._scanned)
+        job = open_folder_job(session, self.model_key, self)
+        job.partial.connect(lambda paths, s=session: self._scanned(s, paths))
         job.succeeded.connect(self._loaded)
+        job.failed.connect(lambda _message, s=session: self._open_failed(s))
         self.start_job(job)
 
-    def _scanned(self, paths: list[str]) -> None:
-        if self.closing:
-            return
+    def _scanned(self, session, paths: list[str]) -> None:
+        if self.closing or session is not self.session:
+            return  # the user opened another folder meanwhile
         self.model.set_paths(paths)
         self.select_row(0)
         self.refresh_status()
 
     def _loaded(self, result) -> None:
-        if self.closing:  # a result queued before the close: just let go of the workspace it opened
-            result[0].close()
+        session, rows = result
+        if self.closing or session is not self.session:  # queued before a close or another open
+            session.close()
             return
-        self.ws, rows = result
+        self._loaded_session = True
         current = self.view.currentIndex().row()
         self.model.set_rows(rows, self.model.threshold)
         self.select_row(max(0, current))
         self.refresh_status()
+        self.report_open_notes(session)
         self.start_hashing()
         # Everything alive now (modules, widgets, the folder's arrays) lives as long as the folder is open:
         # keep it out of the cyclic collector's full passes, which would pause every thread.
         gc.freeze()
         self.folder_loaded.emit()
 
+    def _open_failed(self, session) -> None:
+        session.close()
+        if session is self.session:
+            self.session = None
+            self.folder = None
+            self.model.clear()
+            self.pages.setCurrentWidget(self.empty)
+            self.setWindowTitle("CrackDesk")
+            self.refresh_status()
+
+    def report_open_notes(self, session) -> None:
+        """What the user should know about an opened folder: files that could not be listed, and a
+        workspace kept outside a read-only folder."""
+        notes = []
+        problems = session.scanned.problems if session.scanned is not None else []
+        if problems:
+            path, reason = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            notes.append(f"{len(problems)} could not be listed: {printable(path)}: {reason}{more}")
+        if session.uses_fallback:
+            notes.append(f"the folder is read-only: its workspace is kept at {session.db_path}")
+        self.scan_problems = problems
+        if notes:
+            self.statusBar().showMessage("; ".join(notes), 15000)
+
     def reload_rows(self) -> None:
         """Re-read labels and the active model's predictions from the store, off the GUI thread."""
-        ws, key, order = self.ws, self.model_key, list(self.model.paths)
-        job = function_job("Loading predictions", lambda cancel, progress: sorted_rows(ws, key, order), self)
-        job.succeeded.connect(lambda rows: self._rows_reloaded(ws, rows))
+        session = self.session
+        job = rows_job(session, self.model_key, list(self.model.paths), self)
+        job.succeeded.connect(lambda rows: self._rows_reloaded(session, rows))
         self.start_job(job)
 
-    def _rows_reloaded(self, ws, rows) -> None:
-        if ws is not self.ws:
+    def _rows_reloaded(self, session, rows) -> None:
+        if session is not self.session:
             return
         current = self.current_id()
         self.model.set_rows(rows, self.model.threshold)
@@ -188,7 +230,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
     def start_hashing(self) -> None:
         if self.ws is None or self.hasher is not None or self.classifier_job is not None:
             return
-        self.hasher = hash_job(self.ws, self)
+        self.hasher = hash_job(self.session, self)
         self.hasher.succeeded.connect(self._hashed)
         self.hasher.over.connect(self._hasher_over)
         self.start_job(self.hasher, foreground=False)
@@ -207,9 +249,10 @@ class MainWindow(ClassifyFlow, QMainWindow):
             job.wait()
         self.jobs.clear()
         self.hasher = self.classifier_job = None
-        if self.ws is not None:
-            self.ws.close()
-        self.ws = None
+        if self.session is not None:
+            self.session.close()
+        self.session, self._loaded_session = None, False
+        self.scan_problems = []
         self.undo_stack.clear()
         self.model.clear()
 
@@ -250,12 +293,18 @@ class MainWindow(ClassifyFlow, QMainWindow):
         after = rows[-1] + 1
         next_id = self.model.id_at(after) if after < self.model.rowCount() else None
         first = rows[0]
-        self.undo_stack.push(LabelCommand(self.ws, labels, self._labels_applied,
-                                          lambda msg: self.show_error("Label", msg)))
+        self.push_labels(labels)
         if next_id is not None and self.model.row_of_id(next_id) >= 0:
             self.select_id(next_id)
         else:
             self.select_row(min(first, self.model.rowCount() - 1) if len(rows) == 1 else rows[-1])
+
+    def push_labels(self, labels: dict, text: str = "", written=None) -> None:
+        """One undoable step: shown at once, written by the workspace's writer (see undo.py)."""
+        before = {i: self.model.label_of_id(i) for i in labels}
+        self.undo_stack.push(LabelCommand(self.undo_stack, self.session.submit_labels, labels, before,
+                                          self._labels_applied, lambda msg: self.show_error("Label", msg),
+                                          text, written, on_saved=self._labels_saved))
 
     def _labels_applied(self, labels: dict) -> None:
         current = self.current_id()
@@ -265,10 +314,13 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.refresh_status()
         self.refresh_viewer()
 
+    def _labels_saved(self) -> None:
+        self.refresh_viewer()  # its label history comes from the store
+        self.labels_saved.emit()
+
     def push_change(self, change, text: str) -> None:
         """Put an already-written change (an import) on the undo stack."""
-        self.undo_stack.push(LabelCommand(self.ws, dict(change.after), self._labels_applied,
-                                          lambda msg: self.show_error("Label", msg), text, change))
+        self.push_labels(dict(change.after), text, change)
 
     # -- selection --------------------------------------------------------------------------------
     def current_id(self) -> int | None:
@@ -359,9 +411,16 @@ class MainWindow(ClassifyFlow, QMainWindow):
         image_id = getattr(self, "_viewer_image_id", -1)
         if self.ws is None or image_id < 0:
             return
-        self.ws.set_tile_label(image_id, (x, y, w, h), label)
-        if self.viewer.heat.item is not None:
-            self.viewer.heat.item.set_tile_labels(self.ws.tile_labels(image_id))
+        ws = self.ws
+        when_done(ws.submit_tile_label(image_id, (x, y, w, h), label),
+                  lambda f: self._tile_labelled(ws, image_id, f))
+
+    def _tile_labelled(self, ws, image_id: int, future) -> None:
+        if future.exception() is not None:
+            self.show_error("Label tile", str(future.exception()))
+        if ws is self.ws and self.viewer is not None and self.viewer.heat.item is not None \
+                and getattr(self, "_viewer_image_id", -1) == image_id:
+            self.viewer.heat.item.set_tile_labels(ws.tile_labels(image_id))
 
     # -- status and messages ----------------------------------------------------------------------
     def refresh_status(self) -> None:

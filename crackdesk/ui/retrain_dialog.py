@@ -212,6 +212,7 @@ class RetrainDialog(QDialog):
     def start(self) -> None:
         if self.process is not None:
             return
+        self.ws.flush()  # the child process reads the labels from disk: every label made so far is there
         argv = self.command()
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         self.result, self.exit_code, self._buffer = None, None, b""

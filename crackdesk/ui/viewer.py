@@ -11,6 +11,7 @@ from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
 from PySide6.QtWidgets import (QDialog, QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QHBoxLayout,
                                QLabel, QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget)
 
+from ..core.db import printable
 from ..core.errors import ImageError
 from ..core.images import load_rgb
 from . import theme
@@ -153,7 +154,7 @@ class ViewerDialog(QDialog):
             self._relpath = relpath
             self.request += 1
             QThreadPool.globalInstance().start(_LoadTask(self.request, Path(path), self.relay))
-        parts = relpath.rsplit("/", 1)
+        parts = printable(relpath).rsplit("/", 1)
         self.name.setText(parts[-1])
         self.folder.setText(parts[0] + "/" if len(parts) > 1 else "")
         color = theme.LABEL_COLORS[label]

@@ -1,0 +1,124 @@
+"""The open folder, without Qt: its scan, workspace, hashing, classification and labels.
+
+The CLI drives a FolderSession from start to end; the GUI holds one per open window and runs its long
+methods in worker threads, showing what they report. So the whole open -> hash -> classify -> label flow
+is one piece of code, testable without a window (tests/test_session.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Callable
+
+from .classify import ClassifyReport, classify_into_workspace
+from .errors import CrackDeskError
+from .exchange import ensure_hashes
+from .scan import ScanResult, natural_key, scan_folder
+from .store import ImageRow, Workspace
+from .workspace_location import is_fallback
+
+Progress = Callable[[int, int], None]
+
+
+class FolderSession:
+    def __init__(self, folder: str | Path, workspace_path: str | Path | None = None):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise CrackDeskError("not a folder" if folder.exists() else "folder not found", folder)
+        self.folder = folder.resolve()
+        self.workspace_path = Path(workspace_path) if workspace_path else None
+        self.scanned: ScanResult | None = None
+        self.workspace: Workspace | None = None
+
+    @classmethod
+    def open(cls, folder, workspace_path=None, cancel: threading.Event | None = None) -> "FolderSession":
+        """Scan, open the workspace and bring it in line with the scan: what `crackdesk classify` does first."""
+        session = cls(folder, workspace_path)
+        session.scan(cancel)
+        session.open_workspace()
+        return session
+
+    # -- opening ----------------------------------------------------------------------------------
+    def scan(self, cancel: threading.Event | None = None) -> ScanResult:
+        """List the folder's images (fast: no decoding, no hashing); `.problems` says what was skipped."""
+        self.scanned = scan_folder(self.folder, cancel)
+        return self.scanned
+
+    def open_workspace(self) -> Workspace:
+        """Open (creating or upgrading) the workspace and record the scan in it."""
+        if self.workspace is None:
+            self.workspace = Workspace(self.folder, self.workspace_path)
+        if self.scanned is not None:
+            try:
+                self.workspace.sync(self.scanned)
+            except BaseException:
+                self.close()
+                raise
+        return self.workspace
+
+    @property
+    def db_path(self) -> Path | None:
+        return self.workspace.db_path if self.workspace is not None else None
+
+    @property
+    def uses_fallback(self) -> bool:
+        """The folder cannot be written, so its workspace lives in the user's data directory."""
+        return self.workspace is not None and is_fallback(self.folder, self.workspace.db_path)
+
+    def where(self) -> str:
+        """Where the workspace is, said the way messages need it."""
+        if self.workspace is None:
+            return "not opened"
+        note = " (the folder is read-only, so it is kept in your data folder)" if self.uses_fallback else ""
+        return f"{self.workspace.db_path}{note}"
+
+    def rows(self, model_key: str | None = None, order: list[str] | None = None) -> list[ImageRow]:
+        """The workspace's rows in display order: the scan's natural order when given (a dict lookup, no sort:
+        sorting 40,000 paths holds the GIL long enough for a GUI thread to notice)."""
+        self._ws().flush()  # what was labelled before this call is in the rows
+        rows = self._ws().rows(model_key)
+        if order is None and self.scanned is not None:
+            order = [f.relpath for f in self.scanned]
+        if order is None:
+            rows.sort(key=lambda r: natural_key(r.path))
+            return rows
+        by_path = {r.path: r for r in rows}
+        placed = [by_path.pop(p) for p in order if p in by_path]
+        return placed + sorted(by_path.values(), key=lambda r: natural_key(r.path))  # normally none left
+
+    # -- work -------------------------------------------------------------------------------------
+    def hash_missing(self, cancel: threading.Event | None = None, progress: Progress | None = None) -> int:
+        """Hash the images not hashed yet (labels follow content); returns how many there were."""
+        todo = len(self._ws().unhashed())
+        if todo:
+            ensure_hashes(self._ws(), cancel, progress)
+        return todo
+
+    def classify(self, classifier, items: list[tuple[int, str]] | None = None,
+                 cancel: threading.Event | None = None, on_batch=None) -> ClassifyReport:
+        """Classify (image id, relative path) items (default: every image) and store the results."""
+        if items is None:
+            items = [(r.id, r.path) for r in self.rows()]
+        return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch)
+
+    def submit_labels(self, labels: dict[int, str | None], source: str = "user") -> Future:
+        """Label images by id; the Future gives the LabelChange once on disk, or the CrackDeskError."""
+        return self._ws().submit_labels(labels, source)
+
+    def close(self) -> None:
+        if self.workspace is not None:
+            self.workspace.close()
+            self.workspace = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _ws(self) -> Workspace:
+        if self.workspace is None:
+            raise CrackDeskError("the folder's workspace is not open", self.folder)
+        return self.workspace
