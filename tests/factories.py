@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crackdesk.core.modelformat import ModelInfo, write_metadata
+from crackdesk.core.modelformat import METADATA_KEY, ModelInfo, write_metadata
 from crackdesk.core.preprocess import Preprocessing
 
 
@@ -58,6 +58,23 @@ def make_tiny_model(path: Path, input_size: int = 32, info: ModelInfo | None = N
     model.ir_version = 8
     if metadata:
         write_metadata(model, info or tiny_info(input_size))
+    onnx.save(model, str(path))
+    return path
+
+
+def set_raw_metadata(path: Path, document) -> Path:
+    """Replace a model file's `crackdesk` metadata with any JSON value, or with raw text: what a hostile or
+    broken file could carry, including what ModelInfo cannot hold (wrong types, NaN)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path))
+    props = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, document if isinstance(document, str) else json.dumps(document)
     onnx.save(model, str(path))
     return path
 

@@ -1,0 +1,106 @@
+"""Hostile and malformed input, one section per area; each test is a defect a tester reproduced (issue 10),
+built from real files."""
+
+# -- models --
+# Malformed model files (real ONNX graphs whose `crackdesk` metadata is written raw, so it can hold what
+# ModelInfo cannot) must be refused one by one with the file and the field named, never break the others.
+import json
+from pathlib import Path
+
+import pytest
+from factories import make_tiny_model, set_raw_metadata, tiny_info
+
+from crackdesk.core.errors import ModelError
+from crackdesk.core.models import load_model
+
+NAN, INF = float("nan"), float("inf")
+
+
+def tiny_metadata(changes: dict) -> dict:
+    """The tiny model's metadata with some keys replaced; 'preprocessing.std' names a nested key."""
+    document = tiny_info().to_dict()
+    for key, value in changes.items():
+        parent, _, leaf = key.rpartition(".")
+        (document[parent] if parent else document)[leaf] = value
+    return document
+
+
+def malformed_model(path: Path, changes: dict) -> Path:
+    return set_raw_metadata(make_tiny_model(path), tiny_metadata(changes))
+
+
+def test_deeply_nested_metadata_is_a_model_error(tmp_path):
+    # json.loads raises RecursionError on deep nesting, which is not a ModelError.
+    text = json.dumps(tiny_metadata({"training": "DEEP"})).replace('"DEEP"', "[" * 100_000 + "]" * 100_000)
+    path = set_raw_metadata(make_tiny_model(tmp_path / "deep.onnx"), text)
+    with pytest.raises(ModelError, match="deep.onnx"):
+        load_model(path)
+
+
+UNSAFE_NAMES = ["../../../escaped", "/tmp/escaped", "..\\..\\escaped", "a/b", ".hidden", "..", "-rf", "a@b",
+                "x" * 65, "naïve", "tab\tname", "nul\x00", " space"]
+
+
+@pytest.mark.parametrize("field", ["name", "version", "architecture"])
+@pytest.mark.parametrize("value", UNSAFE_NAMES)
+def test_unsafe_names_and_versions_are_refused_on_load(tmp_path, field, value):
+    path = malformed_model(tmp_path / "m.onnx", {field: value})
+    with pytest.raises(ModelError) as refused:
+        load_model(path)
+    assert str(path) in str(refused.value) and f"'{field}'" in str(refused.value)
+
+
+BAD_FIELDS = [
+    ({"patch_px": 0}, "patch_px"), ({"patch_px": 1}, "patch_px"), ({"patch_px": 3.7}, "patch_px"),
+    ({"patch_px": "abc"}, "patch_px"), ({"patch_px": True}, "patch_px"), ({"patch_px": 10**6}, "patch_px"),
+    ({"patch_px": None}, "patch_px"),
+    ({"threshold": NAN}, "threshold"), ({"threshold": INF}, "threshold"), ({"threshold": True}, "threshold"),
+    ({"threshold": "0.5"}, "threshold"),
+    ({"preprocessing.std": [NAN, 0.25, 0.25]}, "preprocessing.std[0]"),
+    ({"preprocessing.std": [0.25, INF, 0.25]}, "preprocessing.std[1]"),
+    ({"preprocessing.std": [0.25, 0.25, -0.25]}, "preprocessing.std[2]"),
+    ({"preprocessing.std": [True, 0.25, 0.25]}, "preprocessing.std[0]"),
+    ({"preprocessing.std": "0.25"}, "preprocessing.std"),
+    ({"preprocessing.mean": [NAN, 0.5, 0.5]}, "preprocessing.mean[0]"),
+    ({"preprocessing.mean": [0.5, 0.5]}, "preprocessing.mean"),
+    ({"preprocessing.mean": [0.5, "x", 0.5]}, "preprocessing.mean[1]"),
+    ({"preprocessing.mean": [1e300, 0.5, 0.5]}, "preprocessing.mean[0]"),
+    ({"preprocessing.input_size": [32.0, 32.0]}, "preprocessing.input_size[0]"),
+    ({"preprocessing.input_size": [32, True]}, "preprocessing.input_size[1]"),
+    ({"preprocessing.input_size": [32, 32, 3]}, "preprocessing.input_size"),
+    ({"preprocessing.resize": "nearest"}, "preprocessing.resize"),
+    ({"preprocessing.layout": "NHWC"}, "preprocessing.layout"),
+    ({"preprocessing.channels": "BGR"}, "preprocessing.channels"),
+    ({"preprocessing.scale": "0..255"}, "preprocessing.scale"),
+    ({"preprocessing": [1, 2]}, "preprocessing"),
+    ({"class_names": ["crack", "crack"]}, "class_names"), ({"class_names": ["", "crack"]}, "class_names[0]"),
+    ({"class_names": ["no_crack", 3]}, "class_names[1]"), ({"class_names": "crack"}, "class_names"),
+    ({"positive_class": 1}, "positive_class"), ({"positive_class": "defect"}, "positive_class"),
+    ({"output": ["probability"]}, "output"), ({"output": "logits"}, "output"),
+    ({"format_version": True}, "format_version"), ({"format_version": 0}, "format_version"),
+    ({"format_version": 1.0}, "format_version"),
+    ({"training": [1, 2]}, "training"), ({"training": "text"}, "training"), ({"training": None}, "training"),
+    ({"training": {"stages": {"loss": [0.1, NAN]}}}, "training.stages.loss[1]"),
+    ({"metrics": ["accuracy"]}, "metrics"), ({"metrics": {"accuracy": NAN}}, "metrics.accuracy"),
+    ({"metrics": {"accuracy": "high"}}, "metrics.accuracy"), ({"metrics": {"accuracy": 1.5}}, "metrics.accuracy"),
+    ({"metrics": {"n": -3}}, "metrics.n"), ({"metrics": {"tp": True}}, "metrics.tp"),
+    ({"metrics": {"other": {"x": -INF}}}, "metrics.other.x"),
+    ({"created": 20260101}, "created"), ({"description": ["x"]}, "description"), ({"base_model": 3}, "base_model"),
+    ({"name": 5}, "name"), ({"version": 1.0}, "version"), ({"architecture": ["cnn"]}, "architecture"),
+]
+
+
+@pytest.mark.parametrize("changes, field", BAD_FIELDS, ids=[f"{f}={c}" for c, f in BAD_FIELDS])
+def test_every_metadata_field_is_checked_on_load(tmp_path, changes, field):
+    path = malformed_model(tmp_path / "m.onnx", changes)
+    with pytest.raises(ModelError) as refused:
+        load_model(path)
+    assert str(refused.value).startswith(f"{path}: ") and f"'{field}'" in str(refused.value)
+
+
+def test_well_formed_metadata_still_loads_with_unknown_keys_and_no_optional_ones(tmp_path):
+    # Keys this version does not know are ignored (a later minor addition); optional ones take defaults.
+    document = {k: v for k, v in tiny_metadata({"future_key": {"x": 1}}).items()
+                if k not in ("training", "metrics", "created", "description", "base_model", "patch_px")}
+    info = load_model(set_raw_metadata(make_tiny_model(tmp_path / "m.onnx"), document)).info
+    assert (info.patch_px, info.training, info.metrics, info.base_model) == (227, {}, {}, None)
