@@ -11,7 +11,7 @@ import pytest
 from factories import make_tiny_model, set_raw_metadata, tiny_info
 
 from crackdesk.core.errors import ModelError
-from crackdesk.core.models import load_model
+from crackdesk.core.models import ModelRegistry, load_model
 
 NAN, INF = float("nan"), float("inf")
 
@@ -48,6 +48,27 @@ def test_unsafe_names_and_versions_are_refused_on_load(tmp_path, field, value):
     with pytest.raises(ModelError) as refused:
         load_model(path)
     assert str(path) in str(refused.value) and f"'{field}'" in str(refused.value)
+
+
+def test_import_never_writes_outside_the_user_models_folder(tmp_path):
+    user = tmp_path / "a" / "b" / "user"
+    path = malformed_model(tmp_path / "m.onnx", {"name": "../../../escaped"})
+    registry = ModelRegistry(tmp_path / "none", user)
+    with pytest.raises(ModelError, match="'name'"):
+        registry.import_model(path)
+    assert [p.name for p in tmp_path.rglob("*escaped*")] == []
+
+
+@pytest.mark.parametrize("name, version", [("../../../escaped", "0.1"), ("ok", "../../x"), ("/abs", "1"),
+                                           ("..", ".."), ("a\\..\\b", "1"), ("x" * 500, "1"), ("", "")])
+def test_the_installed_file_name_stays_in_the_folder_whatever_the_metadata(tmp_path, name, version):
+    from crackdesk.core.models import installed_file_name
+
+    # ModelInfo itself checks nothing: this is import's second line of defence if the load check is bypassed.
+    file_name = installed_file_name(tiny_info(name=name, version=version))
+    assert file_name.endswith(".onnx") and not file_name.startswith(".") and len(file_name) < 200
+    assert "/" not in file_name and "\\" not in file_name
+    assert (tmp_path / file_name).resolve().parent == tmp_path.resolve()
 
 
 BAD_FIELDS = [

@@ -7,6 +7,7 @@ bundle when frozen); imported and retrained ones in the user's data directory, n
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -148,7 +149,9 @@ class ModelRegistry:
         path = Path(path)
         info = read_model_info(path)
         self.user_dir.mkdir(parents=True, exist_ok=True)
-        target = self.user_dir / f"{info.name}-{info.version}.onnx"
+        target = self.user_dir / installed_file_name(info)
+        if os.path.dirname(os.path.normpath(target)) != os.path.normpath(self.user_dir):
+            raise ModelError(f"refusing to install outside {self.user_dir}", path)  # never: the name has no separators
         if target.exists() and target.resolve() != path.resolve():
             raise ModelError(f"a model {model_key(info)} is already installed; give this one another "
                              "name or version", path)
@@ -159,6 +162,14 @@ class ModelRegistry:
         if entry.source != "user":
             raise ModelError("shipped models cannot be removed", entry.path)
         entry.path.unlink(missing_ok=True)
+
+
+def installed_file_name(info: ModelInfo) -> str:
+    """`name-version.onnx` for the user's models folder. Loading already refuses unsafe names and versions;
+    this is built so that it stays inside the folder even if that check is bypassed: only safe characters,
+    no leading dot, bounded length."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"{info.name}-{info.version}").lstrip(".-")[:150]
+    return f"{stem or 'model'}.onnx"
 
 
 def atomic_copy(source: Path, target: Path) -> None:
