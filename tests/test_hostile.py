@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import make_tiny_model, set_raw_metadata, tiny_info
+from factories import make_tiny_model, set_raw_metadata, tiny_info, write_images
 
 from crackdesk.core.errors import ModelError
 from crackdesk.core.models import ModelRegistry, load_model
@@ -27,6 +27,62 @@ def tiny_metadata(changes: dict) -> dict:
 
 def malformed_model(path: Path, changes: dict) -> Path:
     return set_raw_metadata(make_tiny_model(path), tiny_metadata(changes))
+
+
+def model_folders_with_bad_files(shipped: Path, user: Path) -> None:
+    """Two good models, one with unparseable metadata, one dangling link that glob lists but nobody can read."""
+    shipped.mkdir(parents=True)
+    user.mkdir(parents=True)
+    make_tiny_model(shipped / "cnn.onnx", info=tiny_info(name="cnn", version="1.0.0"))
+    make_tiny_model(user / "mine.onnx", info=tiny_info(name="mine", version="2.0"))
+    malformed_model(user / "bad.onnx", {"patch_px": "abc"})
+    (user / "gone.onnx").symlink_to(user / "nowhere.onnx")
+
+
+def test_one_malformed_model_does_not_hide_the_others(tmp_path):
+    model_folders_with_bad_files(tmp_path / "shipped", tmp_path / "user")
+    registry = ModelRegistry(tmp_path / "shipped", tmp_path / "user")
+    assert [e.key for e in registry.entries()] == ["cnn@1.0.0", "mine@2.0"]
+    reasons = {Path(p.path).name: p.reason for p in registry.problems}
+    assert set(reasons) == {"bad.onnx", "gone.onnx"}
+    assert "'patch_px'" in reasons["bad.onnx"]
+    assert registry.find("cnn").key == "cnn@1.0.0"
+
+
+def test_cli_lists_good_models_classifies_and_names_the_bad_file(tmp_path, monkeypatch, capsys):
+    from crackdesk.cli.main import main
+
+    user = tmp_path / "data" / "models"
+    model_folders_with_bad_files(tmp_path / "shipped", user)
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(tmp_path / "shipped"))
+    monkeypatch.setenv("CRACKDESK_DATA_DIR", str(tmp_path / "data"))
+    assert main(["models"]) == 0
+    out, err = capsys.readouterr()
+    assert "cnn" in out and "mine" in out
+    assert f"skipped: {user / 'bad.onnx'}: " in err and "'patch_px'" in err
+    assert f"skipped: {user / 'gone.onnx'}: " in err
+    write_images(tmp_path / "photos", 3)
+    assert main(["classify", str(tmp_path / "photos"), "--model", "cnn"]) == 0
+    assert "with cnn@1.0.0" in capsys.readouterr().err
+
+
+def test_gui_starts_with_the_good_models_and_says_which_file_is_bad(qtbot, tmp_path, models_dir):
+    from PySide6.QtCore import Qt
+    from test_gui_helpers import open_window
+
+    malformed_model(models_dir / "bad.onnx", {"patch_px": "abc"})
+    window = open_window(qtbot, tmp_path / "settings.ini")
+    assert window.entry.key == "tiny@0.1"
+    combo = window.actions.model_combo
+    items = [(combo.itemText(i), combo.itemData(i), combo.itemData(i, Qt.ToolTipRole)) for i in range(combo.count())]
+    assert [data.key for _, data, _ in items if data is not None] == ["tiny@0.1"]
+    (bad,) = [i for i, (text, _, _) in enumerate(items) if "bad.onnx" in text]
+    assert "'patch_px'" in items[bad][2] and not combo.model().item(bad).isEnabled()
+    window.actions.open_models()
+    dialog = window.models_dialog
+    assert dialog.list.count() == 1
+    assert "bad.onnx" in dialog.error.text() and "'patch_px'" in dialog.error.text()
+    window.close()
 
 
 def test_deeply_nested_metadata_is_a_model_error(tmp_path):

@@ -115,18 +115,24 @@ class ModelRegistry:
         return self._cache[key]
 
     def entries(self) -> list[ModelEntry]:
-        """Shipped models first (default first), then the user's, newest last."""
+        """Shipped models first (default first), then the user's, newest last. A file that cannot be used,
+        for whatever reason, goes to `problems` (naming the file and why) and never hides the others."""
         self.problems = []
         found = []
         for source, folder in (("shipped", self.shipped_dir), ("user", self.user_dir)):
-            if not folder.is_dir():
+            try:
+                files = model_files(folder)
+            except OSError as e:
+                self.problems.append(ModelError(f"the model folder cannot be read ({e.strerror or e})", folder))
                 continue
-            files = sorted(folder.glob("*.onnx"), key=lambda p: (p.stat().st_mtime_ns, p.name))
             for path in files:
                 try:
                     found.append(ModelEntry(self._info(path), source))
                 except ModelError as e:
                     self.problems.append(e)
+                except Exception as e:  # unforeseen (a vanished file, a library error): still only this file
+                    reason = (str(e).strip().splitlines() or [""])[0][:300]
+                    self.problems.append(ModelError(f"cannot be read ({type(e).__name__}: {reason})", path))
         found.sort(key=lambda e: (e.source != "shipped", e.info.name != DEFAULT_MODEL))
         return found
 
@@ -162,6 +168,20 @@ class ModelRegistry:
         if entry.source != "user":
             raise ModelError("shipped models cannot be removed", entry.path)
         entry.path.unlink(missing_ok=True)
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The .onnx files in a folder, oldest first; one that cannot be stat'ed (a dangling link, a file
+    removed meanwhile) still appears, so that loading it reports it."""
+    def modified(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.onnx"), key=lambda p: (modified(p), p.name))
 
 
 def installed_file_name(info: ModelInfo) -> str:
