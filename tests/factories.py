@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crackdesk.core.modelformat import ModelInfo, write_metadata
+from crackdesk.core.modelformat import METADATA_KEY, ModelInfo, write_metadata
 from crackdesk.core.preprocess import Preprocessing
 
 
@@ -22,7 +22,9 @@ def tiny_info(input_size=32, **overrides) -> ModelInfo:
 def make_tiny_model(path: Path, input_size: int = 32, info: ModelInfo | None = None, metadata: bool = True,
                     output_columns: int = 1) -> Path:
     """A real ONNX graph: P(crack) = sigmoid(4 * (mean - min) - 2) over all pixels. Dark thin lines on a
-    bright surface raise (mean - min); it is a contrast detector, good enough to exercise the pipeline."""
+    bright surface raise (mean - min); it is a contrast detector, good enough to exercise the pipeline.
+    With several output columns, P(crack) is in the positive class's column and the others share 1 - P(crack),
+    so a reader of the wrong column gets a different answer."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -43,12 +45,36 @@ def make_tiny_model(path: Path, input_size: int = 32, info: ModelInfo | None = N
     if output_columns == 1:
         nodes[-1].output[0] = "p_crack"
     else:
-        nodes.append(helper.make_node("Concat", ["p1"] * output_columns, ["p_crack"], axis=1))
+        positive = info.positive_index if info is not None and info.output == "softmax" else 0
+        nodes += [helper.make_node("Sub", ["one", "p"], ["rest"]),
+                  helper.make_node("Mul", ["rest", "share"], ["q"]),
+                  helper.make_node("Unsqueeze", ["q", "axis1"], ["q1"]),
+                  helper.make_node("Concat", ["p1" if k == positive else "q1" for k in range(output_columns)],
+                                   ["p_crack"], axis=1)]
+        inits += [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+                  helper.make_tensor("share", TensorProto.FLOAT, [], [1.0 / (output_columns - 1)])]
     graph = helper.make_graph(nodes, "tiny", [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     if metadata:
         write_metadata(model, info or tiny_info(input_size))
+    onnx.save(model, str(path))
+    return path
+
+
+def set_raw_metadata(path: Path, document) -> Path:
+    """Replace a model file's `crackdesk` metadata with any JSON value, or with raw text: what a hostile or
+    broken file could carry, including what ModelInfo cannot hold (wrong types, NaN)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path))
+    props = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, document if isinstance(document, str) else json.dumps(document)
     onnx.save(model, str(path))
     return path
 

@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import jsoncheck
 from .errors import ModelError
+from .jsoncheck import FieldError
 from .preprocess import Preprocessing
 
 METADATA_KEY = "crackdesk"
@@ -69,51 +71,86 @@ class ModelInfo:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ModelError(f"the '{METADATA_KEY}' metadata is not valid JSON ({e})", path) from None
+        except RecursionError:  # nested deeper than Python's parser goes: no real model is
+            raise ModelError(f"the '{METADATA_KEY}' metadata is nested too deeply", path) from None
         return cls.from_dict(d, path)
 
     @classmethod
     def from_dict(cls, d: dict, path: str | Path | None = None) -> "ModelInfo":
-        def fail(msg: str):
-            raise ModelError(msg, path)
-
+        """The metadata document with every field checked (docs/model-format.md, "Validation when loading");
+        a ModelError names the file and the field. Keys this version does not know are ignored."""
         if not isinstance(d, dict):
-            fail(f"the '{METADATA_KEY}' metadata must be a JSON object")
-        version = d.get("format_version")
-        if not isinstance(version, int):
-            fail("the metadata has no integer 'format_version'")
-        if version > FORMAT_VERSION:
-            fail(f"model format version {version} is newer than this CrackDesk understands "
-                 f"({FORMAT_VERSION}); update CrackDesk to use it")
-        missing = [k for k in ("name", "version", "architecture", "preprocessing") if not d.get(k)]
-        if missing:
-            fail(f"the metadata lacks {', '.join(missing)}")
+            raise ModelError(f"the '{METADATA_KEY}' metadata must be a JSON object", path)
         try:
-            pre = Preprocessing.from_dict(d["preprocessing"])
-        except (KeyError, TypeError, ValueError) as e:
-            fail(f"bad preprocessing in metadata: {e}")
-        classes = d.get("class_names", ["no_crack", "crack"])
-        positive = d.get("positive_class", "crack")
-        if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
-            fail("class_names must list at least two class names")
-        if positive not in classes:
-            fail(f"positive_class {positive!r} is not one of class_names {classes}")
-        output = d.get("output", "probability")
-        if output not in OUTPUT_KINDS:
-            fail(f"output must be one of {OUTPUT_KINDS}, not {output!r}")
-        try:
-            threshold = float(d.get("threshold", 0.5))
-        except (TypeError, ValueError):
-            fail("threshold must be a number")
-        if not 0.0 < threshold < 1.0:
-            fail(f"threshold must lie strictly between 0 and 1, got {threshold}")
-        return cls(
-            name=str(d["name"]), version=str(d["version"]), architecture=str(d["architecture"]),
-            preprocessing=pre, class_names=classes, positive_class=positive, output=output,
-            threshold=threshold, created=str(d.get("created", "")), patch_px=int(d.get("patch_px", 227)),
-            description=str(d.get("description", "")), base_model=d.get("base_model"),
-            training=dict(d.get("training") or {}), metrics=dict(d.get("metrics") or {}),
-            path=Path(path) if path is not None else None,
-        )
+            version = jsoncheck.integer(d.get("format_version"), "format_version", 1)
+            if version > FORMAT_VERSION:
+                raise ModelError(f"model format version {version} is newer than this CrackDesk understands "
+                                 f"({FORMAT_VERSION}); update CrackDesk to use it", path)
+            missing = [k for k in REQUIRED if not d.get(k)]
+            if missing:
+                raise ModelError(f"the metadata lacks {', '.join(missing)}", path)
+            return cls(path=Path(path) if path is not None else None, **read_fields(d))
+        except FieldError as e:
+            raise ModelError(f"metadata field {e}", path) from None
+
+
+REQUIRED = ("name", "version", "architecture", "preprocessing")
+COUNT_METRICS = ("n", "tp", "fp", "tn", "fn")
+RATE_METRICS = ("accuracy", "precision", "recall", "f1", "auc", "threshold")
+
+
+def read_fields(d: dict) -> dict:
+    """ModelInfo's fields from a metadata document, each checked for type and range (FieldError names the
+    first bad one). An absent optional key takes its default; a present one must be valid (null only for
+    base_model). A new key is one more line here."""
+    def optional(key, default):
+        return d[key] if key in d else default
+
+    class_names, positive = read_classes(optional("class_names", ["no_crack", "crack"]),
+                                         optional("positive_class", "crack"))
+    base_model = optional("base_model", None)
+    return dict(
+        name=jsoncheck.identifier(d["name"], "name"),
+        version=jsoncheck.identifier(d["version"], "version"),
+        architecture=jsoncheck.identifier(d["architecture"], "architecture"),
+        preprocessing=Preprocessing.from_dict(d["preprocessing"]),
+        class_names=class_names,
+        positive_class=positive,
+        output=jsoncheck.one_of(optional("output", "probability"), "output", OUTPUT_KINDS),
+        threshold=jsoncheck.number(optional("threshold", 0.5), "threshold", 0, 1, exclusive=True),
+        created=jsoncheck.text(optional("created", ""), "created"),
+        # the heatmap window in source pixels: below 8 the tiles number in the millions (a hang)
+        patch_px=jsoncheck.integer(optional("patch_px", 227), "patch_px", 8, 4096),
+        description=jsoncheck.text(optional("description", ""), "description"),
+        base_model=None if base_model is None else jsoncheck.text(base_model, "base_model"),
+        training=jsoncheck.json_object(optional("training", {}), "training"),
+        metrics=read_metrics(optional("metrics", {})),
+    )
+
+
+def read_classes(class_names, positive) -> tuple[list[str], str]:
+    if not (isinstance(class_names, list) and 2 <= len(class_names) <= 1000):
+        raise FieldError("class_names", f"must list 2 to 1000 class names, got {jsoncheck.shown(class_names)}")
+    for i, name in enumerate(class_names):
+        if not (isinstance(name, str) and 1 <= len(name) <= 100):
+            raise FieldError(f"class_names[{i}]", f"must be a name of 1 to 100 characters, got {jsoncheck.shown(name)}")
+    if len(set(class_names)) != len(class_names):
+        raise FieldError("class_names", f"must not repeat a name, got {jsoncheck.shown(class_names)}")
+    if not (isinstance(positive, str) and positive in class_names):
+        raise FieldError("positive_class", f"must be one of class_names {class_names}, got {jsoncheck.shown(positive)}")
+    return list(class_names), positive
+
+
+def read_metrics(value) -> dict:
+    """The metrics the app shows are numbers of their kind (or null, as auc is with one class only)."""
+    metrics = jsoncheck.json_object(value, "metrics")
+    for key in RATE_METRICS:
+        if metrics.get(key) is not None:
+            jsoncheck.number(metrics[key], f"metrics.{key}", 0, 1)
+    for key in COUNT_METRICS:
+        if metrics.get(key) is not None:
+            jsoncheck.integer(metrics[key], f"metrics.{key}", 0)
+    return metrics
 
 
 def validate_graph(info: ModelInfo, inputs, outputs, path=None) -> None:

@@ -7,6 +7,7 @@ bundle when frozen); imported and retrained ones in the user's data directory, n
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -114,18 +115,24 @@ class ModelRegistry:
         return self._cache[key]
 
     def entries(self) -> list[ModelEntry]:
-        """Shipped models first (default first), then the user's, newest last."""
+        """Shipped models first (default first), then the user's, newest last. A file that cannot be used,
+        for whatever reason, goes to `problems` (naming the file and why) and never hides the others."""
         self.problems = []
         found = []
         for source, folder in (("shipped", self.shipped_dir), ("user", self.user_dir)):
-            if not folder.is_dir():
+            try:
+                files = model_files(folder)
+            except OSError as e:
+                self.problems.append(ModelError(f"the model folder cannot be read ({e.strerror or e})", folder))
                 continue
-            files = sorted(folder.glob("*.onnx"), key=lambda p: (p.stat().st_mtime_ns, p.name))
             for path in files:
                 try:
                     found.append(ModelEntry(self._info(path), source))
                 except ModelError as e:
                     self.problems.append(e)
+                except Exception as e:  # unforeseen (a vanished file, a library error): still only this file
+                    reason = (str(e).strip().splitlines() or [""])[0][:300]
+                    self.problems.append(ModelError(f"cannot be read ({type(e).__name__}: {reason})", path))
         found.sort(key=lambda e: (e.source != "shipped", e.info.name != DEFAULT_MODEL))
         return found
 
@@ -148,7 +155,9 @@ class ModelRegistry:
         path = Path(path)
         info = read_model_info(path)
         self.user_dir.mkdir(parents=True, exist_ok=True)
-        target = self.user_dir / f"{info.name}-{info.version}.onnx"
+        target = self.user_dir / installed_file_name(info)
+        if os.path.dirname(os.path.normpath(target)) != os.path.normpath(self.user_dir):
+            raise ModelError(f"refusing to install outside {self.user_dir}", path)  # never: the name has no separators
         if target.exists() and target.resolve() != path.resolve():
             raise ModelError(f"a model {model_key(info)} is already installed; give this one another "
                              "name or version", path)
@@ -159,6 +168,28 @@ class ModelRegistry:
         if entry.source != "user":
             raise ModelError("shipped models cannot be removed", entry.path)
         entry.path.unlink(missing_ok=True)
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The .onnx files in a folder, oldest first; one that cannot be stat'ed (a dangling link, a file
+    removed meanwhile) still appears, so that loading it reports it."""
+    def modified(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.onnx"), key=lambda p: (modified(p), p.name))
+
+
+def installed_file_name(info: ModelInfo) -> str:
+    """`name-version.onnx` for the user's models folder. Loading already refuses unsafe names and versions;
+    this is built so that it stays inside the folder even if that check is bypassed: only safe characters,
+    no leading dot, bounded length."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"{info.name}-{info.version}").lstrip(".-")[:150]
+    return f"{stem or 'model'}.onnx"
 
 
 def atomic_copy(source: Path, target: Path) -> None:

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from . import jsoncheck
+from .jsoncheck import FieldError, shown
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FIXED = {"layout": "NCHW", "channels": "RGB", "scale": "0..1"}  # the only values this version implements
 
 
 @dataclass(frozen=True)
@@ -31,25 +35,28 @@ class Preprocessing:
             "mean": list(self.mean),
             "std": list(self.std),
             "resize": self.resize,
-            "layout": "NCHW",
-            "channels": "RGB",
-            "scale": "0..1",
+            **FIXED,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        size = d["input_size"]
-        if isinstance(size, int):
-            size = [size, size]
-        if len(size) != 2 or not all(isinstance(v, int) and 8 <= v <= 4096 for v in size):
-            raise ValueError(f"input_size must be [height, width] in pixels, got {size!r}")
-        mean, std = d.get("mean", IMAGENET_MEAN), d.get("std", IMAGENET_STD)
-        if len(mean) != 3 or len(std) != 3 or any(float(s) <= 0 for s in std):
-            raise ValueError("mean and std must have three values each, std positive")
-        resize = d.get("resize", "bilinear")
-        if resize != "bilinear":
-            raise ValueError(f"unknown resize method {resize!r} (this version knows 'bilinear')")
-        return cls((int(size[0]), int(size[1])), tuple(map(float, mean)), tuple(map(float, std)), resize)
+        """The metadata's `preprocessing` object, every key checked; FieldError (a ValueError) names the
+        bad one, e.g. 'preprocessing.std[1]'. Ranges: mean is a channel mean of 0..1 data, so 0..1; std at
+        least 0.001 (its inverse scales the input) and at most 1 (1 = no scaling)."""
+        if not isinstance(d, dict):
+            raise FieldError("preprocessing", f"must be a JSON object, got {shown(d)}")
+        size = d.get("input_size")
+        if jsoncheck.is_number(size):
+            size = [size, size]  # a square input written as one number
+        if not (isinstance(size, list) and len(size) == 2):
+            raise FieldError("preprocessing.input_size", f"must be [height, width] in pixels, got {shown(size)}")
+        height, width = (jsoncheck.integer(v, f"preprocessing.input_size[{i}]", 8, 4096) for i, v in enumerate(size))
+        mean = jsoncheck.numbers(d.get("mean", list(IMAGENET_MEAN)), "preprocessing.mean", 3, 0.0, 1.0)
+        std = jsoncheck.numbers(d.get("std", list(IMAGENET_STD)), "preprocessing.std", 3, 0.001, 1.0)
+        resize = jsoncheck.one_of(d.get("resize", "bilinear"), "preprocessing.resize", ("bilinear",))
+        for key, only in FIXED.items():  # what this version implements; anything else would be silently wrong
+            jsoncheck.one_of(d.get(key, only), f"preprocessing.{key}", (only,))
+        return cls((height, width), mean, std, resize)
 
     def resize_image(self, image: Image.Image) -> Image.Image:
         """RGB image of exactly the model's input size."""

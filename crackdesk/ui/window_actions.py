@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QSizePolicy, QSlider, QStyle, QToolButton, QWidget
@@ -128,10 +130,24 @@ class WindowActions:
             self.model_combo.addItem(f"{entry.info.name} {entry.info.version}{suffix}", entry)
         if current is not None and current.source == "file":
             self.model_combo.addItem(f"{current.info.name} {current.info.version}  (file)", current)
+        self._add_unusable(self.w.registry.problems)
         if current is not None:
-            keys = [self.model_combo.itemData(i).key for i in range(self.model_combo.count())]
+            entries = [self.model_combo.itemData(i) for i in range(self.model_combo.count())]
+            keys = [e.key if e is not None else None for e in entries]
             self.model_combo.setCurrentIndex(keys.index(current.key) if current.key in keys else -1)
         self.model_combo.blockSignals(False)
+
+    def _add_unusable(self, problems) -> None:
+        """Model files that could not be loaded, greyed out below the good ones: the file's name in the list,
+        the reason in its tooltip (the Models dialog shows them in full)."""
+        if problems:
+            self.model_combo.insertSeparator(self.model_combo.count())
+        for problem in problems:
+            name = Path(problem.path).name if problem.path else "a model file"
+            self.model_combo.addItem(f"{name[:40]}: unusable", None)
+            index = self.model_combo.count() - 1
+            self.model_combo.setItemData(index, str(problem), Qt.ToolTipRole)
+            self.model_combo.model().item(index).setEnabled(False)
 
     def _models_changed(self) -> None:
         entry = self.w.entry
