@@ -10,6 +10,7 @@ import os
 import re
 import select
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,20 +34,31 @@ class XServer:
 
     def __init__(self, width: int, height: int, timeout: float = 20):
         read_end, write_end = os.pipe()
+        self.log = tempfile.TemporaryFile()  # a file, not a pipe nobody drains, so Xvfb never blocks on it
         # -displayfd: Xvfb picks a free display number itself (it takes the lock file) and writes it to
         # the pipe once it accepts connections, so parallel runs never collide and no sleep is needed.
+        # -noreset: no server reset each time the last client leaves (every xwininfo poll, a crashed app),
+        # during which a new connection is refused.
         self.process = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
-            pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
+             "-noreset"],
+            pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=self.log)
         os.close(write_end)
-        try:
-            ready, _, _ = select.select([read_end], [], [], timeout)
-            number = os.read(read_end, 32).decode().strip() if ready else ""
+        line, deadline = b"", time.monotonic() + timeout
+        try:  # the whole line: Xvfb dies if the pipe closes before its newline is written
+            while not line.endswith(b"\n") and select.select([read_end], [], [],
+                                                                max(0, deadline - time.monotonic()))[0]:
+                chunk = os.read(read_end, 32)
+                if not chunk:
+                    break  # Xvfb exited
+                line += chunk
         finally:
             os.close(read_end)
+        number = line.decode().strip()
         if not number.isdigit():
             self.stop()
-            raise RuntimeError(f"Xvfb did not start: {self.process.stderr.read().decode(errors='replace')[-2000:]}")
+            self.log.seek(0)
+            raise RuntimeError(f"Xvfb did not start: {self.log.read().decode(errors='replace')[-2000:]}")
         self.display = f":{number}"
 
     def env(self, base: dict) -> dict:
@@ -58,8 +70,10 @@ class XServer:
         """The mapped (viewable) children of the root window. Without a window manager they are exactly
         the applications' top-level windows, at the geometry the application gave them."""
         env = {**os.environ, "LC_ALL": "C.UTF-8"}  # titles are UTF-8 ("photos — CrackDesk")
-        tree = subprocess.run(["xwininfo", "-display", self.display, "-root", "-children"],
-                              capture_output=True, text=True, check=True, env=env).stdout
+        listing = subprocess.run(["xwininfo", "-display", self.display, "-root", "-children"],
+                                 capture_output=True, text=True, env=env)
+        assert listing.returncode == 0, f"xwininfo on {self.display}: {listing.stderr.strip()}"
+        tree = listing.stdout
         windows = []
         for window_id in re.findall(r"^\s+(0x[0-9a-f]+) ", tree, re.M):
             info = subprocess.run(["xwininfo", "-display", self.display, "-id", window_id],
@@ -77,6 +91,7 @@ class XServer:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+        self.log.close()
 
 
 @dataclass
@@ -97,7 +112,7 @@ def run_gui(server: XServer, argv: list[str], env: dict, log: Path, timeout: flo
                 assert time.monotonic() < deadline, f"{argv} still running after {timeout} s"
                 for window in server.top_level_windows():
                     seen[window.id] = window  # the latest title and geometry
-                time.sleep(0.05)
+                time.sleep(0.1)
         finally:
             child.kill()
             child.wait()
