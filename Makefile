@@ -8,16 +8,24 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO := $(VENV)/demo
 QT_DEBS := libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
+# Qt's xcb platform (a real X display): what `ldd` on PySide6's libqxcb.so and libQt6XcbQpa.so needs.
+XCB_DEBS := libx11-6 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
+	libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-util1 \
+	libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0
+# The desktop tests start the app on a virtual X server and look for its window with xwininfo.
+TEST_DEBS := xvfb x11-utils
 # PyInstaller's bundle needs objdump (binutils) to read shared-library dependencies.
 BUILD_DEBS := binutils
+DEBS := $(QT_DEBS) $(XCB_DEBS) $(TEST_DEBS) $(BUILD_DEBS)
 
 .PHONY: run test test-fast bundle-test bench bench-gui screenshots bundle bundle-test setup clean
 
 setup: $(VENV)/.installed $(VENV)/.sysdeps
 
-# Debian packages Qt needs at run time; installed only when missing (needs root, as on these machines).
+# Debian packages Qt, the desktop tests and the bundle need; installed only when missing (needs root, as on
+# these machines). A real display needs the xcb ones: the offscreen platform the other tests use does not.
 $(VENV)/.sysdeps: Makefile
-	@missing=""; for p in $(QT_DEBS) $(BUILD_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
         dialog.epochs.setValue(8)
         dialog.input_size.setValue(64)
     dialog.name.setText("bridge14-cnn")
-    dialog.resize(1040, 820)
+    dialog.resize(1240, 700)
     dialog.start_button.click()
     wait_until(app, lambda: dialog.exit_code is not None, 600)
     settle(app, 0.5)

@@ -1,6 +1,8 @@
-"""Shared test setup: Qt offscreen, user data isolated per test, paths to ../shared when present."""
+"""Shared test setup: Qt offscreen (the desktop tests start their own X server), user data isolated per test,
+paths to ../shared when present."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +23,18 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CRACKDESK_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
     return base
+
+
+@pytest.fixture(scope="session")
+def x_server():
+    """A real X server (Xvfb) with a 1366x768 screen, for the tests that run Qt's desktop platform."""
+    from xdisplay import SCREEN, XServer
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (Debian package xvfb; `make test` installs it)")
+    server = XServer(*SCREEN)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Smoke test of the PyInstaller bundle (`make bundle-test` builds it first; CI runs it as its own step).
 
-The executable runs with a clean environment: no virtualenv on PATH, no PYTHONPATH, user dirs in tmp."""
+The executable runs with a clean environment: no virtualenv on PATH, no PYTHONPATH, user dirs in tmp; its
+GUI runs on a real X server (Xvfb) with Qt's xcb platform, as on a desktop."""
 
 import csv
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from factories import write_images
+from xdisplay import assert_window_shown_then_quit, run_gui
 
 from crackdesk.core.demo import write_demo_folder
 from crackdesk.core.inference import classify_all
@@ -19,7 +21,7 @@ EXE = ROOT / "dist" / "crackdesk" / "crackdesk"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def clean_env(tmp_path_factory):
     if not EXE.exists():
         pytest.skip(f"no bundle at {EXE}: run `make bundle` first")
     home = tmp_path_factory.mktemp("home")
@@ -28,10 +30,14 @@ def run(tmp_path_factory):
     weights = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
     if weights.exists():
         env["CRACKDESK_MOBILENET_WEIGHTS"] = str(weights)
+    return env
 
+
+@pytest.fixture(scope="module")
+def run(clean_env):
     def run(*args, timeout=300):
-        result = subprocess.run([str(EXE), *map(str, args)], env=env, cwd=home, capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run([str(EXE), *map(str, args)], env=clean_env, cwd=clean_env["HOME"],
+                                capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
         return result
 
@@ -72,7 +78,9 @@ def test_tiny_training_run_then_classify(run, tmp_path):
     run("classify", data / "Positive", "--model", model, "--workspace", tmp_path / "ws.sqlite")
 
 
-def test_gui_starts_and_quits_offscreen(run, tmp_path):
+def test_gui_shows_its_window_on_an_x_display_and_quits(clean_env, x_server, tmp_path):
     folder = tmp_path / "demo"
     write_demo_folder(folder, count=8)
-    run("gui", folder, "--quit-after", "2", timeout=120)
+    gui = run_gui(x_server, [str(EXE), "gui", str(folder), "--quit-after", "3"], x_server.env(clean_env),
+                  tmp_path / "gui.log", timeout=120)
+    assert_window_shown_then_quit(x_server, gui)

@@ -3,8 +3,8 @@ per epoch, and a confusion matrix."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from . import theme
@@ -19,10 +19,19 @@ class CurvesWidget(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setMinimumHeight(210)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.points: list[dict] = []
         self.epochs = 0
+
+    def minimumSizeHint(self) -> QSize:
+        # As wide as the legend, so no series name is cut off when the dialog is narrow.
+        metrics = QFontMetrics(self._small_font())
+        return QSize(46 + sum(40 + metrics.horizontalAdvance(label) for _, label, _, _ in SERIES), 200)
+
+    def _small_font(self) -> QFont:
+        small = QFont(self.font())
+        small.setPointSizeF(8.5)
+        return small
 
     def clear(self) -> None:
         self.points = []
@@ -37,9 +46,7 @@ class CurvesWidget(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         p.fillRect(self.rect(), theme.BASE)
-        small = QFont(self.font())
-        small.setPointSizeF(8.5)
-        p.setFont(small)
+        p.setFont(self._small_font())
         plot = QRectF(self.rect()).adjusted(46, 28, -46, -26)
         p.setPen(QPen(theme.BORDER, 1))
         for i in range(5):
@@ -97,7 +104,7 @@ class ConfusionMatrix(QWidget):
         super().__init__(parent)
         self.title = title
         self.metrics: dict | None = None
-        self.setMinimumSize(250, 200)
+        self.setMinimumSize(200, 190)
 
     def set_metrics(self, metrics: dict | None) -> None:
         self.metrics = metrics
@@ -119,7 +126,7 @@ class ConfusionMatrix(QWidget):
         m = self.metrics
         cells = [[m.get("tp", 0), m.get("fn", 0)], [m.get("fp", 0), m.get("tn", 0)]]  # rows: crack, no crack
         names = ["crack", "no crack"]
-        left, top = 96.0, 62.0
+        left, top = 76.0, 62.0
         size = min((self.width() - left - 10) / 2, (self.height() - top - 10) / 2)
         p.setPen(theme.MUTED)
         p.drawText(QRectF(left, 22, 2 * size, 18), Qt.AlignCenter, "predicted →")

@@ -26,6 +26,7 @@ from .gallery_view import GalleryView
 from .job_bar import JobBar
 from .jobs import hash_job, open_folder_job, rows_job
 from .settings import Settings
+from .screen_fit import fit_to_screen
 from .shortcuts_overlay import ShortcutsOverlay
 from .sidebar import Sidebar
 from .thumbnails import ThumbnailService
@@ -91,7 +92,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.overlay = ShortcutsOverlay(self)
         self.setAcceptDrops(True)
         self.setWindowTitle("CrackDesk")
-        self.resize(1360, 860)
+        fit_to_screen(self, 1360, 860)
         if self.settings.geometry is not None:
             self.restoreGeometry(self.settings.geometry)
 

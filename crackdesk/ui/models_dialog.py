@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayo
 
 from ..core.errors import ModelError
 from . import theme
+from .screen_fit import fit_to_screen
 
 METRICS = ("accuracy", "precision", "recall", "f1", "auc", "n")
 
@@ -49,7 +50,7 @@ class ModelsDialog(QDialog):
     def __init__(self, registry, active=None, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.resize(860, 520)
+        fit_to_screen(self, 860, 520)
         self.registry = registry
         self.active_key = active.key if active else None
         self.list = QListWidget()

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..core.paths import user_models_dir
@@ -21,6 +21,7 @@ from ..core.workspace_location import default_workspace_path
 from . import theme
 from .charts import ConfusionMatrix, CurvesWidget
 from .job_bar import format_eta
+from .screen_fit import fit_to_screen
 
 ARCHITECTURES = {"cnn": "Custom CNN (fast)", "seed-cnn": "Seed CNN", "mobilenetv2": "MobileNetV2 (ImageNet)"}
 COMPARED = ("accuracy", "precision", "recall", "f1", "auc")
@@ -33,7 +34,6 @@ class RetrainDialog(QDialog):
     def __init__(self, workspace, registry, active=None, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Retrain the model")
-        self.resize(980, 760)
         self.ws, self.registry, self.active = workspace, registry, active
         self.process: QProcess | None = None
         self.result: dict | None = None
@@ -50,11 +50,14 @@ class RetrainDialog(QDialog):
         status.addWidget(self.phase, 1)
         status.addWidget(self.progress, 1)
         layout.addLayout(status)
-        layout.addWidget(self.curves, 2)
-        layout.addWidget(self._build_results(), 2)
+        # Curves beside the comparison, not above it: stacked, the dialog was taller than a laptop screen.
+        charts = QHBoxLayout()
+        charts.addWidget(self.curves, 4)
+        charts.addWidget(self._build_results(), 5)
+        layout.addLayout(charts, 1)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
-        self.log.setMaximumHeight(70)
+        self.log.setMaximumHeight(60)
         self.log.setPlaceholderText("Messages from training")
         layout.addWidget(self.log)
         buttons = QHBoxLayout()
@@ -78,11 +81,12 @@ class RetrainDialog(QDialog):
         buttons.addWidget(self.activate_button)
         buttons.addWidget(close)
         layout.addLayout(buttons)
+        fit_to_screen(self, 1240, 700)
 
     # -- the form ---------------------------------------------------------------------------------
     def _build_form(self) -> QWidget:
         box = QGroupBox("Training")
-        form = QFormLayout(box)
+        form = QGridLayout(box)  # two fields a row: eight rows one under the other made the dialog too tall
         self.base = QComboBox()
         self.base.addItem("From scratch", None)
         for entry in self.registry.entries():
@@ -109,9 +113,9 @@ class RetrainDialog(QDialog):
         self.data_note = QLabel(f"This folder's human labels: <b>{len(labels):,}</b> images "
                                 f"(<span style='color:{theme.CRACK.name()}'>{crack:,} crack</span>, "
                                 f"<span style='color:{theme.NO_CRACK.name()}'>{len(labels) - crack:,} no crack</span>)")
-        self.use_dataset = QCheckBox("Also train on a dataset folder (Positive/ and Negative/)")
+        self.use_dataset = QCheckBox("Also train on")
         self.dataset = QLineEdit()
-        self.dataset.setPlaceholderText("base dataset folder")
+        self.dataset.setPlaceholderText("a dataset folder with Positive/ and Negative/")
         browse = QPushButton("Browse…")
         browse.setAutoDefault(False)
         browse.clicked.connect(self._browse)
@@ -121,6 +125,7 @@ class RetrainDialog(QDialog):
         self.sample.setValue(2000)
         self.sample.setSpecialValueText("all")
         row = QHBoxLayout()
+        row.addWidget(self.use_dataset)
         row.addWidget(self.dataset, 1)
         row.addWidget(browse)
         row.addWidget(QLabel("at most"))
@@ -128,14 +133,15 @@ class RetrainDialog(QDialog):
         row.addWidget(QLabel("images"))
         self.name = QLineEdit()
         self.name.setPlaceholderText("default: the starting model's name, or the architecture")
-        form.addRow("Start from", self.base)
-        form.addRow("Architecture", self.arch)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Input size (px)", self.input_size)
-        form.addRow("Data", self.data_note)
-        form.addRow("", self.use_dataset)
-        form.addRow("", self._wrap(row))
-        form.addRow("Name", self.name)
+        for r, (left, right) in enumerate(((("Start from", self.base), ("Architecture", self.arch)),
+                                            (("Epochs", self.epochs), ("Input size (px)", self.input_size)),
+                                            (("Name", self.name), ("Data", self.data_note)))):
+            for c, (text, field) in enumerate((left, right)):
+                form.addWidget(QLabel(text), r, 2 * c)
+                form.addWidget(field, r, 2 * c + 1)
+        form.addWidget(self._wrap(row), 3, 1, 1, 3)
+        form.setColumnStretch(1, 1)
+        form.setColumnStretch(3, 1)
         self._base_changed()
         self.form_box = box
         return box
@@ -156,8 +162,9 @@ class RetrainDialog(QDialog):
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setSelectionMode(QTableWidget.NoSelection)
         self.table.setFocusPolicy(Qt.NoFocus)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMinimumWidth(330)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)  # no scroll bar when narrow
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setMinimumWidth(290)
         self.new_matrix = ConfusionMatrix("New model")
         self.old_matrix = ConfusionMatrix("Current model")
         layout.addWidget(self.table, 3)

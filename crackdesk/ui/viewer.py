@@ -16,6 +16,7 @@ from ..core.errors import ImageError
 from ..core.images import load_rgb
 from . import theme
 from .heatmap_item import HeatmapControls
+from .screen_fit import fit_to_screen
 
 
 class _Loaded(QObject):
@@ -82,7 +83,7 @@ class ViewerDialog(QDialog):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Viewer")
-        self.resize(1100, 720)
+        fit_to_screen(self, 1100, 720)
         self.view = ImageView()
         self.heat = HeatmapControls(self.view.item)  # child of the photo item: image pixel coordinates
         self.heat.tile_label_requested.connect(self.tile_label_requested)
