@@ -1,23 +1,20 @@
 """The heatmap item in a real QGraphicsView: colours, toggle, opacity, hover, C / N labelling, context
-menu, the stored tile labels round trip, and the background job."""
+menu and the stored tile labels round trip."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PIL import Image
-from test_tiling import grid_mosaic
 
 pytest.importorskip("pytestqt")
-from PySide6.QtCore import QPointF, QThreadPool, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QImage, QPixmap  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView  # noqa: E402
 
 from crackdesk.core.datasets import CRACK, NO_CRACK  # noqa: E402
-from crackdesk.core.inference import Classifier  # noqa: E402
 from crackdesk.core.store import Workspace  # noqa: E402
-from crackdesk.ui.heatmap_item import HeatmapControls, HeatmapItem, HeatmapJob, opacity_slider  # noqa: E402
+from crackdesk.ui.heatmap_item import HeatmapControls, HeatmapItem, opacity_slider  # noqa: E402
 
 # a 3 x 2 grid of 100 px tiles over a 300 x 200 grey photo; the middle top tile is a crack
 TILES = [(0, 0, 100, 100, 0.05), (100, 0, 100, 100, 0.95), (200, 0, 100, 100, 0.2),
@@ -108,22 +105,6 @@ def test_stored_tile_labels_are_drawn(view, qtbot, tmp_path):
         view.item.set_tile_labels(ws.tile_labels(image_id))
     r, g, b = pixel(view, 2, 50)  # the dashed outline along the tile's left edge
     assert r > 180 and g < 120
-
-
-def test_job_computes_a_heatmap_off_the_gui_thread(qtbot, tiny_model, tmp_path):
-    grid_mosaic(np.array([[False, True]])).save(tmp_path / "m.png")
-    job = HeatmapJob(Classifier(tiny_model), tmp_path / "m.png")
-    with qtbot.waitSignal(job.finished, timeout=10000) as signal:
-        QThreadPool.globalInstance().start(job)
-    path, tiles, threshold, width, height, digest = signal.args
-    assert (width, height) == (454, 227) and len(digest) == 32
-    item = HeatmapItem(tiles, threshold, (width, height))
-    assert item.boundingRect().width() == 454 and tiles[1][4] > threshold > tiles[0][4]
-    (tmp_path / "bad.png").write_bytes(b"x")
-    bad = HeatmapJob(Classifier(tiny_model), tmp_path / "bad.png")
-    with qtbot.waitSignal(bad.failed, timeout=10000) as signal:
-        QThreadPool.globalInstance().start(bad)
-    assert "bad.png" in signal.args[1]
 
 
 def test_controls_own_the_item_per_photo(qtbot):

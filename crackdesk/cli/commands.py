@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 from ..core.atomic import check_output_file
 from ..core.datasets import CRACK, load_class_folders

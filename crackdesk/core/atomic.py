@@ -50,7 +50,7 @@ def check_output_file(path: str | Path, what: str = "file") -> Path:
             raise OutputError(f"is a database (a CrackDesk workspace?); refusing to overwrite it with the {what}",
                               path)
         if not os.access(path, os.W_OK):
-            raise OutputError(f"is read-only; refusing to replace it (permission denied)", path)
+            raise OutputError("is read-only; refusing to replace it (permission denied)", path)
     if not folder.is_dir():
         raise OutputError("the folder does not exist", folder)
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -9,11 +9,13 @@ from pathlib import Path
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .hashing import read_file
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-# Decompression-bomb guard: 16,000 x 16,000 pixels. Pillow's own limit warns at ~89 Mpx and fails at twice that;
-# we fail early with our own message instead (the heatmap issue tiles larger photos in bands).
-MAX_PIXELS = 256_000_000
+# One limit for every decode, checked from the header before any pixel is decoded (decompression bombs,
+# stitched panoramas): 150 Mpx is ~450 MB as 8-bit RGB, far above any camera photo. Classification, heatmaps,
+# thumbnails and training all use it, so no photo is decoded in full by one of them and refused by another.
+MAX_PIXELS = 150_000_000
 
 # Truncated files must fail, not silently decode as grey (Pillow's default is already False; be explicit).
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -28,14 +30,14 @@ def is_image_name(name: str) -> bool:
 def open_image(path: str | Path, max_pixels: int = MAX_PIXELS, data: bytes | None = None) -> Image.Image:
     """Open (lazily) an image file, or its bytes already read, checking it is an image and not too large."""
     path = Path(path)
+    if data is None:
+        data = read_file(path)  # a regular file only: a pipe or device named .jpg never reaches Pillow
     try:
-        if (len(data) if data is not None else path.stat().st_size) == 0:
+        if len(data) == 0:
             raise ImageError("empty file (0 bytes)", path)
-        image = Image.open(io.BytesIO(data) if data is not None else path)
+        image = Image.open(io.BytesIO(data))
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError("file not found", path) from None
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read (unknown or corrupt format)", path) from None
     except OSError as e:
@@ -43,7 +45,9 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS, data: bytes | Non
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise ImageError(f"image too large ({width}x{height} pixels, limit {max_pixels:,})", path)
+        raise ImageError(f"image too large ({width}x{height} = {width * height / 1e6:.0f} Mpx, limit "
+                         f"{max_pixels / 1e6:.0f} Mpx): decoding it would need {width * height * 3 / 2**30:.1f} GiB "
+                         "of memory; split it into smaller images", path)
     return image
 
 

@@ -13,7 +13,8 @@ Design notes (why, not just what):
 3. Memory: a heatmap decodes the photo once, whole, as 8-bit RGB (3 bytes a pixel) and keeps it while the
    tiles are cut. Pillow cannot decode a band of a PNG or JPEG without decoding everything above it, and
    JPEG's draft mode only shrinks by 1/2..1/8, which would change the scale the model was trained at. So
-   we refuse, from the header alone and before decoding, images above `MAX_HEATMAP_PIXELS` (150 Mpx, about
+   we refuse, from the header alone and before decoding, images above `MAX_HEATMAP_PIXELS` (= images.MAX_PIXELS,
+   the one limit of every decode: 150 Mpx, about
    450 MB decoded, up to twice that for a moment when EXIF rotation copies it; larger than any camera
    photo) with a message saying why. A 20000x20000 image is refused
    in milliseconds with no memory growth. Tiles are cut into one uint8 array (N x H x W x 3 at the model
@@ -37,10 +38,10 @@ from PIL import Image
 
 from .datasets import CRACK, NO_CRACK
 from .errors import CrackDeskError, ImageError
-from .images import load_rgb, open_image
+from .images import MAX_PIXELS, load_rgb, open_image
 from .inference import Classifier, read_and_hash
 
-MAX_HEATMAP_PIXELS = 150_000_000
+MAX_HEATMAP_PIXELS = MAX_PIXELS
 # Up to this many windows are cut ahead, in the worker, while the model runs on the previous photo (1024
 # tiles of 160 px = 79 MB); a finer stride cuts them batch by batch instead, so memory stays bounded.
 PRECUT_TILES = 1024
@@ -157,20 +158,13 @@ def tiles_from_rows(rows: Sequence[tuple[int, int, int, int, float]], width: int
 
 def check_heatmap_size(path: str | Path, data: bytes | None = None, max_pixels: int = MAX_HEATMAP_PIXELS) -> tuple[int, int]:
     """(width, height) from the header; ImageError, before any decoding, when the image is too large."""
-    with open_image(path, max_pixels=1 << 62, data=data) as image:
-        width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(f"image too large for a heatmap ({width}x{height} = {width * height / 1e6:.0f} Mpx, "
-                         f"limit {max_pixels / 1e6:.0f} Mpx): the whole photo is decoded once to cut its "
-                         f"tiles, which would need {width * height * 3 / 2**30:.1f} GiB of memory; "
-                         f"split it into smaller images", path)
-    return width, height
+    with open_image(path, max_pixels=max_pixels, data=data) as image:
+        return image.size
 
 
 def load_for_heatmap(path: str | Path, data: bytes | None = None,
                      max_pixels: int = MAX_HEATMAP_PIXELS) -> Image.Image:
     """Decode once, full resolution, 8-bit RGB, EXIF orientation applied; refuse oversize images first."""
-    check_heatmap_size(path, data, max_pixels)
     return load_rgb(path, max_pixels=max_pixels, data=data)
 
 

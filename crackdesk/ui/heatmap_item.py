@@ -22,18 +22,15 @@ Colours come from `crackdesk.core.overlay`, the same scale as the CLI's PNGs.
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, QRunnable, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QCheckBox, QGraphicsItem, QGraphicsObject, QHBoxLayout, QMenu, QSlider, QWidget
 
 from ..core.datasets import CRACK, NO_CRACK
-from ..core.errors import CrackDeskError
 from ..core.overlay import MAX_GRID_TILES, heat_layer, tile_colour
-from ..core.tiling import heatmap_of_file, tiles_from_rows
+from ..core.tiling import tiles_from_rows
 
 LAYER_MAX_SIDE = 1024  # the colour layer's resolution; drawn scaled, nearest-neighbour (crisp tile edges)
 KEY_LABELS = {Qt.Key_C: CRACK, Qt.Key_N: NO_CRACK, Qt.Key_Delete: None, Qt.Key_Backspace: None}
@@ -313,34 +310,4 @@ def opacity_slider(item: HeatmapItem, parent=None) -> QSlider:
     return slider
 
 
-class HeatmapJob(QObject, QRunnable):
-    """Compute one photo's heatmap in a QThreadPool: `finished(path, tiles, threshold, width, height, hash)`,
-    `failed(path, message)`, `progress(done, total)`; `cancel()` stops it between batches (no signal)."""
-
-    finished = Signal(str, list, float, int, int, str)
-    failed = Signal(str, str)
-    progress = Signal(int, int)
-
-    def __init__(self, classifier, path: str | Path, stride: int | None = None):
-        QObject.__init__(self)
-        QRunnable.__init__(self)
-        self.setAutoDelete(False)  # the caller keeps it, to cancel it and receive its signals
-        self.classifier, self.path, self.stride = classifier, Path(path), stride
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:
-        try:
-            heatmap = heatmap_of_file(self.classifier, self.path, self.stride, self._cancel,
-                                      lambda done, total: self.progress.emit(done, total))
-        except CrackDeskError as e:
-            self.failed.emit(str(self.path), str(e))
-            return
-        if heatmap is not None:
-            g = heatmap.grid
-            self.finished.emit(str(self.path), heatmap.tiles(), heatmap.threshold, g.width, g.height, heatmap.hash or "")
-
-
-__all__ = ["HeatmapItem", "HeatmapControls", "HeatmapJob", "opacity_slider"]
+__all__ = ["HeatmapItem", "HeatmapControls", "opacity_slider"]

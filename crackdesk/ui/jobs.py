@@ -1,4 +1,10 @@
-"""Long work off the GUI thread: opening a folder, hashing, classifying, exporting and importing.
+"""Work off the GUI thread, two ways, each for one kind of work:
+
+* `Job`: long work (opening a folder, hashing, classifying, exporting, importing, adapting): one QThread
+  each, with progress, a partial result, success or failure, and cancel. Shown in the status bar.
+* `run_in_pool`: many short tasks (a thumbnail, the viewer's picture) on a thread pool, each handing its
+  result to a callback on the GUI thread. Too small and too many to show or cancel one by one.
+(Training is neither: it runs in a child process, see retrain_dialog.py.)
 
 Each job is a QThread running one method of the folder's session (core/session.py) or another plain core
 function; it reports through queued signals (progress, partial results, result or failure) and stops when
@@ -15,7 +21,7 @@ import time
 import traceback
 from typing import Callable
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
 
 from ..core.errors import CrackDeskError
 from ..core.inference import Classifier
@@ -148,6 +154,45 @@ def classify_job(session, model_path, items: list[tuple[int, str]], parent=None)
         return session.classify(classifier, items, job.cancel_event, on_batch)
 
     return Job("Classifying", work, parent)
+
+
+class _PoolRelay(QObject):
+    done = Signal(object, object)  # callback, result
+
+    def __init__(self):
+        super().__init__()
+        self.done.connect(lambda callback, result: callback(result))  # queued: runs on the GUI thread
+
+
+class _PoolTask(QRunnable):
+    def __init__(self, fn, callback, relay: _PoolRelay, nice: int):
+        super().__init__()
+        self.fn, self.callback, self.relay, self.nice = fn, callback, relay, nice
+
+    def run(self) -> None:
+        if getattr(_pool_thread, "nice", None) != self.nice:
+            lower_thread_priority(self.nice)  # once per pool thread
+            _pool_thread.nice = self.nice
+        try:
+            result = self.fn()
+        except Exception:  # a bug: the task's owner never hears back, the developers see why
+            traceback.print_exc(file=sys.stderr)
+            return
+        if self.callback is not None:
+            self.relay.done.emit(self.callback, result)
+
+
+_pool_thread = threading.local()
+_relay: _PoolRelay | None = None
+
+
+def run_in_pool(pool: QThreadPool, fn: Callable[[], object], callback: Callable[[object], None] | None = None,
+                nice: int = BACKGROUND_NICE) -> None:
+    """fn() on `pool`; callback(result) on the GUI thread. `nice` ranks the pool's threads below the GUI."""
+    global _relay
+    if _relay is None:
+        _relay = _PoolRelay()
+    pool.start(_PoolTask(fn, callback, _relay, nice))
 
 
 def function_job(title: str, fn: Callable, parent=None) -> Job:

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
+import tempfile
 from collections import OrderedDict, deque
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from ..core.errors import ImageError
 from ..core.images import load_rgb
 from ..core.paths import thumbnail_cache_dir
+from .jobs import run_in_pool
 
 THUMB_PX = 256  # made once at this size; the grid scales it down to the chosen thumbnail size
 CACHE_VERSION = "1"
 THUMBNAIL_NICE = 4  # below the GUI thread, above classification: what is on screen comes first
-_niced = threading.local()
 
 
 def cache_file(cache_dir: Path, path: Path) -> Path | None:
@@ -62,16 +62,28 @@ def _thumbnail(path: Path, cache_dir: Path) -> tuple[QImage | None, str | None]:
         return None, f"{type(e).__name__}: {e}"
     picture.thumbnail((THUMB_PX, THUMB_PX), Image.BILINEAR, reducing_gap=2.0)
     if cached is not None:
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            picture.save(tmp, "JPEG", quality=85)
-            os.replace(tmp, cached)
-        except OSError:
-            pass  # a read-only cache only costs speed
+        _save_to_cache(picture, cached)
     data = picture.tobytes()
     image = QImage(data, picture.width, picture.height, picture.width * 3, QImage.Format_RGB888).copy()
     return image, None
+
+
+def _save_to_cache(picture: Image.Image, cached: Path) -> None:
+    """Write a cache entry under a temporary name unique to this write (two threads may make the same
+    thumbnail at once), then swap it in. A cache is rebuilt if lost, so no fsync."""
+    tmp = None
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=cached.stem, suffix=".tmp", dir=cached.parent)
+        with os.fdopen(fd, "wb") as f:
+            picture.save(f, "JPEG", quality=85)
+        os.replace(tmp, cached)
+        tmp = None
+    except OSError:
+        pass  # a read-only or full cache only costs speed
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 CACHE_LIMIT_BYTES = 2 << 30  # ~2 GB: about 200,000 thumbnails
@@ -102,26 +114,6 @@ def prune_cache(cache_dir: Path, limit: int = CACHE_LIMIT_BYTES) -> int:
     return removed
 
 
-class _Relay(QObject):
-    done = Signal(int, str, object, object)  # generation, path, QImage or None, error
-
-
-class _ThumbTask(QRunnable):
-    def __init__(self, generation: int, path: str, absolute: Path, cache_dir: Path, relay: _Relay, px: int):
-        super().__init__()
-        self.generation, self.path, self.absolute, self.px = generation, path, absolute, px
-        self.cache_dir, self.relay = cache_dir, relay
-
-    def run(self):
-        if not getattr(_niced, "done", False):
-            from .jobs import lower_thread_priority
-
-            lower_thread_priority(THUMBNAIL_NICE)  # once per pool thread
-            _niced.done = True
-        image, error = make_thumbnail(self.absolute, self.cache_dir, self.px)
-        self.relay.done.emit(self.generation, self.path, image, error)
-
-
 class ThumbnailService(QObject):
     """Keyed by the image's path relative to the open folder."""
 
@@ -132,17 +124,15 @@ class ThumbnailService(QObject):
         super().__init__(parent)
         self.root: Path | None = None
         self.cache_dir = thumbnail_cache_dir()
-        threading.Thread(target=prune_cache, args=(self.cache_dir,), daemon=True, name="thumbnail-prune").start()
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(threads or max(1, min(4, os.cpu_count() or 1)))
+        run_in_pool(self.pool, lambda: prune_cache(self.cache_dir))
         self._memory: OrderedDict[str, QPixmap] = OrderedDict()
         self._memory_items = memory_items
         self._failed: dict[str, str] = {}
         self._wanted: deque[str] = deque()
         self._queued: set[str] = set()
         self._in_flight: set[str] = set()
-        self._relay = _Relay()
-        self._relay.done.connect(self._arrived)
         self._repaint = QTimer(self, singleShot=True, interval=40)
         self._repaint.timeout.connect(self.updated)
         self.painted_any = False
@@ -200,8 +190,9 @@ class ThumbnailService(QObject):
             path = self._wanted.pop()  # newest request first
             self._queued.discard(path)
             self._in_flight.add(path)
-            self.pool.start(_ThumbTask(self.generation, path, self.root / path, self.cache_dir, self._relay,
-                                       self.display_px))
+            generation, absolute, px = self.generation, self.root / path, self.display_px
+            run_in_pool(self.pool, lambda: make_thumbnail(absolute, self.cache_dir, px),
+                        lambda result, path=path: self._arrived(generation, path, *result), THUMBNAIL_NICE)
 
     def _arrived(self, generation: int, path: str, image, error) -> None:
         if generation != self.generation:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Qt, Signal
+from PySide6.QtCore import QThreadPool, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
 from PySide6.QtWidgets import (QDialog, QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QHBoxLayout,
                                QLabel, QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget)
@@ -16,27 +16,18 @@ from ..core.errors import ImageError
 from ..core.images import load_rgb
 from . import theme
 from .heatmap_item import HeatmapControls
+from .jobs import run_in_pool
 from .screen_fit import fit_to_screen
 
 
-class _Loaded(QObject):
-    done = Signal(int, object, str)  # request number, QImage or None, error
-
-
-class _LoadTask(QRunnable):
-    def __init__(self, number: int, path: Path, relay: _Loaded):
-        super().__init__()
-        self.number, self.path, self.relay = number, path, relay
-
-    def run(self):
-        try:
-            picture = load_rgb(self.path)
-        except ImageError as e:
-            self.relay.done.emit(self.number, None, e.reason)
-            return
-        image = QImage(picture.tobytes(), picture.width, picture.height, picture.width * 3,
-                       QImage.Format_RGB888).copy()
-        self.relay.done.emit(self.number, image, "")
+def decode_for_viewer(path: Path) -> tuple[QImage | None, str]:
+    """The whole picture as a QImage (made off the GUI thread: QImage, unlike QPixmap, may be), or the reason."""
+    try:
+        picture = load_rgb(path)
+    except ImageError as e:
+        return None, e.reason
+    image = QImage(picture.tobytes(), picture.width, picture.height, picture.width * 3, QImage.Format_RGB888)
+    return image.copy(), ""
 
 
 class ImageView(QGraphicsView):
@@ -87,8 +78,6 @@ class ViewerDialog(QDialog):
         self.view = ImageView()
         self.heat = HeatmapControls(self.view.item)  # child of the photo item: image pixel coordinates
         self.heat.tile_label_requested.connect(self.tile_label_requested)
-        self.relay = _Loaded()
-        self.relay.done.connect(self._loaded)
         self.request = 0
         side = QWidget()
         side.setFixedWidth(290)
@@ -154,7 +143,9 @@ class ViewerDialog(QDialog):
         if relpath != getattr(self, "_relpath", None):
             self._relpath = relpath
             self.request += 1
-            QThreadPool.globalInstance().start(_LoadTask(self.request, Path(path), self.relay))
+            number, path = self.request, Path(path)
+            run_in_pool(QThreadPool.globalInstance(), lambda: decode_for_viewer(path),
+                        lambda result: self._loaded(number, *result))
         parts = printable(relpath).rsplit("/", 1)
         self.name.setText(parts[-1])
         self.folder.setText(parts[0] + "/" if len(parts) > 1 else "")
