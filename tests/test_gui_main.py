@@ -209,12 +209,17 @@ def test_classify_selection_then_only_the_unclassified(qtbot, loaded):
 
 
 def test_cancel_stops_classification_and_keeps_what_was_done(qtbot, loaded):
+    reports = []
+    loaded.classify_finished.connect(reports.append)
     loaded.classify("all")
     job = loaded.classifier_job
     assert job is not None and loaded.job_bar.current() is job
-    loaded.job_bar.cancel_button.click()
+    loaded.job_bar.cancel_button.click()  # checked between batches: the first batch may still finish
     qtbot.waitUntil(lambda: loaded.classifier_job is None, timeout=30000)
+    (report,) = reports
+    assert report.cancelled and report.classified < report.total == 40
     done = loaded.model.counts()["classified"]
+    assert done == report.classified
     with open_workspace(loaded.folder) as ws:
         assert ws.counts(loaded.model_key)["classified"] == done  # the grid shows what the store has
 

@@ -1,183 +1,378 @@
-"""Hostile and malformed input, one section per area; each test is a defect a tester reproduced (issue 10),
-built from real files."""
+"""Hostile and unlucky input against the command line and the core (issue 10): each test is a defect a tester
+reproduced. Every case must end in one clear line naming the file and the problem, the documented exit
+status, no label lost and nothing hung (each child process runs under a timeout). Model files:
+test_hostile_models.py; the window: test_hostile_gui.py."""
 
-# -- models --
-# Malformed model files (real ONNX graphs whose `crackdesk` metadata is written raw, so it can hold what
-# ModelInfo cannot) must be refused one by one with the file and the field named, never break the others.
-import json
-from pathlib import Path
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
-from factories import make_tiny_model, set_raw_metadata, tiny_info, write_images
+from factories import write_images
+from processes import one_line_error, run_cli
 
-from crackdesk.core.errors import ModelError
-from crackdesk.core.models import ModelRegistry, load_model
-
-NAN, INF = float("nan"), float("inf")
-
-
-def tiny_metadata(changes: dict) -> dict:
-    """The tiny model's metadata with some keys replaced; 'preprocessing.std' names a nested key."""
-    document = tiny_info().to_dict()
-    for key, value in changes.items():
-        parent, _, leaf = key.rpartition(".")
-        (document[parent] if parent else document)[leaf] = value
-    return document
+from crackdesk.core.errors import WorkspaceError
+from crackdesk.core.scan import scan_folder
+from crackdesk.core.store import Workspace, open_workspace
 
 
-def malformed_model(path: Path, changes: dict) -> Path:
-    return set_raw_metadata(make_tiny_model(path), tiny_metadata(changes))
+@pytest.fixture
+def site(tmp_path):
+    folder = tmp_path / "site"
+    write_images(folder, 6)
+    return folder
 
 
-def model_folders_with_bad_files(shipped: Path, user: Path) -> None:
-    """Two good models, one with unparseable metadata, one dangling link that glob lists but nobody can read."""
-    shipped.mkdir(parents=True)
-    user.mkdir(parents=True)
-    make_tiny_model(shipped / "cnn.onnx", info=tiny_info(name="cnn", version="1.0.0"))
-    make_tiny_model(user / "mine.onnx", info=tiny_info(name="mine", version="2.0"))
-    malformed_model(user / "bad.onnx", {"patch_px": "abc"})
-    (user / "gone.onnx").symlink_to(user / "nowhere.onnx")
+def label_three(folder) -> dict:
+    with open_workspace(folder) as ws:
+        ws.sync(scan_folder(folder))
+        rows = ws.rows()
+        ws.set_labels({rows[0].id: "crack", rows[1].id: "no_crack", rows[2].id: "crack"})
+        return {r.path: r.label for r in ws.rows()}
 
 
-def test_one_malformed_model_does_not_hide_the_others(tmp_path):
-    model_folders_with_bad_files(tmp_path / "shipped", tmp_path / "user")
-    registry = ModelRegistry(tmp_path / "shipped", tmp_path / "user")
-    assert [e.key for e in registry.entries()] == ["cnn@1.0.0", "mine@2.0"]
-    reasons = {Path(p.path).name: p.reason for p in registry.problems}
-    assert set(reasons) == {"bad.onnx", "gone.onnx"}
-    assert "'patch_px'" in reasons["bad.onnx"]
-    assert registry.find("cnn").key == "cnn@1.0.0"
+def labels_now(folder) -> dict:
+    with open_workspace(folder) as ws:
+        return {r.path: r.label for r in ws.rows()}
 
 
-def test_cli_lists_good_models_classifies_and_names_the_bad_file(tmp_path, monkeypatch, capsys):
+# -- 1. --csv never replaces what is not an ordinary output ---------------------------------------------
+
+def test_csv_onto_the_workspace_is_refused_and_no_label_is_lost(site, tiny_model):
+    before = label_three(site)
+    db = site / ".crackdesk" / "workspace.sqlite"
+    result = run_cli("classify", site, "--model", tiny_model, "--csv", db)
+    assert result.returncode == 1
+    assert "is a database" in one_line_error(result) and str(db) in result.stderr
+    assert labels_now(site) == before
+
+
+def test_csv_onto_a_device_node_is_refused(site, tiny_model, tmp_path):
+    device = tmp_path / "full"
+    os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # what /dev/full is, made in our own folder
+    result = run_cli("classify", site, "--model", tiny_model, "--csv", device)
+    assert result.returncode == 1 and "not a regular file" in one_line_error(result)
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+
+
+def test_csv_onto_a_symlink_or_a_read_only_file_is_refused(site, tiny_model, tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    result = run_cli("classify", site, "--model", tiny_model, "--csv", link)
+    assert result.returncode == 1 and "symbolic link" in one_line_error(result)
+    assert link.is_symlink() and target.read_text() == "keep me"
+    target.chmod(0o444)
+    result = run_cli("classify", site, "--model", tiny_model, "--csv", target, unprivileged=True)
+    assert result.returncode == 1 and "read-only" in one_line_error(result)
+    assert target.read_text() == "keep me"
+
+
+def test_csv_respects_the_umask_and_an_existing_files_mode(site, tiny_model, tmp_path):
+    out = tmp_path / "new.csv"
+    assert run_cli("classify", site, "--model", tiny_model, "--csv", out, umask=0o027).returncode == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    out.chmod(0o604)
+    assert run_cli("classify", site, "--model", tiny_model, "--csv", out, umask=0o077).returncode == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o604
+
+
+@pytest.mark.parametrize("where", ["missing folder", "a folder", "read-only folder"])
+def test_bad_csv_location_is_refused_before_classifying(site, tiny_model, tmp_path, where):
+    out = {"missing folder": tmp_path / "nowhere" / "o.csv", "a folder": tmp_path,
+           "read-only folder": tmp_path / "ro" / "o.csv"}[where]
+    if where == "read-only folder":
+        out.parent.mkdir()
+        out.parent.chmod(0o555)
+    result = run_cli("classify", site, "--model", tiny_model, "--csv", out, unprivileged=True)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert {"missing folder": "does not exist", "a folder": "is a folder",
+            "read-only folder": "permission denied"}[where] in line
+    assert not (site / ".crackdesk").exists()  # refused before the run: nothing was classified
+
+
+# -- 2. file names that are not UTF-8 --------------------------------------------------------------------
+
+def test_a_file_name_that_is_not_utf8_is_classified_like_any_other(site, tiny_model, tmp_path):
+    odd = os.fsdecode(b"caf\xe9.png")
+    (site / "img_000.png").rename(site / odd)
+    out = tmp_path / "out.csv"
+    result = run_cli("classify", site, "--model", tiny_model, "--csv", out)
+    assert result.returncode == 0, result.stderr
+    assert "6 images" in result.stderr and "0 unreadable" in result.stderr
+    assert b"caf\xe9.png" in out.read_bytes()  # the CSV names the same file, byte for byte
+    with open_workspace(site) as ws:
+        rows = {r.path: r for r in ws.rows("tiny@0.1")}
+        assert rows[odd].p_crack is not None
+        ws.set_labels({rows[odd].id: "crack"})
+        assert ws.label_of(rows[odd].id) == "crack"
+        assert [f.path.name for f in ws.labeled_files()] == [odd]
+
+
+# -- 3. only regular files are read ----------------------------------------------------------------------
+
+def test_a_pipe_and_a_link_to_dev_zero_named_jpg_do_not_hang_anything(site, tiny_model, tmp_path):
+    os.mkfifo(site / "pipe.jpg")
+    (site / "zero.jpg").symlink_to("/dev/zero")
+    result = run_cli("classify", site, "--model", tiny_model, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "pipe.jpg: not a regular file" in result.stderr and "zero.jpg: not a regular file" in result.stderr
+    assert "8 images" in result.stderr and "2 unreadable" in result.stderr
+    heat = run_cli("heatmap", site, "--model", tiny_model, "--out", tmp_path / "heat", timeout=60)
+    assert heat.returncode == 0, heat.stderr
+
+
+def test_a_file_turned_into_a_pipe_after_the_scan_is_an_error_not_a_hang(site, tiny_model):
+    from crackdesk.core.inference import Classifier
+
+    path = site / "img_001.png"
+    path.unlink()
+    os.mkfifo(path)
+    started = time.monotonic()
+    _, _, error, _ = Classifier(tiny_model).prepare(path)
+    assert "not a regular file" in error and time.monotonic() - started < 5
+
+
+# -- 5. two processes opening a fresh folder at the same moment -------------------------------------------
+
+OPEN_AND_LABEL = textwrap.dedent("""
+    import sys, time
+    from crackdesk.core.scan import scan_folder
+    from crackdesk.core.store import Workspace
+    start = float(sys.argv[2])
+    while time.time() < start:
+        pass
+    ws = Workspace(sys.argv[1])
+    ws.sync(scan_folder(sys.argv[1]))
+    rows = ws.rows()
+    ws.set_labels({rows[int(sys.argv[3]) % len(rows)].id: "crack"})
+    ws.close()
+""")
+
+
+def test_twenty_simultaneous_opens_of_a_fresh_folder_all_succeed(site):
+    start = time.time() + 3  # every child imports first, then all open within a millisecond or two
+    children = [subprocess.Popen([sys.executable, "-c", OPEN_AND_LABEL, str(site), str(start), str(i)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(20)]
+    results = [(c.wait(120), c.stderr.read()) for c in children]
+    assert [code for code, _ in results] == [0] * 20, [err for code, err in results if code][:2]
+    assert sum(label == "crack" for label in labels_now(site).values()) == 6
+
+
+CLASSIFY_AT = textwrap.dedent("""
+    import sys, time
     from crackdesk.cli.main import main
-
-    user = tmp_path / "data" / "models"
-    model_folders_with_bad_files(tmp_path / "shipped", user)
-    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(tmp_path / "shipped"))
-    monkeypatch.setenv("CRACKDESK_DATA_DIR", str(tmp_path / "data"))
-    assert main(["models"]) == 0
-    out, err = capsys.readouterr()
-    assert "cnn" in out and "mine" in out
-    assert f"skipped: {user / 'bad.onnx'}: " in err and "'patch_px'" in err
-    assert f"skipped: {user / 'gone.onnx'}: " in err
-    write_images(tmp_path / "photos", 3)
-    assert main(["classify", str(tmp_path / "photos"), "--model", "cnn"]) == 0
-    assert "with cnn@1.0.0" in capsys.readouterr().err
+    import crackdesk.cli.commands, crackdesk.core.inference  # imported before the start, like the others
+    start = float(sys.argv[1])
+    while time.time() < start:
+        pass
+    sys.exit(main(sys.argv[2:]))
+""")
 
 
-def test_gui_starts_with_the_good_models_and_says_which_file_is_bad(qtbot, tmp_path, models_dir):
-    from PySide6.QtCore import Qt
-    from test_gui_helpers import open_window
-
-    malformed_model(models_dir / "bad.onnx", {"patch_px": "abc"})
-    window = open_window(qtbot, tmp_path / "settings.ini")
-    assert window.entry.key == "tiny@0.1"
-    combo = window.actions.model_combo
-    items = [(combo.itemText(i), combo.itemData(i), combo.itemData(i, Qt.ToolTipRole)) for i in range(combo.count())]
-    assert [data.key for _, data, _ in items if data is not None] == ["tiny@0.1"]
-    (bad,) = [i for i, (text, _, _) in enumerate(items) if "bad.onnx" in text]
-    assert "'patch_px'" in items[bad][2] and not combo.model().item(bad).isEnabled()
-    window.actions.open_models()
-    dialog = window.models_dialog
-    assert dialog.list.count() == 1
-    assert "bad.onnx" in dialog.error.text() and "'patch_px'" in dialog.error.text()
-    window.close()
+def test_ten_simultaneous_classify_runs_all_succeed(site, tiny_model):
+    start = time.time() + 4
+    children = [subprocess.Popen([sys.executable, "-c", CLASSIFY_AT, str(start), "classify", str(site), "--model",
+                                  str(tiny_model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(10)]
+    results = [(c.wait(180), c.stderr.read()) for c in children]
+    assert [code for code, _ in results] == [0] * 10, [err for code, err in results if code][:2]
 
 
-def test_deeply_nested_metadata_is_a_model_error(tmp_path):
-    # json.loads raises RecursionError on deep nesting, which is not a ModelError.
-    text = json.dumps(tiny_metadata({"training": "DEEP"})).replace('"DEEP"', "[" * 100_000 + "]" * 100_000)
-    path = set_raw_metadata(make_tiny_model(tmp_path / "deep.onnx"), text)
-    with pytest.raises(ModelError, match="deep.onnx"):
-        load_model(path)
+# -- 8, 11, 12. permissions: messages, not tracebacks ----------------------------------------------------
+
+def test_a_folder_nobody_may_read_gives_one_line(tmp_path, tiny_model):
+    closed = tmp_path / "closed"
+    write_images(closed, 2)
+    closed.chmod(0)
+    try:
+        result = run_cli("classify", closed, "--model", tiny_model, unprivileged=True)
+    finally:
+        closed.chmod(0o755)
+    assert result.returncode == 1
+    assert "cannot read the folder (Permission denied)" in one_line_error(result)
 
 
-UNSAFE_NAMES = ["../../../escaped", "/tmp/escaped", "..\\..\\escaped", "a/b", ".hidden", "..", "-rf", "a@b",
-                "x" * 65, "naïve", "tab\tname", "nul\x00", " space"]
+def test_an_unreadable_sub_folder_is_reported_and_counted(site, tiny_model):
+    hidden = site / "pier3"
+    write_images(hidden, 2)
+    hidden.chmod(0)
+    try:
+        result = run_cli("classify", site, "--model", tiny_model, unprivileged=True)
+    finally:
+        hidden.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert f"unreadable: {hidden}: cannot read the folder (Permission denied)" in result.stderr
+    assert "7 images" in result.stderr and "1 unreadable" in result.stderr
 
 
-@pytest.mark.parametrize("field", ["name", "version", "architecture"])
-@pytest.mark.parametrize("value", UNSAFE_NAMES)
-def test_unsafe_names_and_versions_are_refused_on_load(tmp_path, field, value):
-    path = malformed_model(tmp_path / "m.onnx", {field: value})
-    with pytest.raises(ModelError) as refused:
-        load_model(path)
-    assert str(path) in str(refused.value) and f"'{field}'" in str(refused.value)
+def test_a_read_only_workspace_is_not_hidden_behind_an_empty_one(site, tiny_model, tmp_path):
+    before = label_three(site)
+    workspace_dir = site / ".crackdesk"
+    for f in workspace_dir.iterdir():
+        f.chmod(0o444)
+    workspace_dir.chmod(0o555)
+    env = dict(os.environ, CRACKDESK_DATA_DIR=str(tmp_path / "data"))
+    try:
+        result = run_cli("classify", site, "--model", tiny_model, unprivileged=True, env=env)
+    finally:
+        workspace_dir.chmod(0o755)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "read-only" in line and "workspace.sqlite" in line and "--workspace" in line
+    assert not (tmp_path / "data" / "workspaces").exists()  # no empty stand-in was made
+    assert labels_now(site) == before
 
 
-def test_import_never_writes_outside_the_user_models_folder(tmp_path):
-    user = tmp_path / "a" / "b" / "user"
-    path = malformed_model(tmp_path / "m.onnx", {"name": "../../../escaped"})
-    registry = ModelRegistry(tmp_path / "none", user)
-    with pytest.raises(ModelError, match="'name'"):
-        registry.import_model(path)
-    assert [p.name for p in tmp_path.rglob("*escaped*")] == []
+def test_a_read_only_folder_without_a_workspace_says_where_it_keeps_one(site, tiny_model, tmp_path):
+    site.chmod(0o555)
+    env = dict(os.environ, CRACKDESK_DATA_DIR=str(tmp_path / "data"))
+    try:
+        result = run_cli("classify", site, "--model", tiny_model, unprivileged=True, env=env)
+    finally:
+        site.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert f"workspace: {tmp_path / 'data' / 'workspaces'}" in result.stderr and "read-only" in result.stderr
 
 
-@pytest.mark.parametrize("name, version", [("../../../escaped", "0.1"), ("ok", "../../x"), ("/abs", "1"),
-                                           ("..", ".."), ("a\\..\\b", "1"), ("x" * 500, "1"), ("", "")])
-def test_the_installed_file_name_stays_in_the_folder_whatever_the_metadata(tmp_path, name, version):
-    from crackdesk.core.models import installed_file_name
+# -- 8. damaged workspaces ----------------------------------------------------------------------------------
 
-    # ModelInfo itself checks nothing: this is import's second line of defence if the load check is bypassed.
-    file_name = installed_file_name(tiny_info(name=name, version=version))
-    assert file_name.endswith(".onnx") and not file_name.startswith(".") and len(file_name) < 200
-    assert "/" not in file_name and "\\" not in file_name
-    assert (tmp_path / file_name).resolve().parent == tmp_path.resolve()
-
-
-BAD_FIELDS = [
-    ({"patch_px": 0}, "patch_px"), ({"patch_px": 1}, "patch_px"), ({"patch_px": 3.7}, "patch_px"),
-    ({"patch_px": "abc"}, "patch_px"), ({"patch_px": True}, "patch_px"), ({"patch_px": 10**6}, "patch_px"),
-    ({"patch_px": None}, "patch_px"),
-    ({"threshold": NAN}, "threshold"), ({"threshold": INF}, "threshold"), ({"threshold": True}, "threshold"),
-    ({"threshold": "0.5"}, "threshold"),
-    ({"preprocessing.std": [NAN, 0.25, 0.25]}, "preprocessing.std[0]"),
-    ({"preprocessing.std": [0.25, INF, 0.25]}, "preprocessing.std[1]"),
-    ({"preprocessing.std": [0.25, 0.25, -0.25]}, "preprocessing.std[2]"),
-    ({"preprocessing.std": [True, 0.25, 0.25]}, "preprocessing.std[0]"),
-    ({"preprocessing.std": "0.25"}, "preprocessing.std"),
-    ({"preprocessing.mean": [NAN, 0.5, 0.5]}, "preprocessing.mean[0]"),
-    ({"preprocessing.mean": [0.5, 0.5]}, "preprocessing.mean"),
-    ({"preprocessing.mean": [0.5, "x", 0.5]}, "preprocessing.mean[1]"),
-    ({"preprocessing.mean": [1e300, 0.5, 0.5]}, "preprocessing.mean[0]"),
-    ({"preprocessing.input_size": [32.0, 32.0]}, "preprocessing.input_size[0]"),
-    ({"preprocessing.input_size": [32, True]}, "preprocessing.input_size[1]"),
-    ({"preprocessing.input_size": [32, 32, 3]}, "preprocessing.input_size"),
-    ({"preprocessing.resize": "nearest"}, "preprocessing.resize"),
-    ({"preprocessing.layout": "NHWC"}, "preprocessing.layout"),
-    ({"preprocessing.channels": "BGR"}, "preprocessing.channels"),
-    ({"preprocessing.scale": "0..255"}, "preprocessing.scale"),
-    ({"preprocessing": [1, 2]}, "preprocessing"),
-    ({"class_names": ["crack", "crack"]}, "class_names"), ({"class_names": ["", "crack"]}, "class_names[0]"),
-    ({"class_names": ["no_crack", 3]}, "class_names[1]"), ({"class_names": "crack"}, "class_names"),
-    ({"positive_class": 1}, "positive_class"), ({"positive_class": "defect"}, "positive_class"),
-    ({"output": ["probability"]}, "output"), ({"output": "logits"}, "output"),
-    ({"format_version": True}, "format_version"), ({"format_version": 0}, "format_version"),
-    ({"format_version": 1.0}, "format_version"),
-    ({"training": [1, 2]}, "training"), ({"training": "text"}, "training"), ({"training": None}, "training"),
-    ({"training": {"stages": {"loss": [0.1, NAN]}}}, "training.stages.loss[1]"),
-    ({"metrics": ["accuracy"]}, "metrics"), ({"metrics": {"accuracy": NAN}}, "metrics.accuracy"),
-    ({"metrics": {"accuracy": "high"}}, "metrics.accuracy"), ({"metrics": {"accuracy": 1.5}}, "metrics.accuracy"),
-    ({"metrics": {"n": -3}}, "metrics.n"), ({"metrics": {"tp": True}}, "metrics.tp"),
-    ({"metrics": {"other": {"x": -INF}}}, "metrics.other.x"),
-    ({"created": 20260101}, "created"), ({"description": ["x"]}, "description"), ({"base_model": 3}, "base_model"),
-    ({"name": 5}, "name"), ({"version": 1.0}, "version"), ({"architecture": ["cnn"]}, "architecture"),
-]
+def test_a_workspace_with_damaged_pages_gives_one_line(tmp_path, tiny_model):
+    folder = tmp_path / "big"
+    write_images(folder, 300, size=(16, 16))
+    label_three(folder)
+    db = folder / ".crackdesk" / "workspace.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = con.execute("PRAGMA page_size").fetchone()[0]
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='images'").fetchone()[0]
+    con.close()
+    data = bytearray(db.read_bytes())
+    assert root > 1
+    # The image table's root page, in the middle of the file: the schema (page 1) is intact, so the file
+    # opens, and the damage shows only when the images are read.
+    data[(root - 1) * page:(root - 1) * page + 64] = b"\xff" * 64
+    db.write_bytes(bytes(data))
+    result = run_cli("classify", folder, "--model", tiny_model)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "workspace.sqlite" in line and "damaged" in line
 
 
-@pytest.mark.parametrize("changes, field", BAD_FIELDS, ids=[f"{f}={c}" for c, f in BAD_FIELDS])
-def test_every_metadata_field_is_checked_on_load(tmp_path, changes, field):
-    path = malformed_model(tmp_path / "m.onnx", changes)
-    with pytest.raises(ModelError) as refused:
-        load_model(path)
-    assert str(refused.value).startswith(f"{path}: ") and f"'{field}'" in str(refused.value)
+def test_a_schema_version_that_is_not_a_number_gives_one_line(site, tiny_model):
+    label_three(site)
+    with sqlite3.connect(site / ".crackdesk" / "workspace.sqlite") as con:
+        con.execute("UPDATE meta SET value='two' WHERE key='schema_version'")
+    result = run_cli("classify", site, "--model", tiny_model)
+    assert result.returncode == 1 and "schema version is 'two'" in one_line_error(result)
 
 
-def test_well_formed_metadata_still_loads_with_unknown_keys_and_no_optional_ones(tmp_path):
-    # Keys this version does not know are ignored (a later minor addition); optional ones take defaults.
-    document = {k: v for k, v in tiny_metadata({"future_key": {"x": 1}}).items()
-                if k not in ("training", "metrics", "created", "description", "base_model", "patch_px")}
-    info = load_model(set_raw_metadata(make_tiny_model(tmp_path / "m.onnx"), document)).info
-    assert (info.patch_px, info.training, info.metrics, info.base_model) == (227, {}, {}, None)
+# -- 10. a full disk says so, and loses nothing ------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MB filesystem (tmpfs; needs root and mount, as CI has)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs for the full-disk test: {mounted.stderr!r}"
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=False)  # detached even if a file is still open
+
+
+def test_a_full_disk_says_the_disk_is_full_and_keeps_every_saved_label(small_disk):
+    folder = small_disk / "site"
+    write_images(folder, 4, size=(8, 8))
+    ws = Workspace(folder)
+    ws.sync(scan_folder(folder))
+    ids = [r.id for r in ws.rows()]
+    ws.set_labels({ids[0]: "crack"})
+    with open(small_disk / "filler", "wb") as f:  # fill what is left
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    with pytest.raises(WorkspaceError) as error:
+        ws.set_labels({i: "no_crack" for i in ids[1:]} | {ids[0]: None}, source="user")
+    assert "the disk is full" in str(error.value) and "nothing was changed" in str(error.value)
+    assert "rollback" not in str(error.value)
+    ws.close()
+    (small_disk / "filler").unlink()
+    with Workspace(folder) as again:
+        assert [again.label_of(i) for i in ids] == ["crack", None, None, None]
+
+
+# -- 13. one pixel limit: refused from the header, never decoded first -----------------------------------
+
+def test_a_225_megapixel_photo_is_refused_from_its_header(tmp_path, tiny_model):
+    from test_tiling import write_huge_png
+
+    from crackdesk.core.inference import Classifier
+
+    path = tmp_path / "pano.png"
+    write_huge_png(path, 15000, 15000)
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _, _, error, _ = Classifier(tiny_model).prepare(path)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert "too large" in error and "225 Mpx" in error and grown_mib < 100
+
+
+# -- 14. another program's SQLite file -----------------------------------------------------------------------
+
+def test_another_programs_database_is_refused_untouched(site, tiny_model, tmp_path):
+    other = tmp_path / "inventory.sqlite"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE parts(id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO parts(name) VALUES ('bolt')")
+    con.close()
+    before = other.read_bytes()
+    result = run_cli("classify", site, "--model", tiny_model, "--workspace", other)
+    assert result.returncode == 1 and "not a CrackDesk workspace" in one_line_error(result)
+    assert other.read_bytes() == before and not other.with_name("inventory.sqlite-wal").exists()
+
+
+# -- 15. training reads only files inside the workspace's folder ---------------------------------------------
+
+def test_training_ignores_stored_paths_outside_the_folder(site, tmp_path):
+    from training.data import resolve_source
+
+    secret = tmp_path / "secret.png"
+    write_images(tmp_path / "elsewhere", 1)
+    (tmp_path / "elsewhere" / "img_000.png").rename(secret)
+    label_three(site)
+    with sqlite3.connect(site / ".crackdesk" / "workspace.sqlite") as con:
+        con.execute("INSERT INTO images(path, hash, size, mtime_ns, added) VALUES ('../secret.png', 'h', 1, 0, 'x')")
+        con.execute("INSERT INTO labels VALUES ('h', 'crack', 'x')")
+    source = resolve_source(site)
+    assert len(source.files) == 3 and all(f.path.parent == site.resolve() for f in source.files)
+    assert source.skipped == [("../secret.png", "the stored path points outside the folder")]
+
+
+# -- 16. spreadsheet formulas -------------------------------------------------------------------------------
+
+def test_names_that_spreadsheets_would_run_are_quoted_in_csv(site, tiny_model, tmp_path):
+    from crackdesk.core.csvfiles import read_csv
+    from crackdesk.core.exchange import export_csv
+
+    (site / "img_000.png").rename(site / "=HYPERLINK(1).png")
+    (site / "img_001.png").rename(site / "@SUM(1).png")
+    out = tmp_path / "out.csv"
+    assert run_cli("classify", site, "--model", tiny_model, "--csv", out).returncode == 0
+    cells = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert all(not c.startswith(("=", "+", "-", "@")) for c in cells)
+    with open_workspace(site) as ws:
+        export_csv(ws, tmp_path / "export.csv", "tiny@0.1")
+    paths = [row["path"] for row in read_csv(tmp_path / "export.csv")]
+    assert "=HYPERLINK(1).png" in paths and "@SUM(1).png" in paths  # read back as the real names
+    assert "\n'=HYPERLINK(1).png," in (tmp_path / "export.csv").read_text()

@@ -51,6 +51,7 @@ class Source:
     kind: str  # "folders" or "workspace"
     files: list  # LabeledFile
     tiles: list = field(default_factory=list)  # (photo path, (x, y, w, h), label): tile corrections
+    skipped: list = field(default_factory=list)  # (stored path, reason): never read
 
 
 @dataclass
@@ -91,16 +92,17 @@ def resolve_source(arg: str | Path) -> Source:
     if found is not None:
         from crackdesk.core.store import Workspace
 
+        skipped: list = []
         with Workspace(found[0], found[1]) as workspace:
-            files = workspace.labeled_files()
-            tiles = workspace.labeled_tiles()
+            files = workspace.labeled_files(skipped)  # paths outside the folder are skipped, never read
+            tiles = workspace.labeled_tiles(skipped)
         if files or tiles or not path.is_dir():
             if not files and not tiles:
                 raise DatasetError("the workspace has no labelled images", path)
             if not any(Path(f).exists() for f in [f.path for f in files] + [t[0] for t in tiles]):
                 raise DatasetError(f"none of the workspace's labelled images are in {found[0]}; give the image "
                                    "folder itself as DATA", path)
-            return Source(str(path), "workspace", files, tiles)
+            return Source(str(path), "workspace", files, tiles, skipped)
     return Source(str(path), "folders", load_class_folders(path))  # raises DatasetError when empty
 
 
@@ -155,6 +157,7 @@ def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporte
     total = sum(len(s.files) + len(s.tiles) for s in sources)
     done = 0
     for source in sources:
+        skipped.extend({"path": p, "reason": reason} for p, reason in source.skipped)
         kept = []
         for f in source.files:
             done += 1

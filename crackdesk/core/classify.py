@@ -92,7 +92,8 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
             batch = [tile_large_photo(workspace, classifier, p, cancel) if p.hash and p.p_crack is not None
                      and is_large(p.size, patch_px) else p for p in batch]
             hashes.extend((ids[p.index], p.hash) for p in batch if p.hash)
-            predictions.extend((p.hash, p.p_crack, p.label) for p in batch if p.p_crack is not None and p.hash)
+            predictions.extend((p.hash, p.p_crack, classifier.stored_label(p.p_crack)) for p in batch
+                               if p.p_crack is not None and p.hash)
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 flush()
                 last_flush = time.monotonic()

@@ -39,6 +39,11 @@ def read_and_hash(path: Path) -> tuple[bytes, str]:
     return data, bytes_hash(data)
 
 
+def predicted_label(p_crack: float, threshold: float) -> str:
+    """The one definition of "predicted": crack when P(crack) reaches the threshold."""
+    return CRACK if p_crack >= threshold else NO_CRACK
+
+
 class Classifier:
     def __init__(self, model: LoadedModel | str | Path, batch_size: int = 16, workers: int | None = None,
                  threshold: float | None = None):
@@ -49,6 +54,8 @@ class Classifier:
         self.pre = self.info.preprocessing
         self.batch_size = max(1, int(batch_size))
         self.workers = workers or max(1, os.cpu_count() or 1)
+        # `threshold` (e.g. `classify --threshold`) labels this run's results; the workspace always records the
+        # model's own verdict, so the app, its CSV export and the stored counts agree whatever a run asked for.
         self.threshold = float(threshold if threshold is not None else self.info.threshold)
         self.session = self.model.session
         self.input_name = self.session.get_inputs()[0].name
@@ -67,7 +74,11 @@ class Classifier:
         return out.reshape(len(batch))
 
     def label_for(self, p_crack: float) -> str:
-        return CRACK if p_crack >= self.threshold else NO_CRACK
+        return predicted_label(p_crack, self.threshold)
+
+    def stored_label(self, p_crack: float) -> str:
+        """The verdict the workspace records: at the model's own threshold."""
+        return predicted_label(p_crack, self.info.threshold)
 
     # -- one image's preparation (runs in the pool) ----------------------------------------------
     def prepare(self, path: Path) -> tuple[np.ndarray | None, str | None, str | None, tuple[int, int] | None]:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from .db import connect, workspace_error
 from .errors import CrackDeskError, WorkspaceError
-from .schema import create_or_migrate
+from .schema import check_is_ours, create_or_migrate
 
 Apply = Callable[[sqlite3.Connection], Any]
 Prepare = Callable[[sqlite3.Connection], Any]
@@ -110,6 +110,7 @@ class WorkspaceWriter:
     def _open(self) -> sqlite3.Connection:
         db = connect(self.path)
         try:
+            check_is_ours(db, self.path)  # before WAL: switching mode would already change another's file
             self._wal(db)
             create_or_migrate(db, self.path)
         except CrackDeskError:

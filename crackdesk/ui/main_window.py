@@ -48,6 +48,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.session: FolderSession | None = None  # the open folder (Qt-free); this window views it
         self._loaded_session = False  # its workspace is open and its rows are in the grid
         self.scan_problems: list[tuple[str, str]] = []
+        self.last_error: str | None = None  # the last message shown (tests read it)
         self.entry = None  # active ModelEntry
         self.hasher = None
         self.classifier_job = None

@@ -1,0 +1,42 @@
+"""Running CrackDesk's command line as a user would, for the hostile-input tests (no tests here).
+
+Permission cases need a process that permissions apply to. These machines run the tests as root, whom
+chmod does not stop; `setpriv` drops root's capabilities that bypass file permissions (DAC override,
+read-search, fowner), so root becomes an ordinary owner: a mode-000 folder it owns is closed to it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+DROP = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+def unprivileged_prefix() -> list[str]:
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            raise RuntimeError("setpriv (util-linux) is needed to test permissions as root")
+        return DROP
+    return []
+
+
+def run_cli(*args, unprivileged: bool = False, umask: int | None = None, timeout: float = 120, env=None,
+            cwd=None) -> subprocess.CompletedProcess:
+    """`python -m crackdesk ARGS` in a child process; stdout and stderr as text (file names that are not UTF-8
+    keep their bytes as surrogate escapes)."""
+    command = [sys.executable, "-m", "crackdesk", *map(os.fsdecode, args)]
+    if unprivileged:
+        command = unprivileged_prefix() + command
+    preexec = (lambda: os.umask(umask)) if umask is not None else None
+    return subprocess.run(command, capture_output=True, timeout=timeout, env=env, cwd=cwd, preexec_fn=preexec,
+                          encoding="utf-8", errors="surrogateescape")
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single `crackdesk: ...` line of a refused command (asserting there is no traceback)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("crackdesk")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
