@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--sample must be at least 2")
     if args.input_size is not None and not 16 <= args.input_size <= 1024:
         p.error("--input-size must be between 16 and 1024 pixels")
+    from crackdesk.core.jsoncheck import IDENTIFIER, IDENTIFIER_RULE
+
+    for option in ("name", "version"):  # refused now, not after minutes of training, when the file is loaded
+        value = getattr(args, option)
+        if value is not None and not IDENTIFIER.fullmatch(value):
+            p.error(f"--{option} must be {IDENTIFIER_RULE}, got {value!r}")
     return args
 
 

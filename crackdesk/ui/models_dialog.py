@@ -102,9 +102,8 @@ class ModelsDialog(QDialog):
         keys = [e.key for e in self.entries]
         target = select_key or self.active_key
         self.list.setCurrentRow(keys.index(target) if target in keys else 0)
-        if self.registry.problems:
-            self.show_error("Some model files could not be used:\n" +
-                            "\n".join(str(p) for p in self.registry.problems))
+        self.show_error("Some model files could not be used:\n" + "\n".join(str(p) for p in self.registry.problems)
+                        if self.registry.problems else "")
         self._show(self.list.currentItem())
 
     def current(self):

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QGrid
                                QHeaderView, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ..core.jsoncheck import IDENTIFIER, IDENTIFIER_RULE
 from ..core.paths import user_models_dir
 from ..core.selfcommand import crackdesk_command
 from ..core.workspace_location import default_workspace_path
@@ -219,6 +220,12 @@ class RetrainDialog(QDialog):
     def start(self) -> None:
         if self.process is not None:
             return
+        name = self.name.text().strip()
+        if name and not IDENTIFIER.fullmatch(name):
+            self.phase.setText(f"The name must be {IDENTIFIER_RULE} (e.g. bridge-deck-2026).")
+            self.phase.setStyleSheet(f"color: {theme.CRACK.name()}")
+            return
+        self.phase.setStyleSheet("")
         self.ws.flush()  # the child process reads the labels from disk: every label made so far is there
         argv = self.command()
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
