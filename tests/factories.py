@@ -62,6 +62,48 @@ def make_tiny_model(path: Path, input_size: int = 32, info: ModelInfo | None = N
     return path
 
 
+FEATURES_DIM = 6
+
+
+def make_feature_model(path: Path, input_size: int = 32, info: ModelInfo | None = None) -> Path:
+    """The tiny contrast detector as a model-format-2 graph with a linear head, like the shipped models:
+    features [N, 6] = (mean R, mean G, mean B, min, max, mean of squares) of the normalised input, then a
+    Gemm (logit = 4/3 (R + G + B) - 4 min - 2, the same P(crack) as make_tiny_model) and a Sigmoid. The
+    features also tell brightness and spread apart, so a site head fitted on them can learn what the base
+    head does not know."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, input_size, input_size])
+    y = helper.make_tensor_value_info("p_crack", TensorProto.FLOAT, ["N", 1])
+    f = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", FEATURES_DIM])
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["image"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["means"]),
+        helper.make_node("ReduceMin", ["image"], ["min"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("ReduceMax", ["image"], ["max"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Mul", ["image", "image"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["msq"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Unsqueeze", ["min", "axis1"], ["min1"]),
+        helper.make_node("Unsqueeze", ["max", "axis1"], ["max1"]),
+        helper.make_node("Unsqueeze", ["msq", "axis1"], ["msq1"]),
+        helper.make_node("Concat", ["means", "min1", "max1", "msq1"], ["pooled"], axis=1),
+        helper.make_node("Gemm", ["pooled", "head.weight", "head.bias"], ["logit"], transB=1),
+        helper.make_node("Sigmoid", ["logit"], ["p_crack"]),
+        helper.make_node("Identity", ["pooled"], ["features"]),
+    ]
+    inits = [helper.make_tensor("head.weight", TensorProto.FLOAT, [1, FEATURES_DIM], [4 / 3] * 3 + [-4.0, 0.0, 0.0]),
+             helper.make_tensor("head.bias", TensorProto.FLOAT, [1], [-2.0]),
+             helper.make_tensor("axis1", TensorProto.INT64, [1], [1])]
+    graph = helper.make_graph(nodes, "tiny-features", [x], [y, f], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    info = info or tiny_info(input_size, name="tinyf", features={"output": "features", "dim": FEATURES_DIM})
+    write_metadata(model, info)
+    onnx.save(model, str(path))
+    return path
+
+
 def set_raw_metadata(path: Path, document) -> Path:
     """Replace a model file's `crackdesk` metadata with any JSON value, or with raw text: what a hostile or
     broken file could carry, including what ModelInfo cannot hold (wrong types, NaN)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .errors import CrackDeskError
+from .features import encode as encode_features
 from .inference import Classifier, Prediction
 from .store import Workspace
 
@@ -36,7 +37,8 @@ def tile_large_photo(workspace: Workspace, classifier: Classifier, p: Prediction
     if heatmap is None:  # cancelled
         return p
     workspace.set_tile_results(p.hash, classifier.key, heatmap.tiles())
-    return replace(p, p_crack=heatmap.p_max, label=heatmap.label)
+    # The squashed photo's features describe nothing the model was trained on: none are kept for it.
+    return replace(p, p_crack=heatmap.p_max, label=heatmap.label, features=None)
 
 
 class _JoinedPaths:
@@ -79,13 +81,14 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
     patch_px = classifier.info.patch_px
     hashes: list[tuple[int, str]] = []
     predictions: list[tuple[str, float, str]] = []
+    features: list[tuple[str, bytes]] = []
     last_flush = time.monotonic()
 
     def flush():
-        workspace.set_hashes(hashes)
-        workspace.set_predictions(classifier.key, predictions)
+        workspace.set_results(classifier.key, hashes, predictions, features)
         hashes.clear()
         predictions.clear()
+        features.clear()
 
     try:
         for batch in classifier.classify(paths, cancel=cancel):
@@ -94,6 +97,8 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
             hashes.extend((ids[p.index], p.hash) for p in batch if p.hash)
             predictions.extend((p.hash, p.p_crack, classifier.stored_label(p.p_crack)) for p in batch
                                if p.p_crack is not None and p.hash)
+            features.extend((p.hash, encode_features(p.features)) for p in batch
+                            if p.features is not None and p.hash)
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 flush()
                 last_flush = time.monotonic()

@@ -10,7 +10,7 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -31,6 +31,7 @@ class Prediction:
     label: str | None  # CRACK / NO_CRACK at the threshold used
     error: str | None = None  # why the image could not be read
     size: tuple[int, int] | None = None  # (width, height) of the file as stored, before any shrinking
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)  # [D] penultimate features
 
 
 def read_and_hash(path: Path) -> tuple[bytes, str]:
@@ -59,6 +60,9 @@ class Classifier:
         self.threshold = float(threshold if threshold is not None else self.info.threshold)
         self.session = self.model.session
         self.input_name = self.session.get_inputs()[0].name
+        # Model format 2 graphs also output their penultimate features (what the site head is fitted on).
+        self.features_name = self.info.features["output"] if self.info.features else None
+        self.outputs = [self.session.get_outputs()[0].name] + ([self.features_name] if self.features_name else [])
 
     @property
     def key(self) -> str:
@@ -67,11 +71,14 @@ class Classifier:
     # -- the model alone --------------------------------------------------------------------------
     def predict_tensor(self, batch: np.ndarray) -> np.ndarray:
         """P(crack) for an NCHW float32 batch."""
-        out = self.session.run(None, {self.input_name: batch})[0]
-        out = np.asarray(out, dtype=np.float64)
-        if self.info.output == "softmax":
-            return out[:, self.info.positive_index]
-        return out.reshape(len(batch))
+        return self.run_tensor(batch)[0]
+
+    def run_tensor(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(P(crack) [N], features [N, D] or None) for an NCHW float32 batch, from one run of the graph."""
+        outs = self.session.run(self.outputs, {self.input_name: batch})
+        out = np.asarray(outs[0], dtype=np.float64)
+        p = out[:, self.info.positive_index] if self.info.output == "softmax" else out.reshape(len(batch))
+        return p, (np.asarray(outs[1], np.float32) if self.features_name else None)
 
     def label_for(self, p_crack: float) -> str:
         return predicted_label(p_crack, self.threshold)
@@ -108,16 +115,19 @@ class Classifier:
 
     def _finish_batch(self, start, paths, prepared, tensors: list[np.ndarray]) -> list[Prediction]:
         good = [i for i, (arr, _, _, _) in enumerate(prepared) if arr is not None]
-        probs = {}
+        probs, feats = {}, {}
         if good:
             batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
-            for i, p in zip(good, self.predict_tensor(batch)):
-                probs[i] = float(p)
+            p_all, f_all = self.run_tensor(batch)
+            for k, i in enumerate(good):
+                probs[i] = float(p_all[k])
+                if f_all is not None:
+                    feats[i] = f_all[k]
         results = []
         for i, (path, (_, digest, error, size)) in enumerate(zip(paths, prepared)):
             p = probs.get(i)
             results.append(Prediction(start + i, Path(path), digest, p,
-                                      self.label_for(p) if p is not None else None, error, size))
+                                      self.label_for(p) if p is not None else None, error, size, feats.get(i)))
         return results
 
     # -- the pipeline -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from .jsoncheck import FieldError
 from .preprocess import Preprocessing
 
 METADATA_KEY = "crackdesk"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an optional second output, the penultimate features (site adaptation)
 OUTPUT_KINDS = ("probability", "softmax")
 
 
@@ -37,6 +37,8 @@ class ModelInfo:
     base_model: str | None = None
     training: dict = field(default_factory=dict)  # data summary: sources, counts, split, seed, epochs, time
     metrics: dict = field(default_factory=dict)  # test-split metrics: accuracy, precision, recall, f1, auc, ...
+    features: dict | None = None  # {"output": name, "dim": D}: the graph's [N, D] penultimate features
+    site: dict | None = None  # a site model: where its head was adapted, on how many labels, how well
     path: Path | None = None  # where it was loaded from; not stored in the file
 
     @property
@@ -60,6 +62,8 @@ class ModelInfo:
             "base_model": self.base_model,
             "training": self.training,
             "metrics": self.metrics,
+            "features": self.features,
+            "site": self.site,
         }
 
     def to_json(self) -> str:
@@ -125,7 +129,18 @@ def read_fields(d: dict) -> dict:
         base_model=None if base_model is None else jsoncheck.text(base_model, "base_model"),
         training=jsoncheck.json_object(optional("training", {}), "training"),
         metrics=read_metrics(optional("metrics", {})),
+        features=read_features(optional("features", None)),
+        site=None if optional("site", None) is None else jsoncheck.json_object(d["site"], "site"),
     )
+
+
+def read_features(value) -> dict | None:
+    """Which graph output holds the penultimate features, and their width (format version 2)."""
+    if value is None:
+        return None
+    features = jsoncheck.json_object(value, "features")
+    return {"output": jsoncheck.identifier(features.get("output"), "features.output"),
+            "dim": jsoncheck.integer(features.get("dim"), "features.dim", 1, 65536)}
 
 
 def read_classes(class_names, positive) -> tuple[list[str], str]:
@@ -179,6 +194,17 @@ def validate_graph(info: ModelInfo, inputs, outputs, path=None) -> None:
     want_cols = 1 if info.output == "probability" else len(info.class_names)
     if isinstance(columns, int) and columns != want_cols:
         raise ModelError(f"the output has {columns} columns but output '{info.output}' needs {want_cols}", path)
+    if info.features is not None:
+        named = {o.name: o for o in outputs[1:]}
+        feats = named.get(info.features["output"])
+        if feats is None:
+            raise ModelError(f"the metadata declares a features output '{info.features['output']}' that the graph "
+                             f"does not have (its outputs: {', '.join(o.name for o in outputs)})", path)
+        fshape = list(feats.shape)
+        if feats.type != "tensor(float)" or len(fshape) != 2 or \
+                (isinstance(fshape[1], int) and fshape[1] != info.features["dim"]):
+            raise ModelError(f"the features output must be float32 [N, {info.features['dim']}], it is "
+                             f"{feats.type} {fshape}", path)
 
 
 def write_metadata(onnx_model, info: ModelInfo) -> None:

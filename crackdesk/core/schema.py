@@ -60,10 +60,29 @@ CREATE TABLE tile_labels(               -- human labels of tiles: corrections th
 );
 """
 
-MIGRATIONS = [V1, V2]  # MIGRATIONS[k] takes version k to k+1
-SCHEMA_VERSION = len(MIGRATIONS)
-OUR_TABLES = {"meta", "images", "labels", "predictions", "label_history", "tile_results", "tile_labels"}
+V3 = """
+CREATE TABLE features(                  -- penultimate-layer features per content and model (site adaptation)
+    hash TEXT NOT NULL, model TEXT NOT NULL,
+    vec BLOB NOT NULL,                  -- encoded by core/features.py (uint8 and a scale: ~1.3 KB for 1280-d)
+    PRIMARY KEY (hash, model)
+);
+CREATE TABLE tile_features(             -- the same for tiles of large photos that the site head needs
+    hash TEXT NOT NULL, model TEXT NOT NULL,
+    x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+    vec BLOB NOT NULL,
+    PRIMARY KEY (hash, model, x, y, w, h)
+);
+CREATE TABLE site_heads(                -- this folder's adaptation of a base model (core/site.py)
+    model TEXT PRIMARY KEY,             -- the base model's key
+    head BLOB NOT NULL,                 -- weights then bias, float64
+    labels_key TEXT NOT NULL,           -- which labels it was fitted on (a digest): stale when they change
+    summary TEXT NOT NULL,              -- JSON: label counts, cross-validated accuracy, retention
+    updated TEXT NOT NULL
+);
+"""
 
+MIGRATIONS = [V1, V2, V3]  # MIGRATIONS[k] takes version k to k+1
+SCHEMA_VERSION = len(MIGRATIONS)
 
 def schema_version(db: sqlite3.Connection, path: Path | None = None) -> int:
     if not db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():

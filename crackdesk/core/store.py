@@ -301,6 +301,24 @@ class Workspace:
             "ON CONFLICT(hash, model) DO UPDATE SET p_crack=excluded.p_crack, label=excluded.label, "
             "created=excluded.created", rows) and None, wait=wait)
 
+    def set_results(self, model_key: str, hashes, predictions, features=(), wait: bool = True):
+        """One classification flush in one transaction: image hashes (id, hash), predictions (hash, p, label)
+        and encoded features (hash, bytes) of one model."""
+        stamp = now_iso()
+        hashes = [(h, i) for i, h in hashes]
+        predictions = [(h, model_key, float(p), label, stamp) for h, p, label in predictions]
+        features = [(h, model_key, blob) for h, blob in features]
+
+        def apply(db):
+            db.executemany("UPDATE images SET hash=? WHERE id=?", hashes)
+            db.executemany("INSERT INTO predictions(hash, model, p_crack, label, created) VALUES (?,?,?,?,?) "
+                           "ON CONFLICT(hash, model) DO UPDATE SET p_crack=excluded.p_crack, label=excluded.label, "
+                           "created=excluded.created", predictions)
+            db.executemany("INSERT INTO features(hash, model, vec) VALUES (?,?,?) "
+                           "ON CONFLICT(hash, model) DO UPDATE SET vec=excluded.vec", features)
+
+        return self._write(apply, wait=wait, what="classification results")
+
     def prediction_models(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT model FROM predictions ORDER BY model")]
 
