@@ -9,17 +9,40 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from .classify import ClassifyReport, classify_into_workspace
 from .errors import CrackDeskError
 from .exchange import ensure_hashes
+from .inference import predicted_label
 from .scan import ScanResult, natural_key, scan_folder
 from .store import ImageRow, Workspace
 from .workspace_location import is_fallback
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass
+class CurrentPredictions:
+    """Rows (ImageRow: id, path, hash, human label) with their current P(crack) (NaN: not classified)."""
+
+    rows: list[ImageRow]
+    p_crack: np.ndarray
+    threshold: float
+    adapted: bool  # the site head's probabilities, not the base model's
+    n_labels: int  # the labels the site head rests on
+
+    def predicted(self, i: int) -> str | None:
+        p = self.p_crack[i]
+        return None if np.isnan(p) else predicted_label(float(p), self.threshold)
+
+    def verdict(self, i: int) -> str | None:
+        """The human label wins over the prediction."""
+        return self.rows[i].label or self.predicted(i)
 
 
 class FolderSession:
@@ -87,6 +110,13 @@ class FolderSession:
         by_path = {r.path: r for r in rows}
         placed = [by_path.pop(p) for p in order if p in by_path]
         return placed + sorted(by_path.values(), key=lambda r: natural_key(r.path))  # normally none left
+
+    def current_predictions(self, model_key: str, threshold: float) -> "CurrentPredictions":
+        """Every image's current prediction by `model_key`: what `crackdesk classify` reports for the folder,
+        the report shows and the grid colours (site-adapted once the folder has labels, see core/site.py)."""
+        rows = self.rows(model_key)
+        p = np.array([np.nan if r.p_crack is None else r.p_crack for r in rows], np.float64)
+        return CurrentPredictions(rows, p, threshold, adapted=False, n_labels=0)
 
     # -- work -------------------------------------------------------------------------------------
     def hash_missing(self, cancel: threading.Event | None = None, progress: Progress | None = None) -> int:
