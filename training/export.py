@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from crackdesk.core.errors import CrackDeskError, ModelError
+from crackdesk.core.modeledit import FEATURES_OUTPUT, add_features_output, feature_dim, find_head
 from crackdesk.core.modelformat import ModelInfo, write_metadata
 from crackdesk.core.preprocess import Preprocessing
 
@@ -29,7 +30,8 @@ PREFIX = "model."  # ProbabilityModel's attribute name, in front of every export
 
 
 def export_bytes(model: torch.nn.Module, prep: Preprocessing) -> bytes:
-    """The model (logit output) as an ONNX graph: input `image` [N,3,H,W], output `p_crack` [N,1]."""
+    """The model (logit output) as an ONNX graph: input `image` [N,3,H,W], outputs `p_crack` [N,1] and `features`
+    [N,D], the input of the final linear layer (model format 2, for the site head)."""
     wrapper = ProbabilityModel(model).eval()
     # Every sub-module stays in eval mode (BN uses running statistics), but a top-level training flag
     # stops the exporter from merging initializers that happen to hold equal values (e.g. identity BNs),
@@ -44,7 +46,19 @@ def export_bytes(model: torch.nn.Module, prep: Preprocessing) -> bytes:
                           input_names=["image"], output_names=["p_crack"],
                           dynamic_axes={"image": {0: "batch"}, "p_crack": {0: "batch"}})
     wrapper.training = False
-    return buffer.getvalue()
+    import onnx
+
+    proto = onnx.load_from_string(buffer.getvalue())
+    add_features_output(proto)
+    return proto.SerializeToString()
+
+
+def features_declaration(onnx_bytes: bytes) -> dict:
+    """The metadata's `features` entry for an exported graph."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    return {"output": FEATURES_OUTPUT, "dim": feature_dim(proto, find_head(proto))}
 
 
 def with_metadata(onnx_bytes: bytes, info: ModelInfo) -> bytes:

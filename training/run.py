@@ -133,7 +133,7 @@ def train(args, reporter, cancel) -> None:
                      patch_px=base_info.patch_px if base_info else 227,
                      description=args.description or f"{args.arch} crack / no crack classifier",
                      base_model=f"{base_info.name}@{base_info.version}" if base_info else None,
-                     training=training, metrics=test)
+                     training=training, metrics=test, features=export.features_declaration(onnx_bytes))
 
     final_session = sess
     if args.quantize:
