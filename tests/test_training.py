@@ -199,12 +199,12 @@ def test_unwritable_output_folder_is_refused(synthetic, tmp_path):
 def test_no_space_left_writes_nothing(synthetic, tmp_path, monkeypatch):
     """ENOSPC is simulated in-process (fsync of the temporary file fails as on a full disk): the
     message says so, and neither the model nor the temporary file remains."""
-    import training.export as export
+    import crackdesk.core.atomic as atomic
 
     def full_disk(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export.os, "fsync", full_disk)
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
     out = tmp_path / "m.onnx"
     rc, events, _ = run_training([str(synthetic), *FAST, "--epochs", "1", "--out", str(out), "--events"])
     assert rc == 1 and "no space left" in events[-1]["message"] and str(out) in events[-1]["message"]
@@ -228,20 +228,21 @@ def test_no_space_left_on_a_real_full_filesystem(synthetic, tmp_path):
 
 def test_output_folder_without_write_permission_is_refused(synthetic, tmp_path, monkeypatch):
     """As root cannot be denied, the permission check itself is simulated."""
-    import training.export as export
+    import crackdesk.core.atomic as atomic
 
-    monkeypatch.setattr(export.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: False)
     rc, events, _ = run_training([str(synthetic), *FAST, "--out", str(tmp_path / "m.onnx"), "--events"])
     assert rc == 1 and "permission denied" in events[-1]["message"] and str(tmp_path) in events[-1]["message"]
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    import crackdesk.core.atomic as atomic
     import training.export as export
     from crackdesk.core.errors import CrackDeskError
 
     target = tmp_path / "m.onnx"
     target.write_bytes(b"old")
-    monkeypatch.setattr(export.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
     with pytest.raises(CrackDeskError, match="nothing was written"):
         export.atomic_write(b"new", target)
     assert target.read_bytes() == b"old" and leftovers(tmp_path) == []

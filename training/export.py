@@ -8,17 +8,15 @@ weights; onnxruntime fuses Conv+BN itself when it loads the file, so inference s
 
 from __future__ import annotations
 
-import errno
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from crackdesk.core.errors import CrackDeskError, ModelError
+from crackdesk.core.atomic import atomic_write_bytes, check_output_file
+from crackdesk.core.errors import ModelError
 from crackdesk.core.modeledit import FEATURES_OUTPUT, add_features_output, feature_dim, find_head
 from crackdesk.core.modelformat import ModelInfo, write_metadata
 from crackdesk.core.preprocess import Preprocessing
@@ -115,39 +113,12 @@ def check_parity(model: torch.nn.Module, sess, images_uint8: np.ndarray, prep: P
 
 def check_output_location(out: Path) -> None:
     """Fail before training, not after, when the model cannot be written there."""
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise CrackDeskError("the output folder does not exist", folder)
-    if out.is_dir():
-        raise CrackDeskError("the output path is a folder; give a file name ending in .onnx", out)
-    if not os.access(folder, os.W_OK):
-        raise CrackDeskError("cannot write to the output folder (permission denied)", folder)
+    check_output_file(out, "model")
 
 
 def atomic_write(data: bytes, out: Path) -> None:
-    """Write to a temporary file beside `out`, then swap it in: a reader sees the old file or the whole
-    new one, never half. The temporary file is removed on any failure."""
-    out = Path(out)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent or ".")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a model file is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-        tmp = None
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise CrackDeskError(f"no space left on the device for the model ({len(data) / 1e6:.1f} MB); "
-                                 "nothing was written", out) from None
-        raise CrackDeskError(f"cannot write the model ({e.strerror or e}); nothing was written", out) from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    """The model swapped in whole (core/atomic.py): a reader sees the old file or the new one, never half."""
+    atomic_write_bytes(out, data, "model")
 
 
 def load_base(path: str | Path, arch: str, model: torch.nn.Module):

@@ -93,7 +93,7 @@ def atomic_writer(path: str | Path, mode: str = "w", what: str = "file", **open_
         tmp = None
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            raise OutputError(f"the disk is full; the {what} was not written", path) from None
+            raise OutputError(f"no space left on the device (the disk is full); the {what} was not written", path) from None
         raise OutputError(f"cannot write the {what} ({e.strerror or e}); nothing was written", path) from None
     finally:
         if tmp is not None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_copy
 from .errors import ModelError
+from .memory import load_memory, memory_path
 from .modelformat import METADATA_KEY, ModelInfo, validate_graph
 from .paths import shipped_models_dir, user_models_dir
 
@@ -99,6 +99,11 @@ class ModelEntry:
     def key(self) -> str:
         return model_key(self.info)
 
+    @property
+    def memory(self) -> Path:
+        """The replay memory beside the model file (it may not exist)."""
+        return memory_path(self.info.path)
+
 
 class ModelRegistry:
     def __init__(self, shipped_dir: Path | None = None, user_dir: Path | None = None):
@@ -161,13 +166,18 @@ class ModelRegistry:
         if target.exists() and target.resolve() != path.resolve():
             raise ModelError(f"a model {model_key(info)} is already installed; give this one another "
                              "name or version", path)
-        atomic_copy(path, target)
+        memory = memory_path(path)
+        if memory.is_file():  # model and replay memory are one unit: the memory goes first, then the model
+            load_memory(path, info.features["dim"] if info.features else None)
+            atomic_copy(memory, memory_path(target), "replay memory")
+        atomic_copy(path, target, "model")
         return ModelEntry(read_model_info(target), "user")
 
     def remove(self, entry: ModelEntry) -> None:
         if entry.source != "user":
             raise ModelError("shipped models cannot be removed", entry.path)
         entry.path.unlink(missing_ok=True)
+        memory_path(entry.path).unlink(missing_ok=True)
 
 
 def model_files(folder: Path) -> list[Path]:
@@ -190,15 +200,3 @@ def installed_file_name(info: ModelInfo) -> str:
     no leading dot, bounded length."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"{info.name}-{info.version}").lstrip(".-")[:150]
     return f"{stem or 'model'}.onnx"
-
-
-def atomic_copy(source: Path, target: Path) -> None:
-    """Copy to a temporary file beside the target, then swap it in: never a half-written model."""
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,114 @@
+"""A model's replay memory: what keeps its adaptations from forgetting, without the original dataset.
+
+It is one file beside the model, `NAME.memory.npz` next to `NAME.onnx`, and the registry moves the two as one
+unit (import, export, remove). It holds, for a few thousand of the model's own training images and a held-out
+set (derived numbers, never images):
+  features      [M, D] float16  the graph's penultimate features (what the site head is fitted on)
+  labels        [M]    uint8    1 = crack
+  holdout       [M]    bool     not for fitting: retention is measured on these
+  activations   [M, ...] float16  (optional) the input of the part deep retraining trains, e.g. MobileNetV2's
+                                  frozen blocks' output; only training reads it
+  meta          a JSON string: which model computed it, from which data, how it was chosen.
+The app reads the first three with numpy alone (np.load of an .npz reads only the arrays asked for).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_write_bytes
+from .errors import ModelError
+
+MEMORY_SUFFIX = ".memory.npz"
+
+
+def memory_path(model_path: str | Path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + MEMORY_SUFFIX)
+
+
+@dataclass
+class ReplayMemory:
+    features: np.ndarray  # float32 [M, D]
+    labels: np.ndarray  # float64 [M], 1 = crack
+    holdout: np.ndarray  # bool [M]
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def fit_features(self) -> np.ndarray:
+        return self.features[~self.holdout]
+
+    @property
+    def fit_labels(self) -> np.ndarray:
+        return self.labels[~self.holdout]
+
+    @property
+    def holdout_features(self) -> np.ndarray:
+        return self.features[self.holdout]
+
+    @property
+    def holdout_labels(self) -> np.ndarray:
+        return self.labels[self.holdout]
+
+    def describe(self) -> str:
+        return (f"{int((~self.holdout).sum()):,} images to rehearse and {int(self.holdout.sum()):,} held out "
+                f"({self.meta.get('source', 'the base model’s training data')})")
+
+
+def load_memory(model_path: str | Path, dim: int | None = None) -> ReplayMemory | None:
+    """The memory beside a model file, checked; None when the model has none. ModelError when it is unusable."""
+    path = memory_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            features = np.asarray(npz["features"], np.float32)
+            labels = np.asarray(npz["labels"]).astype(np.float64)
+            holdout = np.asarray(npz["holdout"], bool)
+            meta = json.loads(str(npz["meta"])) if "meta" in npz.files else {}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise ModelError(f"the replay memory cannot be read ({type(e).__name__}: {str(e)[:200]})", path) from None
+    m = len(labels)
+    if features.ndim != 2 or len(features) != m or holdout.shape != (m,):
+        raise ModelError(f"the replay memory's arrays do not match (features {features.shape}, labels {labels.shape},"
+                         f" holdout {holdout.shape})", path)
+    if dim is not None and features.shape[1] != dim:
+        raise ModelError(f"the replay memory holds {features.shape[1]}-d features, the model gives {dim}-d "
+                         "(it belongs to another model)", path)
+    if not np.isin(labels, (0, 1)).all() or not np.isfinite(features).all():
+        raise ModelError("the replay memory has labels other than 0/1 or non-finite features", path)
+    for part, mask in (("rehearsal", ~holdout), ("held-out", holdout)):
+        if len(set(labels[mask])) < 2:
+            raise ModelError(f"the replay memory's {part} part lacks a class", path)
+    return ReplayMemory(features, labels, holdout, meta, path)
+
+
+def save_memory(path: str | Path, features: np.ndarray, labels: np.ndarray, holdout: np.ndarray, meta: dict,
+                activations: np.ndarray | None = None) -> None:
+    """Write a memory file atomically (compressed)."""
+    arrays = {"features": np.asarray(features, np.float16), "labels": np.asarray(labels, np.uint8),
+              "holdout": np.asarray(holdout, bool), "meta": np.array(json.dumps(meta, sort_keys=True))}
+    if activations is not None:
+        arrays["activations"] = np.asarray(activations, np.float16)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue(), "replay memory")
+
+
+def load_activations(model_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(activations float32, labels, holdout) for deep retraining, or None when the memory has none."""
+    path = memory_path(model_path)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        if "activations" not in npz.files:
+            return None
+        return (np.asarray(npz["activations"], np.float32), np.asarray(npz["labels"]).astype(np.float32),
+                np.asarray(npz["holdout"], bool))
