@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
 
+    from .labels import add_parsers as add_label_parsers
+
+    add_label_parsers(sub)
+
     sub.add_parser("train", help="train or retrain a model (see crackdesk train --help)", add_help=False)
     sub.add_parser("heatmap", help="crack heatmaps of large photos (see crackdesk heatmap --help)", add_help=False)
     return parser
@@ -94,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_app(getattr(args, "folder", None), getattr(args, "model", None),
                            getattr(args, "workspace", None), getattr(args, "quit_after", None))
-        from . import commands
+        from . import commands, labels
 
-        return {"classify": commands.cmd_classify, "evaluate": commands.cmd_evaluate,
+        return {"classify": commands.cmd_classify, "evaluate": commands.cmd_evaluate, "labels": labels.cmd_labels,
                 "models": commands.cmd_models, "demo": commands.cmd_demo}[args.command](args)
 
     return guarded(run)

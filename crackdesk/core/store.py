@@ -276,6 +276,12 @@ class Workspace:
         return [dict(zip(("at", "old", "new", "source", "path"), (*r[:4], path_from_db(r[4]) if r[4] else r[4])))
                 for r in rows]
 
+    def labelled_rows(self) -> list[tuple[str, str, str]]:
+        """(path, label, updated) of every present image with a human label, in folder order."""
+        rows = self._read("SELECT i.path, l.label, l.updated FROM images i JOIN labels l ON l.hash=i.hash "
+                          "WHERE i.present=1 ORDER BY i.id")
+        return [(path_from_db(p), label, updated) for p, label, updated in rows]
+
     def labeled_files(self, skipped: list | None = None) -> list[LabeledFile]:
         """Present images with a human label, as training data (one entry per distinct content). A stored
         path that points outside the folder is never read; it goes to `skipped` as (path, reason)."""
