@@ -138,6 +138,20 @@ class Workspace:
                                  self.db_path)
         return self.folder / relpath
 
+    # -- settings of this folder (the meta table) -------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str | None, wait: bool = True):
+        if key == "schema_version":
+            raise ValueError("the schema version is the migrations' to set")
+        if value is None:
+            return self._write(lambda db: db.execute("DELETE FROM meta WHERE key=?", (key,)) and None, wait=wait)
+        return self._write(lambda db: db.execute("INSERT INTO meta(key, value) VALUES (?,?) ON CONFLICT(key) "
+                                                 "DO UPDATE SET value=excluded.value", (key, value)) and None,
+                           wait=wait)
+
     # -- images -----------------------------------------------------------------------------------
     def sync(self, scanned: Iterable[ScannedFile]) -> int:
         """Bring the image table in line with a folder scan; returns the number of new images.

@@ -1,0 +1,54 @@
+"""Every image's stored features of one model, held as the workspace stores them (uint8 codes, a scale and an
+offset per row: 1.3 KB an image, 51 MB at 40,000 images instead of 205 MB as float32), and scored in
+chunks: a site head's P(crack) for 40,000 images is one pass of matrix-vector products, ~30 ms on 2 cores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK = 4096
+
+
+class FeatureMatrix:
+    def __init__(self, n: int, dim: int):
+        self.codes = np.zeros((n, dim), np.uint8)
+        self.scale = np.zeros(n, np.float32)
+        self.offset = np.zeros(n, np.float32)
+        self.present = np.zeros(n, bool)  # which rows have features (classified by a format-2 model)
+
+    @property
+    def dim(self) -> int:
+        return self.codes.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def set_row(self, row: int, blob: bytes) -> None:
+        """Fill a row from a stored vector (core/features.py layout) without decoding it to floats."""
+        layout = blob[0]
+        self.scale[row] = np.frombuffer(blob, np.float32, 1, 1)[0]
+        start = 5 if layout == 0 else 9
+        self.offset[row] = 0.0 if layout == 0 else np.frombuffer(blob, np.float32, 1, 5)[0]
+        codes = np.frombuffer(blob, np.uint8, offset=start)
+        if len(codes) != self.dim:
+            raise ValueError(f"a stored feature vector has {len(codes)} values, the model gives {self.dim}")
+        self.codes[row] = codes
+        self.present[row] = True
+
+    def rows(self, index) -> np.ndarray:
+        """float32 features of some rows (for fitting: the labelled ones)."""
+        index = np.asarray(index)
+        return self.codes[index].astype(np.float32) * self.scale[index, None] + self.offset[index, None]
+
+    def logits(self, weights: np.ndarray, bias: float) -> np.ndarray:
+        """features . weights + bias for every row (NaN where a row has no features)."""
+        w = np.asarray(weights, np.float32)
+        w_sum = float(w.sum())
+        out = np.full(len(self), np.nan)
+        for start in range(0, len(self), CHUNK):
+            part = slice(start, start + CHUNK)
+            dots = self.codes[part].astype(np.float32) @ w
+            out[part] = dots * self.scale[part] + self.offset[part] * w_sum + bias
+        out[~self.present] = np.nan
+        return out
