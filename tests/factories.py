@@ -121,17 +121,40 @@ def set_raw_metadata(path: Path, document) -> Path:
     return path
 
 
-def write_images(folder: Path, count: int, seed: int = 0, size=(64, 64), crack_every: int = 2) -> list[Path]:
-    """Small synthetic images: every `crack_every`-th one has a dark diagonal line."""
+def write_images(folder: Path, count: int, seed: int = 0, size=(64, 64), crack_every: int = 2,
+                 tint=(1.0, 1.0, 1.0), prefix: str = "img") -> list[Path]:
+    """Small synthetic images: every `crack_every`-th one has a dark diagonal line. `tint` scales the channels
+    (a "site" whose surface the tiny models have not seen)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        a = (rng.normal(170, 12, (size[1], size[0], 3))).clip(0, 255).astype(np.uint8)
+        a = (rng.normal(170, 12, (size[1], size[0], 3)) * np.asarray(tint)).clip(0, 255).astype(np.uint8)
         if i % crack_every == 0:
             for t in range(min(size)):
                 a[t, t, :] = 20
-        path = folder / f"img_{i:03d}.png"
+        path = folder / f"{prefix}_{i:03d}.png"
         Image.fromarray(a).save(path)
         paths.append(path)
     return paths
+
+
+def make_adaptable_model(folder: Path, name: str = "tinyf") -> Path:
+    """A model-format-2 graph with a replay memory beside it, as every shipped model has: the memory holds the
+    features of grey contrast images (the base model's own world), labelled as the base model sees them."""
+    from crackdesk.core.inference import classify_all
+    from crackdesk.core.memory import memory_path, save_memory
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = make_feature_model(folder / f"{name}.onnx", info=tiny_info(name=name, features={"output": "features",
+                                                                                          "dim": FEATURES_DIM}))
+    images = write_images(folder / "memory-images", 80, seed=11, crack_every=2)
+    results = classify_all(model, images)
+    labels = np.array([i % 2 == 0 for i in range(len(images))], np.uint8)
+    holdout = np.arange(len(images)) % 5 == 4  # both classes in each part
+    save_memory(memory_path(model), np.stack([r.features for r in results]), labels, holdout,
+                {"source": "tests: grey contrast images"})
+    for image in images:
+        image.unlink()
+    (folder / "memory-images").rmdir()
+    return model

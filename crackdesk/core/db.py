@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from .errors import WorkspaceError
@@ -60,6 +61,11 @@ def workspace_error(error: BaseException, path: str | Path, doing: str = "save t
         reason = f"SQLite: {text}"
     suffix = "; nothing was changed" if doing == "save to" else ""
     return WorkspaceError(f"cannot {doing} the workspace: {reason}{suffix}", path)
+
+
+def now_iso() -> str:
+    """The workspace's timestamps: UTC, ISO 8601, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # -- file names ------------------------------------------------------------------------------------

@@ -90,6 +90,16 @@ def head_weights(model) -> tuple[np.ndarray, float]:
     return w[0].copy(), float(b)
 
 
+def read_head(path) -> tuple[np.ndarray, float]:
+    """The final layer of a model file: (w [D], b)."""
+    import onnx
+
+    try:
+        return head_weights(onnx.load(str(path)))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read the model's weights ({e})", path) from None
+
+
 def set_head(model, weights: np.ndarray, bias: float) -> None:
     """Replace the final layer's weights [D] and bias in place (same shapes, float32)."""
     from onnx import numpy_helper

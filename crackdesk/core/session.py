@@ -24,6 +24,7 @@ from .store import ImageRow, Workspace
 from .workspace_location import is_fallback
 
 Progress = Callable[[int, int], None]
+ACTIVE_MODEL = "active_model"  # workspace meta key: the model this folder is classified with
 
 
 @dataclass
@@ -35,6 +36,7 @@ class CurrentPredictions:
     threshold: float
     adapted: bool  # the site head's probabilities, not the base model's
     n_labels: int  # the labels the site head rests on
+    state: object = None  # the SiteState behind them (core/site.py), when adapted
 
     def predicted(self, i: int) -> str | None:
         p = self.p_crack[i]
@@ -54,6 +56,9 @@ class FolderSession:
         self.workspace_path = Path(workspace_path) if workspace_path else None
         self.scanned: ScanResult | None = None
         self.workspace: Workspace | None = None
+        self.entry = None  # the folder's model (a ModelEntry), see use_model
+        self._adapter = None
+        self.adaptation_problem: str | None = None
 
     @classmethod
     def open(cls, folder, workspace_path=None, cancel: threading.Event | None = None) -> "FolderSession":
@@ -111,12 +116,63 @@ class FolderSession:
         placed = [by_path.pop(p) for p in order if p in by_path]
         return placed + sorted(by_path.values(), key=lambda r: natural_key(r.path))  # normally none left
 
-    def current_predictions(self, model_key: str, threshold: float) -> "CurrentPredictions":
-        """Every image's current prediction by `model_key`: what `crackdesk classify` reports for the folder,
-        the report shows and the grid colours (site-adapted once the folder has labels, see core/site.py)."""
-        rows = self.rows(model_key)
+    # -- the folder's model and its site adaptation -------------------------------------------------
+    def remembered_model(self) -> str | None:
+        """The model this folder was last classified with (a key or a file path), if any."""
+        return self._ws().meta(ACTIVE_MODEL)
+
+    def use_model(self, entry, remember: bool = True) -> None:
+        """Make `entry` (a ModelEntry) this folder's model; remembered in the workspace, not globally."""
+        if self.entry is not None and self.entry.key == entry.key and self.entry.path == entry.path:
+            return
+        self.entry, self._adapter, self.adaptation_problem = entry, None, None
+        if remember and self.workspace is not None:
+            self.workspace.set_meta(ACTIVE_MODEL, str(entry.path) if entry.source == "file" else entry.key)
+
+    def adapter(self):
+        """The site adapter of the folder's model, created on first use; None when the model cannot be adapted
+        (`adaptation_problem` then says why)."""
+        if self._adapter is None and self.adaptation_problem is None and self.entry is not None:
+            from .modeledit import read_head
+            from .site import AdaptationUnavailable, SiteAdapter
+
+            try:
+                self._adapter = SiteAdapter(self._ws(), self.entry.info, self.entry.key,
+                                            read_head(self.entry.path))
+            except AdaptationUnavailable as e:
+                self.adaptation_problem = str(e)
+        return self._adapter
+
+    def adapt(self, ids=None, cancel: threading.Event | None = None, full: bool = True):
+        """Refit the site head on the folder's labels (features of `ids`, default every image, are loaded first
+        if needed); the SiteState, or None when the model cannot be adapted."""
+        adapter = self.adapter()
+        if adapter is None:
+            return None
+        if ids is not None or len(adapter.ids) == 0:
+            if ids is None:
+                ids = np.array([r.id for r in self.rows()], np.int64)
+            adapter.load_features(ids)
+        return adapter.refit(cancel, full)
+
+    def current_predictions(self, model_key: str | None = None, threshold: float | None = None,
+                            adapt: bool = True) -> "CurrentPredictions":
+        """Every image's current prediction: what `crackdesk classify` reports for the folder, the report shows
+        and the grid colours. Site-adapted when the folder's model has labels to adapt to (and `adapt`); images
+        without stored features keep the base model's probability."""
+        entry = self.entry
+        key = model_key or (entry.key if entry else None)
+        rows = self.rows(key)
         p = np.array([np.nan if r.p_crack is None else r.p_crack for r in rows], np.float64)
-        return CurrentPredictions(rows, p, threshold, adapted=False, n_labels=0)
+        threshold = threshold if threshold is not None else (entry.info.threshold if entry else 0.5)
+        if adapt and entry is not None and key == entry.key:
+            state = self.adapt(np.array([r.id for r in rows], np.int64))
+            if state is not None and state.adapted:
+                site = self._adapter.probabilities(state)
+                known = ~np.isnan(site) & ~np.isnan(p)  # never a site probability for an unclassified image
+                p[known] = site[known]
+                return CurrentPredictions(rows, p, threshold, True, state.n_labels, state)
+        return CurrentPredictions(rows, p, threshold, False, 0, None)
 
     # -- work -------------------------------------------------------------------------------------
     def hash_missing(self, cancel: threading.Event | None = None, progress: Progress | None = None) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -21,17 +20,14 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .datasets import CRACK, LABELS, NO_CRACK, LabeledFile
-from .db import connect, path_from_db, path_to_db, workspace_error
+from .db import connect, now_iso, path_from_db, path_to_db, workspace_error
 from .errors import CrackDeskError, WorkspaceError
 from .hashing import file_hash
 from .scan import ScannedFile
 from .schema import SCHEMA_VERSION
+from .site_store import SiteStore
 from .workspace_location import default_workspace_path
 from .writer import WorkspaceWriter
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class _Reader:
     __del__ = close
 
 
-class Workspace:
+class Workspace(SiteStore):
     def __init__(self, folder: str | Path, db_path: str | Path | None = None):
         self.folder = Path(folder).resolve()
         self.db_path = Path(db_path) if db_path else default_workspace_path(self.folder)
@@ -120,6 +116,15 @@ class Workspace:
     def _read(self, sql: str, args=()) -> list:
         try:
             return self._reader().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise workspace_error(e, self.db_path, "read") from None
+
+    def _iterate(self, sql: str, args=(), batch: int = 512):
+        """Rows of a query a batch at a time (for large results: never all of them in one list)."""
+        try:
+            cursor = self._reader().execute(sql, args)
+            while rows := cursor.fetchmany(batch):
+                yield from rows
         except sqlite3.Error as e:
             raise workspace_error(e, self.db_path, "read") from None
 

@@ -1,0 +1,200 @@
+"""The folder's site adaptation: the base model's head refitted, live, on the folder's human labels plus the
+model's replay memory, so every correction improves the rest of the folder and nothing is forgotten.
+
+`SiteAdapter` is the Qt-free state of one folder and base model: the features of every image (as the
+workspace stores them), the labels, the memory and the current site head. The session owns it; the CLI calls
+it directly, the GUI from worker threads (one refit at a time: `refit` is serialised by a lock). The base
+model file is never modified; the head lives in the workspace (`site_heads`) and is reused when the folder is
+reopened with the same labels. The maths is in `sitehead.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import features as features_codec
+from . import sitehead
+from .datasets import CRACK
+from .errors import CrackDeskError, ModelError
+from .estimates import Accuracy
+from .feature_matrix import FeatureMatrix
+from .memory import ReplayMemory, load_memory
+from .modelformat import ModelInfo
+from .store import Workspace
+
+
+class AdaptationUnavailable(CrackDeskError):
+    """This base model cannot be adapted (no features output, no replay memory); the reason says which."""
+
+
+@dataclass
+class SiteState:
+    """One refit's outcome: what the GUI shows and the CLI prints."""
+
+    head: sitehead.Head | None  # None: no labels, the base model alone
+    n_labels: int = 0
+    n_crack: int = 0
+    n_tiles: int = 0  # of the labels, how many are tiles of large photos
+    cv: Accuracy | None = None  # cross-validated accuracy on this folder's labels
+    retention: tuple[Accuracy, Accuracy] | None = None  # base and site head on the memory's held-out part
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. labelled images without features
+
+    @property
+    def adapted(self) -> bool:
+        return self.head is not None
+
+    def summary(self) -> str:
+        if self.head is None:
+            return "base model (no labels in this folder yet)"
+        parts = [f"site-adapted on {self.n_labels:,} labels ({self.n_crack:,} crack, "
+                 f"{self.n_labels - self.n_crack:,} no crack)"]
+        if self.cv is not None:
+            parts.append("this site: " + self.cv.text("cross-validated accuracy"))
+        if self.retention is not None:
+            base, site = self.retention
+            parts.append(f"concrete: {100 * base.value:.1f}% -> {100 * site.value:.1f}% "
+                         f"(replay memory, {site.n:,} held out)")
+        return "; ".join(parts)
+
+    def to_json(self) -> str:
+        return json.dumps({"n_labels": self.n_labels, "n_crack": self.n_crack, "n_tiles": self.n_tiles,
+                           "cv": None if self.cv is None else [self.cv.correct, self.cv.n, self.cv.n_crack,
+                                                               self.cv.n_no_crack],
+                           "retention": None if self.retention is None else
+                           [[a.correct, a.n] for a in self.retention], "notes": self.notes})
+
+    @classmethod
+    def from_json(cls, head, text: str) -> "SiteState":
+        d = json.loads(text)
+        cv = Accuracy(*d["cv"]) if d.get("cv") else None
+        retention = tuple(Accuracy(*a) for a in d["retention"]) if d.get("retention") else None
+        return cls(head, d["n_labels"], d["n_crack"], d.get("n_tiles", 0), cv, retention, 0.0, d.get("notes", []))
+
+
+def check_adaptable(info: ModelInfo) -> ReplayMemory:
+    """The base model's replay memory, or AdaptationUnavailable saying why adaptation cannot work."""
+    if info.features is None:
+        raise AdaptationUnavailable(f"site adaptation is unavailable for {info.name} {info.version}: the model "
+                                    "has no features output (model format 1); export it with a current CrackDesk, "
+                                    "or use a shipped model", info.path)
+    try:
+        memory = load_memory(info.path, info.features["dim"])
+    except ModelError as e:
+        raise AdaptationUnavailable(f"site adaptation is unavailable: {e.reason}", e.path) from None
+    if memory is None:
+        raise AdaptationUnavailable(f"site adaptation is unavailable for {info.name} {info.version}: it has no "
+                                    "replay memory (a .memory.npz beside the model), so adapting it would forget "
+                                    "concrete", info.path)
+    return memory
+
+
+class SiteAdapter:
+    def __init__(self, workspace: Workspace, info: ModelInfo, model_key: str, base_head: tuple[np.ndarray, float]):
+        self.workspace, self.info, self.model_key = workspace, info, model_key
+        self.memory = check_adaptable(info)
+        self.base = sitehead.Head(np.asarray(base_head[0], np.float64), float(base_head[1]), info.threshold)
+        self.ids = np.zeros(0, np.int64)
+        self.features = FeatureMatrix(0, info.features["dim"])
+        self.state = SiteState(None)
+        self._classifier = None  # the base model, loaded only to compute features nobody stored yet
+        self._lock = threading.Lock()
+
+    # -- features of the folder's images ---------------------------------------------------------
+    def load_features(self, ids: np.ndarray) -> None:
+        """Read every stored feature vector of the base model for these image ids (the grid's order)."""
+        ids = np.asarray(ids, np.int64)
+        matrix = FeatureMatrix(len(ids), self.features.dim)
+        position = {int(i): k for k, i in enumerate(ids.tolist())}
+        for image_id, blob in self.workspace.feature_rows(self.model_key):
+            k = position.get(image_id)
+            if k is not None:
+                matrix.set_row(k, blob)
+        with self._lock:
+            self.ids, self.features = ids, matrix
+
+    def update_features(self, rows: list[tuple[int, bytes]]) -> None:
+        """Newly classified images' features (image id, stored bytes)."""
+        with self._lock:
+            position = {int(i): k for k, i in enumerate(self.ids.tolist())}
+            for image_id, blob in rows:
+                k = position.get(image_id)
+                if k is not None:
+                    self.features.set_row(k, blob)
+
+    # -- the refit -------------------------------------------------------------------------------
+    def labels_key(self, labelled: list[tuple[str, str]]) -> str:
+        text = "\n".join(f"{h}:{label}" for h, label in sorted(labelled)) + f"|{self.model_key}|" \
+            + str(self.memory.meta.get("id", len(self.memory.labels)))
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def refit(self, cancel: threading.Event | None = None, full: bool = True) -> SiteState:
+        """Fit the site head on the folder's labels (none held back) plus the replay memory; with `full`, also
+        cross-validate it and measure retention. Reuses the stored head when the labels have not changed."""
+        with self._lock:
+            started = time.perf_counter()
+            labelled, missing, missing_tiles = self.workspace.labelled_features(self.model_key)
+            notes = []
+            if missing or missing_tiles:  # labelled before being classified by this model: compute them now
+                notes = self._compute_missing(missing, missing_tiles)
+                labelled, _, _ = self.workspace.labelled_features(self.model_key)
+            if not labelled:
+                self.workspace.set_site_head(self.model_key, None)
+                self.state = SiteState(None, notes=notes)
+                return self.state
+            hashes = [(h, label) for h, label, _ in labelled]
+            key = self.labels_key(hashes)
+            stored = self.workspace.site_head(self.model_key)
+            if stored is not None and stored[1] == key:
+                w, b = stored[0]
+                self.state = SiteState.from_json(sitehead.Head(w, b, self.base.threshold), stored[2])
+                return self.state
+            X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
+            y = np.array([label == CRACK for _, label, _ in labelled], np.float64)
+            previous = self.state.head
+            head = sitehead.fit(X, y, self.memory, self.base, start=previous)
+            state = SiteState(head, len(y), int(y.sum()), sum("#" in h for h, _ in hashes), notes=notes)
+            if full and not (cancel is not None and cancel.is_set()):
+                state.cv = sitehead.cross_validate(X, y, self.memory, self.base)
+                state.retention = sitehead.retention(head, self.base, self.memory)
+            state.seconds = time.perf_counter() - started
+            self.workspace.set_site_head(self.model_key, (head.weights, head.bias, key, state.to_json()))
+            self.state = state
+            return state
+
+    def _compute_missing(self, images: list[tuple[int, str]], tiles: list) -> list[str]:
+        """Features of labelled images (and tiles) the model has not seen yet, computed and stored now."""
+        from .inference import Classifier
+        from .tile_features import tile_feature_rows
+
+        if self._classifier is None:
+            self._classifier = Classifier(self.info.path)
+        notes = []
+        if images:
+            paths = [self.workspace.abspath(path) for _, path in images]
+            rows = []
+            for batch in self._classifier.classify(paths):
+                for p in batch:
+                    if p.features is not None and p.hash:
+                        rows.append((p.hash, features_codec.encode(p.features)))
+                    elif p.error:
+                        notes.append(f"{images[p.index][1]}: {p.error} (its label is not used)")
+            self.workspace.set_features(self.model_key, rows)
+        if tiles:
+            rows, problems = tile_feature_rows(self._classifier, self.workspace, tiles)
+            self.workspace.set_tile_features(self.model_key, rows)
+            notes += problems
+        return notes
+
+    # -- predictions -----------------------------------------------------------------------------
+    def probabilities(self, state: SiteState | None = None) -> np.ndarray:
+        """P(crack) of every image under the current head (NaN for images without features)."""
+        state = state or self.state
+        head = state.head or self.base
+        return sitehead.sigmoid(self.features.logits(head.weights, head.bias))
