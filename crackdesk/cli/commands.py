@@ -6,9 +6,11 @@ import json
 import sys
 import time
 
+import numpy as np
+
 from ..core.atomic import check_output_file
 from ..core.datasets import CRACK, load_class_folders
-from ..core.errors import CrackDeskError
+from ..core.errors import CrackDeskError, ModelError
 from ..core.inference import Classifier
 from ..core.metrics import binary_metrics
 from ..core.models import ModelRegistry, load_model
@@ -23,10 +25,26 @@ def load_classifier(name_or_path: str | None, threshold: float | None = None) ->
     return Classifier(load_model(entry.path, spinning=False), threshold=threshold)
 
 
+def folder_model(session, requested: str | None, registry: ModelRegistry | None = None):
+    """The model for this folder: the one asked for (remembered from then on), else the one the folder was last
+    classified with, else the default. Remembered per folder, never globally."""
+    registry = registry or ModelRegistry()
+    remembered = None if requested else session.remembered_model()
+    try:
+        entry = registry.find(requested or remembered)
+    except ModelError:
+        if not remembered:
+            raise
+        print(f"note: this folder's model {remembered} is no longer available; using the default",
+              file=sys.stderr)
+        entry = registry.find(None)
+    session.use_model(entry)
+    return entry
+
+
 def cmd_classify(args) -> int:
     if args.csv:
         check_output_file(args.csv, "CSV")  # before the run, not after it
-    classifier = load_classifier(args.model, args.threshold)
     started = time.perf_counter()
     with FolderSession.open(args.folder, args.workspace) as session:
         folder = session.folder
@@ -38,31 +56,42 @@ def cmd_classify(args) -> int:
             print(f"crackdesk: {printable(str(args.folder))}: no images found (looked for {', '.join(_suffixes())})",
                   file=sys.stderr)
             return 1
+        entry = folder_model(session, args.model)
+        classifier = Classifier(load_model(entry.path, spinning=False), threshold=args.threshold)
         bar = ProgressBar(len(rows), "classify")
-        results: dict[int, tuple[float, str]] = {}
-
-        def on_batch(pairs, done, total):
-            for image_id, p in pairs:
-                if p.p_crack is not None:
-                    results[image_id] = (p.p_crack, p.label)
-            bar.update(done)
-
         try:
-            report = session.classify(classifier, [(r.id, r.path) for r in rows], on_batch=on_batch)
+            report = session.classify(classifier, [(r.id, r.path) for r in rows],
+                                      on_batch=lambda pairs, done, total: bar.update(done))
         finally:
             bar.close()
-    seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        current = session.current_predictions(entry.key, classifier.threshold, adapt=not args.no_adapt)
+        how = adaptation_note(session, current, args.no_adapt)
     for path, reason in report.errors:
         print(f"unreadable: {printable(str(folder / path))}: {reason}", file=sys.stderr)
+    done = [i for i in range(len(current.rows)) if not np.isnan(current.p_crack[i])]
     if args.csv:
         write_csv(args.csv, ["path", "label", "p_crack", "model"],
-                  ((str(folder / r.path), results[r.id][1], f"{results[r.id][0]:.6f}", classifier.key)
-                   for r in rows if r.id in results))
+                  ((str(folder / current.rows[i].path), current.predicted(i), f"{current.p_crack[i]:.6f}",
+                    classifier.key) for i in done))
+    crack = sum(current.predicted(i) == CRACK for i in done)
     rate = report.classified / seconds if seconds > 0 else 0.0
-    print(f"{report.total + skipped} images: {report.crack} crack, {report.classified - report.crack} no crack, "
-          f"{len(report.errors) + skipped} unreadable; {rate:.0f} images/s with {classifier.key} "
+    print(f"{report.total + skipped} images: {crack} crack, {len(done) - crack} no crack, "
+          f"{len(report.errors) + skipped} unreadable; {rate:.0f} images/s with {classifier.key} {how} "
           f"(threshold {classifier.threshold:.3f})", file=sys.stderr)
     return 0 if report.classified else 1
+
+
+def adaptation_note(session, current, refused: bool) -> str:
+    """How the predictions were made, for a summary line: site-adapted on N labels, or why not."""
+    if current.adapted:
+        return f"site-adapted on {current.n_labels:,} labels"
+    if refused:
+        return "alone (--no-adapt)"
+    if session.adaptation_problem:
+        print(f"note: {session.adaptation_problem}", file=sys.stderr)
+        return "alone (cannot be adapted)"
+    return "alone (no labels in this folder yet)"
 
 
 def report_scan_problems(session) -> int:

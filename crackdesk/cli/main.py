@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="OUT", help="also write path,label,p_crack,model to this CSV file")
     p.add_argument("--threshold", type=_probability, help="decision threshold on P(crack) (default: the model's)")
     p.add_argument("--workspace", metavar="W", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")
+    p.add_argument("--no-adapt", action="store_true",
+                   help="the base model alone, even when the folder has labels to adapt it to")
 
     p = sub.add_parser("evaluate", help="accuracy of a model on a folder with class sub-folders")
     p.add_argument("folder", help="folder with Positive/ and Negative/ (or crack/ and no_crack/ ...) sub-folders")

@@ -133,12 +133,10 @@ class FolderSession:
         """The site adapter of the folder's model, created on first use; None when the model cannot be adapted
         (`adaptation_problem` then says why)."""
         if self._adapter is None and self.adaptation_problem is None and self.entry is not None:
-            from .modeledit import read_head
             from .site import AdaptationUnavailable, SiteAdapter
 
             try:
-                self._adapter = SiteAdapter(self._ws(), self.entry.info, self.entry.key,
-                                            read_head(self.entry.path))
+                self._adapter = SiteAdapter(self._ws(), self.entry.info, self.entry.key)
             except AdaptationUnavailable as e:
                 self.adaptation_problem = str(e)
         return self._adapter

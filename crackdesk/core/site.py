@@ -25,6 +25,7 @@ from .errors import CrackDeskError, ModelError
 from .estimates import Accuracy
 from .feature_matrix import FeatureMatrix
 from .memory import ReplayMemory, load_memory
+from .modeledit import read_head
 from .modelformat import ModelInfo
 from .store import Workspace
 
@@ -96,10 +97,14 @@ def check_adaptable(info: ModelInfo) -> ReplayMemory:
 
 
 class SiteAdapter:
-    def __init__(self, workspace: Workspace, info: ModelInfo, model_key: str, base_head: tuple[np.ndarray, float]):
+    def __init__(self, workspace: Workspace, info: ModelInfo, model_key: str):
         self.workspace, self.info, self.model_key = workspace, info, model_key
         self.memory = check_adaptable(info)
-        self.base = sitehead.Head(np.asarray(base_head[0], np.float64), float(base_head[1]), info.threshold)
+        try:
+            weights, bias = read_head(info.path)
+        except ModelError as e:
+            raise AdaptationUnavailable(f"site adaptation is unavailable: {e.reason}", info.path) from None
+        self.base = sitehead.Head(np.asarray(weights, np.float64), float(bias), info.threshold)
         self.ids = np.zeros(0, np.int64)
         self.features = FeatureMatrix(0, info.features["dim"])
         self.state = SiteState(None)
