@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .labels import add_parsers as add_label_parsers
 
     add_label_parsers(sub)
+    from .site import add_parsers as add_site_parsers
+
+    add_site_parsers(sub)
 
     sub.add_parser("train", help="train or retrain a model (see crackdesk train --help)", add_help=False)
     sub.add_parser("heatmap", help="crack heatmaps of large photos (see crackdesk heatmap --help)", add_help=False)
@@ -100,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_app(getattr(args, "folder", None), getattr(args, "model", None),
                            getattr(args, "workspace", None), getattr(args, "quit_after", None))
-        from . import commands, labels
+        from . import commands, labels, site
 
         return {"classify": commands.cmd_classify, "evaluate": commands.cmd_evaluate, "labels": labels.cmd_labels,
-                "models": commands.cmd_models, "demo": commands.cmd_demo}[args.command](args)
+                "models": commands.cmd_models, "demo": commands.cmd_demo,
+                "export-model": site.cmd_export_model}[args.command](args)
 
     return guarded(run)
 

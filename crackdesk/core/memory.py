@@ -6,8 +6,8 @@ set (derived numbers, never images):
   features      [M, D] float16  the graph's penultimate features (what the site head is fitted on)
   labels        [M]    uint8    1 = crack
   holdout       [M]    bool     not for fitting: retention is measured on these
-  activations   [M, ...] float16  (optional) the input of the part deep retraining trains, e.g. MobileNetV2's
-                                  frozen blocks' output; only training reads it
+  activations   [K, ...] float16  (optional) the input of the part deep retraining trains, e.g. MobileNetV2's
+                                  frozen blocks' output, for the first K <= M rows; only training reads it
   meta          a JSON string: which model computed it, from which data, how it was chosen.
 The app reads the first three with numpy alone (np.load of an .npz reads only the arrays asked for).
 """
@@ -110,5 +110,6 @@ def load_activations(model_path: str | Path) -> tuple[np.ndarray, np.ndarray, np
     with np.load(path, allow_pickle=False) as npz:
         if "activations" not in npz.files:
             return None
-        return (np.asarray(npz["activations"], np.float32), np.asarray(npz["labels"]).astype(np.float32),
-                np.asarray(npz["holdout"], bool))
+        activations = np.asarray(npz["activations"], np.float32)
+        k = len(activations)  # the first K rows (a site model's own examples have features only)
+        return activations, np.asarray(npz["labels"][:k]).astype(np.float32), np.asarray(npz["holdout"][:k], bool)
