@@ -155,6 +155,11 @@ class ModelRegistry:
             raise ModelError(f"no model named {name!r} (available: {known}; or give the path of an .onnx file)")
         return matches[-1]
 
+    def default(self) -> ModelEntry | None:
+        """The model a new folder starts with: the default shipped one, else the first there is."""
+        entries = self.entries()
+        return next((e for e in entries if e.info.name == DEFAULT_MODEL), entries[0] if entries else None)
+
     def import_model(self, path: str | Path) -> ModelEntry:
         """Validate a model file and copy it into the user's model folder (atomically)."""
         path = Path(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ from .modelformat import ModelInfo
 from .store import Workspace
 
 
+RECENT_HEADS = 32
+
+
 class AdaptationUnavailable(CrackDeskError):
     """This base model cannot be adapted (no features output, no replay memory); the reason says which."""
 
@@ -46,6 +50,8 @@ class SiteState:
     retention: tuple[Accuracy, Accuracy] | None = None  # base and site head on the memory's held-out part
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. labelled images without features
+    key: str = ""  # which labels it was fitted on (SiteAdapter.labels_key)
+    training: tuple | None = field(default=None, repr=False)  # (X, y) it was fitted on, until assessed
 
     @property
     def adapted(self) -> bool:
@@ -109,6 +115,7 @@ class SiteAdapter:
         self.features = FeatureMatrix(0, info.features["dim"])
         self.state = SiteState(None)
         self._classifier = None  # the base model, loaded only to compute features nobody stored yet
+        self._recent: OrderedDict[str, SiteState] = OrderedDict()  # heads by labels: undo and redo are instant
         self._lock = threading.Lock()
 
     # -- features of the folder's images ---------------------------------------------------------
@@ -140,8 +147,8 @@ class SiteAdapter:
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def refit(self, cancel: threading.Event | None = None, full: bool = True) -> SiteState:
-        """Fit the site head on the folder's labels (none held back) plus the replay memory; with `full`, also
-        cross-validate it and measure retention. Reuses the stored head when the labels have not changed."""
+        """Fit the site head on the folder's labels (none held back) plus the replay memory, and with `full` also
+        `assess` it. Reuses the stored head (and its figures) when the labels have not changed."""
         with self._lock:
             started = time.perf_counter()
             labelled, missing, missing_tiles = self.workspace.labelled_features(self.model_key)
@@ -153,25 +160,49 @@ class SiteAdapter:
                 self.workspace.set_site_head(self.model_key, None)
                 self.state = SiteState(None, notes=notes)
                 return self.state
-            hashes = [(h, label) for h, label, _ in labelled]
-            key = self.labels_key(hashes)
+            keys = [(h, label) for h, label, _ in labelled]
+            key = self.labels_key(keys)
+            if key in self._recent:  # an undo or redo: the very head that was shown before, at once
+                self._recent.move_to_end(key)
+                self.state = self._recent[key]
+                if self.workspace.site_head(self.model_key) is None or \
+                        self.workspace.site_head(self.model_key)[1] != key:
+                    self._store(self.state)
+                return self.state
             stored = self.workspace.site_head(self.model_key)
             if stored is not None and stored[1] == key:
                 w, b = stored[0]
                 self.state = SiteState.from_json(sitehead.Head(w, b, self.base.threshold), stored[2])
+                self.state.key = key
                 return self.state
             X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
             y = np.array([label == CRACK for _, label, _ in labelled], np.float64)
-            previous = self.state.head
-            head = sitehead.fit(X, y, self.memory, self.base, start=previous)
-            state = SiteState(head, len(y), int(y.sum()), sum("#" in h for h, _ in hashes), notes=notes)
-            if full and not (cancel is not None and cancel.is_set()):
-                state.cv = sitehead.cross_validate(X, y, self.memory, self.base)
-                state.retention = sitehead.retention(head, self.base, self.memory)
+            head = sitehead.fit(X, y, self.memory, self.base, start=self.state.head)
+            state = SiteState(head, len(y), int(y.sum()), sum("#" in h for h, _ in keys), notes=notes)
+            state.key, state.training = key, (X, y)
             state.seconds = time.perf_counter() - started
-            self.workspace.set_site_head(self.model_key, (head.weights, head.bias, key, state.to_json()))
             self.state = state
+        return self.assess(state, cancel) if full else state
+
+    def assess(self, state: SiteState, cancel: threading.Event | None = None) -> SiteState:
+        """Cross-validated accuracy on the folder's labels and retention on the memory's held-out part (the
+        slower half of a refit: the GUI shows the new probabilities first), then store the head with them."""
+        if state.head is None or state.training is None:
             return state
+        X, y = state.training
+        if not (cancel is not None and cancel.is_set()):
+            state.cv = sitehead.cross_validate(X, y, self.memory, self.base)
+            state.retention = sitehead.retention(state.head, self.base, self.memory)
+        with self._lock:
+            self._recent[state.key] = state
+            while len(self._recent) > RECENT_HEADS:
+                self._recent.popitem(last=False)
+            if self.state is state:  # not overtaken by a newer refit meanwhile
+                self._store(state)
+        return state
+
+    def _store(self, state: SiteState) -> None:
+        self.workspace.set_site_head(self.model_key, (state.head.weights, state.head.bias, state.key, state.to_json()))
 
     def _compute_missing(self, images: list[tuple[int, str]], tiles: list) -> list[str]:
         """Features of labelled images (and tiles) the model has not seen yet, computed and stored now."""

@@ -40,7 +40,7 @@ class ClassifyFlow:
             return
         if self.hasher is not None:
             self.hasher.cancel()  # classification hashes the images itself
-        job = classify_job(self.session, self.entry.path, items, self)
+        job = classify_job(self.session, self.entry.path, items, self.site_head(), self)
         job.partial.connect(self._buffer_probs)
         job.succeeded.connect(self._classified)
         job.over.connect(self._classify_over)
@@ -73,3 +73,4 @@ class ClassifyFlow:
         self.select_id(current)
         self.refresh_status()
         self.start_hashing()
+        self.schedule_adapt()  # the new images' features join the site head's view of the folder

@@ -41,6 +41,8 @@ SORTS = {
 }
 # Filters whose membership changes when a human label changes (the view must be recomputed then).
 LABEL_FILTERS = {"disagree", "not_reviewed", "reviewed"}
+# ... and when the probabilities change (a site head refitted).
+PROB_FILTERS = {"pred_crack", "pred_no_crack", "uncertain", "disagree"}
 
 
 class RowArrays:
@@ -64,7 +66,8 @@ class GalleryModel(QAbstractListModel):
         self.paths: list[str] = []
         self.ids = np.zeros(0, np.int64)
         self.labels = np.zeros(0, np.int8)
-        self.probs = np.zeros(0, np.float32)
+        self.probs = np.zeros(0, np.float32)  # current P(crack): the site head's where the folder is adapted
+        self.base_probs = np.zeros(0, np.float32)  # the base model's, as stored
         self.view = np.zeros(0, np.int64)  # image indices shown, in display order
         self.position = np.zeros(0, np.int64)  # image index -> row in view, or -1
         self._index_of_id: dict[int, int] = {}
@@ -82,6 +85,7 @@ class GalleryModel(QAbstractListModel):
         self.ids = np.full(n, -1, np.int64)
         self.labels = np.full(n, -1, np.int8)
         self.probs = np.full(n, np.nan, np.float32)
+        self.base_probs = self.probs.copy()
         self._index_of_id = {}
         self.refilter()
 
@@ -93,6 +97,7 @@ class GalleryModel(QAbstractListModel):
         self.threshold = threshold
         self.paths = arrays.paths
         self.ids, self.labels, self.probs = arrays.ids, arrays.labels, arrays.probs
+        self.base_probs = arrays.probs.copy()
         self._index_of_id = arrays.index_of_id
         if same_images and self.filter == "all" and self.sort == "name":
             # The rows shown are unchanged: repaint instead of a reset (which re-lays out every item).
@@ -116,17 +121,35 @@ class GalleryModel(QAbstractListModel):
         else:
             self._changed(touched)
 
-    def update_probs(self, probs: dict[int, float], refilter: bool = False) -> None:
+    def update_probs(self, probs: dict, refilter: bool = False) -> None:
+        """New classifications: {image id: (base P, current P), a single P for both, or None}."""
         touched = []
         for image_id, p in probs.items():
             k = self._index_of_id.get(image_id)
             if k is not None:
-                self.probs[k] = np.nan if p is None else p
+                base, current = (np.nan, np.nan) if p is None else (p if isinstance(p, tuple) else (p, p))
+                self.base_probs[k], self.probs[k] = base, current
                 touched.append(k)
         if refilter and (self.filter != "all" or self.sort != "name"):
             self.refilter()
         else:
             self._changed(touched)
+
+    def set_site_probs(self, site: np.ndarray | None) -> None:
+        """The site head's P(crack) for every image (None: back to the base model's). An image the model has not
+        classified stays unclassified whatever the head would say."""
+        if site is None:
+            current = self.base_probs.copy()
+        else:
+            current = np.where(np.isnan(site) | np.isnan(self.base_probs), self.base_probs, site).astype(np.float32)
+        self.probs = current
+        if self.filter in PROB_FILTERS or self.sort != "name":
+            self.refilter()
+        elif len(self.view):
+            first, last = self.visible_rows() if self.visible_rows is not None else (0, len(self.view) - 1)
+            first, last = max(0, first), min(last, len(self.view) - 1)
+            if first <= last:  # every row changed: repaint what is on screen, never loop over 40,000 in Python
+                self.dataChanged.emit(self.index(first), self.index(last), [PROB_ROLE])
 
     def _changed(self, indices) -> None:
         rows = [int(self.position[k]) for k in indices if self.position[k] >= 0]

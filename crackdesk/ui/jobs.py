@@ -116,15 +116,22 @@ class Job(QThread):
             self._succeeded.emit(result)
 
 
-def open_folder_job(session, model_key: str | None, parent=None) -> Job:
-    """Scan (partial: the list of paths, shown at once), then open the workspace, sync it and read its rows
-    in display order. Result: (session, rows)."""
+def open_folder_job(session, registry, parent=None) -> Job:
+    """Scan (partial: the list of paths, shown at once), then open the workspace, choose the folder's model (the
+    one it was last used with, else the default) and read its rows in display order. Result: (session, rows)."""
 
     def work(job: Job):
         scanned = session.scan(job.cancel_event)
         job._partial.emit([f.relpath for f in scanned])
         session.open_workspace()
-        return session, RowArrays.from_rows(session.rows(model_key))
+        remembered = session.remembered_model()
+        try:
+            entry = registry.find(remembered) if remembered else registry.default()
+        except CrackDeskError:  # the folder's model was removed since
+            entry = registry.default()
+        if entry is not None:
+            session.use_model(entry, remember=remembered is None)
+        return session, RowArrays.from_rows(session.rows(entry.key if entry else None))
 
     return Job("Opening the folder", work, parent)
 
@@ -139,16 +146,24 @@ def hash_job(session, parent=None) -> Job:
                                                             lambda d, t: job._progress.emit(d, t)), parent)
 
 
-def classify_job(session, model_path, items: list[tuple[int, str]], parent=None) -> Job:
-    """Partial results: {image id: p_crack or None} per batch, as soon as the batch is stored.
-    Result: the ClassifyReport."""
+def classify_job(session, model_path, items: list[tuple[int, str]], head=None, parent=None) -> Job:
+    """Partial results: {image id: (base P(crack), current P(crack)) or None} per batch, as soon as the batch is
+    stored; the current one is the site head's when the folder is adapted (`head`). Result: the ClassifyReport."""
 
     def work(job: Job):
         classifier = Classifier(model_path)
         job._progress.emit(0, len(items))
 
         def on_batch(pairs, done, total):
-            job._partial.emit({image_id: pred.p_crack for image_id, pred in pairs})
+            out = {}
+            for image_id, pred in pairs:
+                if pred.p_crack is None:
+                    out[image_id] = None
+                elif head is not None and pred.features is not None:
+                    out[image_id] = (pred.p_crack, float(head.probabilities(pred.features[None])[0]))
+                else:
+                    out[image_id] = (pred.p_crack, pred.p_crack)
+            job._partial.emit(out)
             job._progress.emit(done, total)
 
         return session.classify(classifier, items, job.cancel_event, on_batch)

@@ -19,6 +19,7 @@ from ..core.errors import CrackDeskError, ModelError
 from ..core.models import ModelRegistry
 from ..core.session import FolderSession
 from .classify_flow import ClassifyFlow
+from .site_flow import SiteFlow
 from .empty_state import EmptyState
 from .gallery_delegate import GalleryDelegate
 from .gallery_model import FILTERS, GalleryModel
@@ -35,7 +36,7 @@ from .undo import LabelCommand
 from .window_actions import build_actions
 
 
-class MainWindow(ClassifyFlow, QMainWindow):
+class MainWindow(SiteFlow, ClassifyFlow, QMainWindow):
     folder_loaded = Signal()  # the store's rows are in the grid
     classify_finished = Signal(object)  # ClassifyReport
     labels_saved = Signal()  # a label change is committed to the workspace (on disk)
@@ -49,6 +50,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self._loaded_session = False  # its workspace is open and its rows are in the grid
         self.scan_problems: list[tuple[str, str]] = []
         self.last_error: str | None = None  # the last message shown (tests read it)
+        self.requested_entry = None  # a model asked for on the command line, for the folder opened next
         self.entry = None  # active ModelEntry
         self.hasher = None
         self.classifier_job = None
@@ -56,6 +58,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.jobs: list = []
         self.closing = False  # set once the window closes: late job results are dropped, no job starts
         self.init_classify_flow()
+        self.init_site_flow()
         self.undo_stack = QUndoStack(self)
         self.undo_stack.indexChanged.connect(lambda _: self.refresh_status())
 
@@ -107,31 +110,30 @@ class MainWindow(ClassifyFlow, QMainWindow):
 
     # -- models -----------------------------------------------------------------------------------
     def choose_model(self, requested: str | None = None) -> None:
-        """Make a model active: the one asked for, else the last used, else the default shipped one."""
+        """The model to start with: the one asked for (`crackdesk gui --model`; it then becomes the model of the
+        folder opened next), else the default shipped one. A folder otherwise uses the model it was last used
+        with: a model chosen in one folder never follows the user into the others."""
         if requested:
             try:
-                self.set_model(self.registry.find(requested))
+                self.requested_entry = self.registry.find(requested)
+                self.set_model(self.requested_entry)
                 return
             except ModelError as e:
                 self.show_error("Model", str(e))
-        saved = self.settings.active_model
-        if saved:
-            try:
-                self.set_model(self.registry.find(saved))
-                return
-            except ModelError:
-                pass  # removed since: fall back to the default
-        entries = self.registry.entries()
-        self.set_model(entries[0] if entries else None)
+        self.set_model(self.registry.default())
 
-    def set_model(self, entry) -> None:
+    def set_model(self, entry, reload: bool = True) -> None:
+        """Make `entry` the model of the open folder (remembered in its workspace, not for other folders)."""
         self.entry = entry
         if entry is not None:
-            self.settings.active_model = str(entry.path) if entry.source == "file" else entry.key
             self.model.threshold = entry.info.threshold
+            if self.ws is not None:
+                self.session.use_model(entry)
+        self.site_state = None
         self.sidebar.set_model(entry.info if entry else None)
+        self.sidebar.set_site(None, None)
         self.actions.sync_models()
-        if self.ws is not None:
+        if self.ws is not None and reload:
             self.reload_rows()
 
     @property
@@ -159,7 +161,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.setWindowTitle(f"{printable(self.folder.name)} — CrackDesk")
         self.thumbnails.set_root(self.folder)
         self.pages.setCurrentWidget(self.view)
-        job = open_folder_job(session, self.model_key, self)
+        job = open_folder_job(session, self.registry, self)
         job.partial.connect(lambda paths, s=session: self._scanned(s, paths))
         job.succeeded.connect(self._loaded)
         job.failed.connect(lambda _message, s=session: self._open_failed(s))
@@ -178,12 +180,19 @@ class MainWindow(ClassifyFlow, QMainWindow):
             session.close()
             return
         self._loaded_session = True
+        requested, self.requested_entry = self.requested_entry, None
+        if session.entry is not None:  # the folder's own model (or the default for a new folder)
+            self.set_model(session.entry, reload=False)
         current = self.view.currentIndex().row()
         self.model.set_rows(rows, self.model.threshold)
         self.select_row(max(0, current))
         self.refresh_status()
         self.report_open_notes(session)
         self.start_hashing()
+        if requested is not None and (self.entry is None or requested.key != self.entry.key):
+            self.set_model(requested)  # `gui FOLDER --model M`: M becomes this folder's model
+        else:
+            self.schedule_adapt()  # the stored site head, if the folder has labels
         # Everything alive now (modules, widgets, the folder's arrays) lives as long as the folder is open:
         # keep it out of the cyclic collector's full passes, which would pause every thread.
         gc.freeze()
@@ -228,6 +237,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.model.set_rows(rows, self.model.threshold)
         self.select_id(current)
         self.refresh_status()
+        self.schedule_adapt()
 
     def start_hashing(self) -> None:
         if self.ws is None or self.hasher is not None or self.classifier_job is not None:
@@ -235,7 +245,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
         self.hasher = hash_job(self.session, self)
         self.hasher.succeeded.connect(self._hashed)
         self.hasher.over.connect(self._hasher_over)
-        self.start_job(self.hasher, foreground=False)
+        self.start_job(self.hasher)
 
     def _hashed(self, count: int) -> None:
         if count and self.hasher is not None and not self.hasher.cancelled and self.ws is not None:
@@ -254,18 +264,22 @@ class MainWindow(ClassifyFlow, QMainWindow):
         if self.session is not None:
             self.session.close()
         self.session, self._loaded_session = None, False
+        self.site_state, self.site_stale = None, False
+        self.sidebar.set_site(None, None)
         self.scan_problems = []
         self.undo_stack.clear()
         self.model.clear()
 
     # -- jobs -------------------------------------------------------------------------------------
-    def start_job(self, job, foreground: bool = True) -> None:
+    def start_job(self, job, in_bar: bool = True) -> None:
+        """Start a Job; `in_bar`: shown (with cancel) in the status bar, as anything long is."""
         if self.closing:
             return
         self.jobs.append(job)
         job.failed.connect(lambda message, j=job: self.show_error(j.title, message))
         job.over.connect(lambda j=job: self._job_done(j))
-        self.job_bar.add(job)
+        if in_bar:
+            self.job_bar.add(job)
         job.start()
 
     def _job_done(self, job) -> None:
@@ -318,6 +332,7 @@ class MainWindow(ClassifyFlow, QMainWindow):
 
     def _labels_saved(self) -> None:
         self.refresh_viewer()  # its label history comes from the store
+        self.schedule_adapt()  # every saved correction refits the site head
         self.labels_saved.emit()
 
     def push_change(self, change, text: str) -> None:

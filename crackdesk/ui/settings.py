@@ -1,4 +1,4 @@
-"""Preferences kept between sessions (QSettings): window geometry, thumbnail size, active model,
+"""Preferences kept between sessions (QSettings): window geometry, thumbnail size,
 uncertainty band, filter and sort, recent folders. Tests and the benchmark pass their own file."""
 
 from __future__ import annotations
@@ -43,14 +43,6 @@ class Settings:
     @band.setter
     def band(self, value: float) -> None:
         self._set("triage/uncertainty_band", float(value))
-
-    @property
-    def active_model(self) -> str | None:
-        return self.qt.value("models/active") or None
-
-    @active_model.setter
-    def active_model(self, key_or_path: str | None) -> None:
-        self._set("models/active", key_or_path or "")
 
     @property
     def filter(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFrame, QLabel, QListWidget, QListWidgetItem, QVBoxLayout
@@ -85,6 +87,19 @@ class Sidebar(QFrame):
         self.model_info.setWordWrap(True)
         self.model_info.setTextFormat(Qt.RichText)
         layout.addWidget(self.model_info)
+        layout.addSpacing(14)
+        self.site_heading = heading("This site")
+        layout.addWidget(self.site_heading)
+        self.site_info = QLabel()
+        self.site_info.setWordWrap(True)
+        self.site_info.setTextFormat(Qt.RichText)
+        self.site_info.setToolTip("The model adapted to this folder: refitted on every label you give (none held "
+                                  "back) plus its replay memory of concrete, so it learns this site without "
+                                  "forgetting concrete. The base model file is never changed.")
+        layout.addWidget(self.site_info)
+        self._site_busy = False
+        self._site_text = ""
+        self.set_site(None, None)
         layout.addStretch(1)
         legend = QLabel(f"<span style='color:{theme.CRACK.name()}'>■</span> crack &nbsp; "
                         f"<span style='color:{theme.NO_CRACK.name()}'>■</span> no crack &nbsp; "
@@ -121,3 +136,33 @@ class Sidebar(QFrame):
         self.model_info.setText(f"<b>{info.name}</b> {info.version}<br>"
                                 f"<span style='color:{theme.MUTED.name()}'>{info.architecture} · threshold "
                                 f"{info.threshold:.2f}<br>{metrics}</span>")
+
+    # -- the site adaptation ------------------------------------------------------------------------
+    def set_site(self, state, problem: str | None) -> None:
+        """What the folder's site head rests on and how good it is (figures only when they mean something)."""
+        muted = theme.MUTED.name()
+        if problem:
+            text = f"<span style='color:{muted}'>Adaptation unavailable: {html.escape(problem.split(': ', 1)[-1])}</span>"
+        elif state is None or not state.adapted:
+            text = (f"<span style='color:{muted}'>The base model alone: label a few photos and it adapts to this "
+                    "site after each one.</span>")
+        else:
+            lines = [f"<b>Adapted</b> on {state.n_labels:,} labels ({state.n_crack:,} crack, "
+                     f"{state.n_labels - state.n_crack:,} no crack)"]
+            if state.cv is not None:
+                lines.append("This site: " + html.escape(state.cv.text("cross-validated")))
+            if state.retention is not None:
+                before, after = state.retention
+                lines.append(f"Concrete: {100 * before.value:.1f}% → {100 * after.value:.1f}% "
+                             f"<span style='color:{muted}'>({after.n:,} held out)</span>")
+            text = "<br>".join(lines)
+        self._site_text = text
+        self._show_site()
+
+    def set_site_busy(self, busy: bool) -> None:
+        self._site_busy = busy
+        self._show_site()
+
+    def _show_site(self) -> None:
+        suffix = f"<br><span style='color:{theme.MUTED.name()}'>updating…</span>" if self._site_busy else ""
+        self.site_info.setText(self._site_text + suffix)

@@ -1,0 +1,97 @@
+"""Site adaptation in the main window: after every saved label (and undo, redo, import, classification) the
+session refits the folder's site head in a worker, and the grid, its filters and counts take the new
+probabilities as soon as they exist; cross-validation and retention follow a moment later in the sidebar.
+
+Refits never queue up: one runs at a time, and labels saved meanwhile mark it stale, so one more runs after it
+on everything saved by then. The grid is only touched on the GUI thread, with arrays made in the worker."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QTimer
+
+from .jobs import Job
+
+DEBOUNCE_MS = 30  # coalesces a burst of saves (a bulk label, a fast typist) into one refit
+
+
+def adapt_job(session, ids: np.ndarray, parent=None) -> Job:
+    """Partial: (ids, state, probabilities) as soon as the head is fitted; result: (ids, state) once assessed."""
+
+    def work(job: Job):
+        adapter = session.adapter()
+        if adapter is None:
+            return ids, None
+        if len(adapter.ids) != len(ids) or not np.array_equal(adapter.ids, ids):
+            adapter.load_features(ids)
+        state = adapter.refit(job.cancel_event, full=False)
+        probs = adapter.probabilities(state) if state.adapted else None
+        job._partial.emit((ids, state, probs))
+        return ids, adapter.assess(state, job.cancel_event)
+
+    return Job("Adapting to this site", work, parent)
+
+
+class SiteFlow:
+    """Mixed into MainWindow (uses its session, gallery model, sidebar and jobs)."""
+
+    def init_site_flow(self) -> None:
+        self.site_job = None
+        self.site_stale = False
+        self.site_state = None
+        self._site_timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self._site_timer.timeout.connect(self._start_adapt)
+
+    def schedule_adapt(self) -> None:
+        if self.session is None or self.ws is None:
+            return
+        if self.site_job is not None:
+            self.site_stale = True  # one more refit once this one is done
+            return
+        self._site_timer.start()
+
+    def _start_adapt(self) -> None:
+        if self.session is None or self.ws is None or self.site_job is not None:
+            return
+        self.site_stale = False
+        ids = self.model.ids.copy()
+        if not len(ids) or (ids < 0).any():
+            return  # the store's rows are not in the grid yet
+        job = adapt_job(self.session, ids, self)
+        session = self.session
+        job.partial.connect(lambda result, s=session: self._adapted(s, *result))
+        job.succeeded.connect(lambda result, s=session: self._assessed(s, *result))
+        job.over.connect(self._adapt_over)
+        self.site_job = job
+        self.sidebar.set_site_busy(True)
+        self.start_job(job, in_bar=False)
+
+    def _adapted(self, session, ids, state, probs) -> None:
+        if session is not self.session or not np.array_equal(ids, self.model.ids):
+            return  # another folder, or the grid was reloaded meanwhile: the next refit covers it
+        current = self.current_id()
+        self.site_state = state
+        self.model.set_site_probs(probs)
+        self.select_id(current)
+        self.refresh_status()
+        self.sidebar.set_site(state, session.adaptation_problem)
+        self.refresh_viewer()
+
+    def _assessed(self, session, ids, state) -> None:
+        if session is not self.session:
+            return
+        if state is None:
+            self.sidebar.set_site(None, session.adaptation_problem)
+            return
+        if state is self.site_state or self.site_state is None:
+            self.sidebar.set_site(state, session.adaptation_problem)
+
+    def _adapt_over(self) -> None:
+        self.site_job = None
+        self.sidebar.set_site_busy(False)
+        if self.site_stale:
+            self.schedule_adapt()
+
+    def site_head(self):
+        """The current site head (core/sitehead.Head), or None: the base model alone."""
+        return self.site_state.head if self.site_state is not None else None

@@ -1,0 +1,153 @@
+"""Site adaptation end to end with real ONNX models, replay memory and workspaces (issue 9): labels in, the site
+head refitted, predictions move the right way; undo restores; reopening restores without a refit; clearing the
+labels returns to the base model; a model without features or memory says why it cannot adapt; the exported
+site model loads and classifies like any other.
+
+The site: brick walls. Their mortar joints are dark lines, which the tiny contrast model (like the real one on
+brickwork) calls cracks; the real cracks are single dark diagonals on the same red surface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from factories import make_adaptable_model, make_tiny_model
+from PIL import Image
+
+from crackdesk.core.inference import Classifier, classify_all
+from crackdesk.core.models import ModelRegistry
+from crackdesk.core.session import FolderSession
+
+
+def brick_site(folder, count: int = 40, seed: int = 3) -> dict[str, str]:
+    """Photos of a brick site and their truth: even ones intact bricks, odd ones a cracked render."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    truth = {}
+    for i in range(count):
+        a = (rng.normal(150, 10, (64, 64, 3)) * [1.2, 0.85, 0.8]).clip(0, 255).astype(np.uint8)
+        if i % 2 == 0:
+            a[::16, :, :] = 40  # bed joints
+            a[:, (i % 5)::21, :] = 40  # head joints
+            name, label = f"wall_{i:02d}.png", "no_crack"
+        else:
+            for t in range(64):
+                a[t, (t + i) % 64, :] = 30
+            name, label = f"wall_{i:02d}.png", "crack"
+        Image.fromarray(a).save(folder / name)
+        truth[name] = label
+    return truth
+
+
+@pytest.fixture
+def adapted_site(tmp_path):
+    model = make_adaptable_model(tmp_path / "models")
+    truth = brick_site(tmp_path / "site")
+    session = FolderSession.open(tmp_path / "site")
+    entry = ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model))
+    session.use_model(entry)
+    session.classify(Classifier(entry.path))
+    yield session, truth, entry
+    session.close()
+
+
+def accuracy(current, truth, names) -> float:
+    verdict = {r.path: current.predicted(i) for i, r in enumerate(current.rows)}
+    return float(np.mean([verdict[n] == truth[n] for n in names]))
+
+
+def test_labels_adapt_the_rest_of_the_folder_and_nothing_else_changes(adapted_site):
+    session, truth, entry = adapted_site
+    model_bytes = entry.path.read_bytes()
+    base = session.current_predictions()
+    assert not base.adapted and accuracy(base, truth, truth) == 0.5  # every brick wall called cracked
+    ids = {r.path: r.id for r in session.rows()}
+    labelled = sorted(truth)[:8]
+    session.submit_labels({ids[n]: truth[n] for n in labelled}).result()
+    site = session.current_predictions()
+    rest = [n for n in truth if n not in labelled]
+    assert site.adapted and site.n_labels == 8
+    assert accuracy(site, truth, rest) >= 0.9
+    p_base = {r.path: p for r, p in zip(base.rows, base.p_crack)}
+    p_site = {r.path: p for r, p in zip(site.rows, site.p_crack)}
+    assert all(p_site[n] < p_base[n] for n in rest if truth[n] == "no_crack")  # the bricks moved the right way
+    with session.workspace as ws:
+        stored = dict((r.path, r.p_crack) for r in ws.rows(entry.key))
+    assert stored == pytest.approx(p_base)  # the base model's predictions are kept as they were
+    assert entry.path.read_bytes() == model_bytes  # the base model is never modified
+
+
+def test_undo_restores_the_previous_head_and_clearing_returns_to_the_base(adapted_site):
+    session, truth, _ = adapted_site
+    ids = {r.path: r.id for r in session.rows()}
+    names = sorted(truth)
+    session.submit_labels({ids[n]: truth[n] for n in names[:6]}).result()
+    six = session.current_predictions().p_crack.copy()
+    change = session.submit_labels({ids[n]: truth[n] for n in names[6:10]}).result()
+    ten = session.current_predictions().p_crack.copy()
+    assert not np.allclose(six, ten)
+    session.submit_labels(change.before, source="undo").result()
+    np.testing.assert_allclose(session.current_predictions().p_crack, six, atol=1e-6)
+    session.submit_labels({ids[n]: None for n in names[:6]}, source="user").result()
+    cleared = session.current_predictions()
+    assert not cleared.adapted
+    np.testing.assert_allclose(cleared.p_crack, session.current_predictions(adapt=False).p_crack)
+
+
+def test_reopening_restores_the_head_without_refitting(adapted_site, tmp_path):
+    session, truth, entry = adapted_site
+    ids = {r.path: r.id for r in session.rows()}
+    session.submit_labels({ids[n]: truth[n] for n in sorted(truth)[:8]}).result()
+    before = session.current_predictions()
+    assert before.state.cv is not None and before.state.retention is not None
+    session.close()
+    again = FolderSession.open(tmp_path / "site")
+    assert again.remembered_model() == str(entry.path)  # the folder keeps its model (a file: by its path)
+    again.use_model(entry)
+    after = again.current_predictions()
+    assert after.adapted and after.state.seconds == 0.0  # read back, not refitted
+    np.testing.assert_allclose(after.p_crack, before.p_crack)
+    assert after.state.summary() == before.state.summary()
+    again.close()
+
+
+def test_a_model_without_features_or_memory_says_why_it_cannot_adapt(tmp_path):
+    folder = tmp_path / "site"
+    truth = brick_site(folder, count=6)
+    (tmp_path / "models").mkdir()
+    make_tiny_model(tmp_path / "models" / "old.onnx")  # model format 1: no features output
+    model = make_adaptable_model(tmp_path / "models2")
+    (model.with_name("tinyf.memory.npz")).unlink()
+    registry = ModelRegistry(tmp_path / "models", tmp_path / "user")
+    for path, reason in ((tmp_path / "models" / "old.onnx", "no features output"), (model, "no replay memory")):
+        with FolderSession.open(folder) as session:
+            session.use_model(registry.find(str(path)))
+            session.classify(Classifier(path))
+            ids = [r.id for r in session.rows()]
+            session.submit_labels({ids[0]: truth["wall_00.png"]}).result()
+            current = session.current_predictions()
+            assert not current.adapted and reason in session.adaptation_problem
+            assert not np.isnan(current.p_crack).any()  # the base model still classifies
+
+
+def test_the_exported_site_model_loads_and_classifies_as_adapted(adapted_site, tmp_path):
+    from crackdesk.core.memory import load_memory
+    from crackdesk.core.site_model import export_site_model
+
+    session, truth, entry = adapted_site
+    ids = {r.path: r.id for r in session.rows()}
+    session.submit_labels({ids[n]: truth[n] for n in sorted(truth)[:8]}).result()
+    adapted = session.current_predictions()
+    out = tmp_path / "export" / "bricks.onnx"
+    out.parent.mkdir()
+    info = export_site_model(session, out)
+    assert info.base_model == entry.key and info.site["labels"] == 8 and info.site["folder"] == "site"
+    registry = ModelRegistry(tmp_path / "none", tmp_path / "user")
+    installed = registry.import_model(out)  # model and memory as one unit
+    assert installed.memory.is_file()
+    memory = load_memory(installed.path, info.features["dim"])
+    assert len(memory.labels) == len(load_memory(entry.path).labels) + 8
+    probs = {p.path.name: p.p_crack for p in classify_all(installed.path, sorted((tmp_path / "site").glob("*.png")))}
+    for row, p in zip(adapted.rows, adapted.p_crack):
+        assert probs[row.path] == pytest.approx(p, abs=0.02)  # stored features are rounded to 8 bits
+    registry.remove(installed)
+    assert not installed.path.exists() and not installed.memory.exists()
