@@ -147,11 +147,10 @@ def camera_exif(lat: float | None = None, lon: float | None = None, captured: st
     from PIL.TiffImagePlugin import IFDRational
 
     def dms(value: float):
-        value = abs(value)
-        degrees = int(value)
-        minutes = int((value - degrees) * 60)
-        seconds = (value - degrees - minutes / 60) * 3600
-        return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(round(seconds * 100000), 100000)
+        total = round(abs(value) * 3600 * 100000)  # in 1e-5 arc seconds, carried exactly
+        degrees, rest = divmod(total, 3600 * 100000)
+        minutes, seconds = divmod(rest, 60 * 100000)
+        return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(seconds, 100000)
 
     exif = Image.Exif()
     if make is not None:

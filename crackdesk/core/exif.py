@@ -86,7 +86,8 @@ def _read_exif(image: Image.Image, width: int, height: int) -> PhotoMeta:
         lat = lon = None  # half a position is no position
     orientation = exif.get(ORIENTATION)
     return PhotoMeta(
-        captured=_timestamp(sub.get(DATETIME_ORIGINAL), sub.get(OFFSET_TIME_ORIGINAL)) or _timestamp(exif.get(DATETIME)),
+        captured=(_timestamp(sub.get(DATETIME_ORIGINAL), sub.get(OFFSET_TIME_ORIGINAL))
+                  or _timestamp(exif.get(DATETIME))),
         lat=lat, lon=lon, alt=_altitude(gps.get(GPS_ALT), gps.get(GPS_ALT_REF)),
         make=_text(exif.get(MAKE)), model=_text(exif.get(MODEL)), width=width, height=height,
         orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None)
@@ -152,7 +153,8 @@ def _coordinate(dms, ref, letters: str, limit: float) -> float | None:
     parts += [0.0] * (3 - len(parts))
     degrees = parts[0] + parts[1] / 60 + parts[2] / 3600
     letter = _ref(ref)
-    if not letter or letter not in letters or parts[1] >= 60 or parts[2] >= 60 or degrees > limit:
+    # 60 itself is allowed: cameras round 59.9999 seconds up rather than carry the minute.
+    if not letter or letter not in letters or parts[1] > 60 or parts[2] > 60 or degrees > limit:
         return None
     return -degrees if letter == letters[1] else degrees
 
