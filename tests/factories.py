@@ -184,3 +184,28 @@ def site_photo(path: Path, crack: bool, exif: Image.Exif | None = None, size=(96
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a).save(path, **({"exif": exif} if exif is not None else {}))
     return path
+
+
+def with_thumbnail(exif: Image.Exif, thumbnail: Image.Image) -> bytes:
+    """EXIF bytes that also carry `thumbnail` the way cameras embed one: a JPEG after IFD1, whose
+    JPEGInterchangeFormat (0x0201) and length (0x0202) point to it. Pillow reads IFD1 but does not write it,
+    so it is appended here by hand, IFD0's next-IFD pointer patched to it."""
+    import io
+    import struct
+
+    tiff = bytearray(exif.tobytes()[6:])  # after "Exif\0\0"
+    order = ">" if tiff[:2] == b"MM" else "<"
+    ifd0 = struct.unpack_from(order + "I", tiff, 4)[0]
+    next_at = ifd0 + 2 + 12 * struct.unpack_from(order + "H", tiff, ifd0)[0]
+    assert struct.unpack_from(order + "I", tiff, next_at)[0] == 0
+    buffer = io.BytesIO()
+    thumbnail.convert("RGB").save(buffer, "JPEG", quality=85)
+    data = buffer.getvalue()
+    tiff += b"\0" * (len(tiff) % 2)
+    ifd1 = len(tiff)
+    struct.pack_into(order + "I", tiff, next_at, ifd1)
+    tiff += struct.pack(order + "H", 2)
+    tiff += struct.pack(order + "HHII", 0x0201, 4, 1, ifd1 + 2 + 2 * 12 + 4)
+    tiff += struct.pack(order + "HHII", 0x0202, 4, 1, len(data))
+    tiff += struct.pack(order + "I", 0) + data
+    return b"Exif\0\0" + bytes(tiff)
