@@ -414,10 +414,6 @@ class Workspace:
             "AND NOT EXISTS (SELECT 1 FROM photo_meta m WHERE m.hash = i.hash) GROUP BY i.hash ORDER BY MIN(i.id) "
             "LIMIT ?", (limit,))]
 
-    def tiled_hashes(self, model_key: str) -> set[str]:
-        """Contents that have sliding-window tile results of `model_key` (large photos)."""
-        return {r[0] for r in self._read("SELECT DISTINCT hash FROM tile_results WHERE model=?", (model_key,))}
-
 
 def open_workspace(folder: str | Path, workspace: str | Path | None = None) -> Workspace:
     folder = Path(folder)

@@ -91,14 +91,13 @@ def build_report(session, model_info, out_dir: str | Path, title: str = "", insp
         return None
     key = f"{model_info.name}@{model_info.version}"
     current = session.current_predictions(key, model_info.threshold)
-    tiled = ws.tiled_hashes(key)
-    data = gather(current, ws.photo_meta_by_hash(), model_info, session.folder, title, inspector, tiled)
+    data = gather(current, ws.photo_meta_by_hash(), model_info, session.folder, title, inspector)
     steps.finish(1)
     # Pictures dominate; writing the PDF costs about a tenth of them, the HTML less.
     n = len(data.findings)
     steps.plan(n + n // 10 + 3)
-    pictures = finding_pictures(session.folder, data.findings,
-                                lambda digest: ws.tile_results(digest, key) if digest in tiled else (),
+    # Large photos have stored tiles: looked up per finding by primary key, never by scanning every tile.
+    pictures = finding_pictures(session.folder, data.findings, lambda digest: ws.tile_results(digest, key),
                                 current.threshold, cancel, steps.stage())
     if pictures is None or cancelled():
         return None

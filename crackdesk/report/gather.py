@@ -103,7 +103,6 @@ class ReportData:
     subfolders: list[Tally]
     findings: list[Photo]
     captured: tuple[str, str] | None  # first and last capture time, when any photo has one
-    tiled: set[str] = field(default_factory=set)  # hashes of large photos with stored tile results
     version: str = __version__
 
     @property
@@ -142,8 +141,8 @@ def model_summary(info, current) -> ModelSummary:
                         cross_validated=cross, description=info.description)
 
 
-def gather(current, meta_by_hash: dict[str, PhotoMeta], info, folder, title: str = "", inspector: str = "",
-           tiled: set[str] | None = None) -> ReportData:
+def gather(current, meta_by_hash: dict[str, PhotoMeta], info, folder, title: str = "",
+           inspector: str = "") -> ReportData:
     """The report's content from `current` (CurrentPredictions), the photos' metadata and the model's info."""
     photos, totals, by_folder = [], Tally("all photos"), {}
     for i, row in enumerate(current.rows):
@@ -161,5 +160,4 @@ def gather(current, meta_by_hash: dict[str, PhotoMeta], info, folder, title: str
         folder=printable(str(folder)), created=time.strftime("%Y-%m-%d %H:%M"),
         model=model_summary(info, current), photos=photos, totals=totals,
         subfolders=sorted(by_folder.values(), key=lambda t: (t.name != TOP_LEVEL, natural_key(t.name))),
-        findings=[p for p in photos if p.cracked], captured=(times[0], times[-1]) if times else None,
-        tiled=set(tiled or ()))
+        findings=[p for p in photos if p.cracked], captured=(times[0], times[-1]) if times else None)
