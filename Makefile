@@ -65,6 +65,7 @@ bench-gui: setup
 
 screenshots: setup
 	QT_QPA_PLATFORM=offscreen $(PY) scripts/screenshots.py docs
+	$(PY) scripts/report_screenshot.py docs
 
 bundle: setup
 	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN crackdesk.spec

@@ -216,7 +216,7 @@ def _lay_out(flow: PageFlow, data, pictures, plot_png) -> None:
     flow.table([("", 48), ("", 0)], text.model_rows(data.model))
     heading("Folder and sub-folders")
     header, rows = text.subfolder_table(data)
-    flow.table([(header[0], 0)] + [(h, 17) for h in header[1:]], rows, right_from=1)
+    flow.table([(header[0], 0)] + [(h, 18.5) for h in header[1:]], rows, right_from=1)
     if plot_png is not None:
         plot = QImage.fromData(plot_png)
         flow.keep((30 + 180 * plot.height() / max(1, plot.width())) * flow.mm)
