@@ -135,3 +135,28 @@ def test_a_workspace_from_before_metadata_catches_up(tmp_path):
         assert (meta.lat, meta.lon, meta.captured) == (pytest.approx(51.5), pytest.approx(-0.125),
                                                        "2022-01-02T03:04:05")
         assert ensure_meta(ws) == 0  # read once
+
+
+def test_classification_reads_metadata_from_the_header_it_opens(tmp_path, tiny_model):
+    """The classifier hashes photos nobody hashed before: their metadata is stored in the same flush."""
+    from crackdesk.core.classify import classify_into_workspace
+    from crackdesk.core.inference import Classifier
+
+    folder = tmp_path / "site"
+    site_photo(folder / "a.jpg", True, camera_exif(12.25, -45.5, "2021:07:08 09:10:11", "DJI", "FC3411"))
+    site_photo(folder / "b.jpg", False)
+    with open_workspace(folder) as ws:
+        ws.sync(scan_folder(folder))
+        items = [(r.id, r.path) for r in ws.rows()]
+        assert ws.unhashed() == items
+        classify_into_workspace(ws, Classifier(tiny_model), items)
+        assert ws.hashed_without_meta() == []  # nothing left for anyone to read again
+        a = ws.photo_meta(ws.image_id("a.jpg"))
+        assert (a.lat, a.lon, a.captured, a.camera) == (pytest.approx(12.25), pytest.approx(-45.5),
+                                                        "2021-07-08T09:10:11", "DJI FC3411")
+
+
+def test_sixty_seconds_of_arc_rounded_up_by_a_camera_still_count():
+    exif = camera_exif(10.0, 20.0)
+    exif.get_ifd(0x8825)[2] = (IFDRational(10), IFDRational(29), IFDRational(60))
+    assert meta_of(Image.new("RGB", (8, 8)), "JPEG", exif).lat == pytest.approx(10.5)

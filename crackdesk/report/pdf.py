@@ -40,7 +40,8 @@ def ensure_qt() -> None:
 
 
 class PageFlow:
-    """Blocks of known height stacked down A4 pages; `pages` holds (y, draw) steps, nothing is drawn yet."""
+    """Blocks of known height stacked down A4 pages; `pages` holds (y, height, draw) steps, nothing is drawn
+    yet. Every block lies between `top` and `bottom` of its page, unless one block alone is taller than that."""
 
     def __init__(self, device: QPdfWriter):
         self.device = device
@@ -49,7 +50,7 @@ class PageFlow:
         self.width = rect.width()
         self.top = HEADER_MM * self.mm
         self.bottom = rect.height() - FOOTER_MM * self.mm
-        self.pages: list[list[tuple[float, Draw]]] = [[]]
+        self.pages: list[list[tuple[float, float, Draw]]] = [[]]
         self.y = self.top
         self.base = QFontDatabase.systemFont(QFontDatabase.GeneralFont)
         self.on_new_page: Callable[[], None] | None = None  # a table repeats its header here
@@ -78,7 +79,7 @@ class PageFlow:
         """A block; it starts a new page when it (and `keep_with` more, e.g. a heading's first row) will not fit."""
         if self.y + height + keep_with > self.bottom and self.y > self.top:
             self.new_page()
-        self.pages[-1].append((self.y, draw))
+        self.pages[-1].append((self.y, height, draw))
         self.y += height
 
     def keep(self, height: float) -> None:
@@ -166,14 +167,8 @@ def render_pdf(path: Path, data, pictures, plot_png: bytes | None) -> int:
     ensure_qt()
     buffer = QBuffer()
     buffer.open(QIODevice.WriteOnly)
-    writer = QPdfWriter(buffer)
-    writer.setResolution(DPI)
-    writer.setTitle(data.title)
-    writer.setCreator(f"CrackDesk {data.version}")
-    writer.setPageLayout(QPageLayout(QPageSize(QPageSize.A4), QPageLayout.Portrait,
-                                     QMarginsF(MARGIN_MM, MARGIN_MM, MARGIN_MM, MARGIN_MM), QPageLayout.Millimeter))
-    flow = PageFlow(writer)
-    _lay_out(flow, data, pictures, plot_png)
+    writer = new_writer(buffer, data)
+    flow = lay_out(writer, data, pictures, plot_png)
     painter = QPainter()
     if not painter.begin(writer):
         raise OutputError("Qt could not start drawing the PDF", path)
@@ -182,7 +177,7 @@ def render_pdf(path: Path, data, pictures, plot_png: bytes | None) -> int:
             if number > 1:
                 writer.newPage()
             _frame(painter, flow, data, number, len(flow.pages))
-            for y, draw in page:
+            for y, _, draw in page:
                 draw(painter, y)
     finally:
         painter.end()
@@ -199,6 +194,24 @@ def _frame(p: QPainter, flow: PageFlow, data, number: int, total: int) -> None:
     footer = QRectF(0, flow.bottom + 2 * flow.mm, flow.width, FOOTER_MM * flow.mm)
     p.drawText(footer, int(Qt.AlignLeft | Qt.AlignTop), f"CrackDesk {data.version} \u00b7 {data.model.key}")
     p.drawText(footer, int(Qt.AlignRight | Qt.AlignTop), f"page {number} of {total}")
+
+
+def lay_out(writer: QPdfWriter, data, pictures, plot_png) -> PageFlow:
+    """The report laid out into pages for `writer` (its page layout and resolution set); nothing drawn yet."""
+    flow = PageFlow(writer)
+    _lay_out(flow, data, pictures, plot_png)
+    return flow
+
+
+def new_writer(device, data) -> QPdfWriter:
+    """A QPdfWriter for A4 with the report's margins, resolution and document properties."""
+    writer = QPdfWriter(device)
+    writer.setResolution(DPI)
+    writer.setTitle(data.title)
+    writer.setCreator(f"CrackDesk {data.version}")
+    writer.setPageLayout(QPageLayout(QPageSize(QPageSize.A4), QPageLayout.Portrait,
+                                     QMarginsF(MARGIN_MM, MARGIN_MM, MARGIN_MM, MARGIN_MM), QPageLayout.Millimeter))
+    return writer
 
 
 def _lay_out(flow: PageFlow, data, pictures, plot_png) -> None:
