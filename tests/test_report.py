@@ -6,6 +6,7 @@ headless Chromium)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -295,7 +296,8 @@ def test_an_empty_or_unclassified_folder_gets_a_report_that_says_so(case, tmp_pa
     if case == "unclassified":
         for i in range(3):
             site_photo(folder / f"IMG_{i}.jpg", i == 0, camera_exif(*pier(i), "2024:05:03 10:00:00"), seed=i)
-    result = run_cli("report", folder, "--out", tmp_path / "out", "--model", tiny_model)
+    headless = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    result = run_cli("report", folder, "--out", tmp_path / "out", "--model", tiny_model, env=headless)  # a server
     assert result.returncode == 0, result.stderr
     expected = ("This folder has no photos" if case == "empty" else
                 "None of the 3 photos has been classified with tiny@0.1")

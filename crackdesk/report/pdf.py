@@ -33,10 +33,14 @@ Draw = Callable[[QPainter, float], None]  # draws a block whose top is at y
 
 
 def ensure_qt() -> None:
-    """Fonts and QPdfWriter need a QGuiApplication: reuse the app's, else make an offscreen one (no display)."""
+    """Fonts and QPdfWriter need a Qt application: reuse the app's, else make an offscreen one (no display).
+    A QApplication, not just a QGuiApplication: a process can have only one, and one that later opens a
+    window (a script, the test suite) needs the widgets kind."""
     global _app
     if QGuiApplication.instance() is None:
-        _app = QGuiApplication(["crackdesk", "-platform", "offscreen"])
+        from PySide6.QtWidgets import QApplication
+
+        _app = QApplication(["crackdesk", "-platform", "offscreen"])
 
 
 class PageFlow:
