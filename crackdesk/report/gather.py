@@ -130,8 +130,9 @@ def subfolder_of(relpath: str) -> str:
 
 
 def model_summary(info, current) -> ModelSummary:
-    """The model section: the card's test figures, and the site adaptation's cross-validated ones when the
-    current predictions carry them (a site model's card keeps them under `site`)."""
+    """The model section: the card's test figures, and cross-validated ones when there are any: the numbers of
+    `current.summary` (the site head's summary, where the current predictions carry one) or of a site model's
+    card (`site`)."""
     test = {k: info.metrics[k] for k in TEST_FIGURES if isinstance(info.metrics.get(k), (int, float))}
     figures = getattr(current, "summary", None) or info.site or {}
     cross = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
