@@ -344,3 +344,24 @@ def test_cancelling_at_any_point_before_writing_writes_nothing(site, tmp_path):
             assert sorted(p.name for p in out.iterdir()) == ["report.html"], k
             assert (out / "report.html").read_text() == "the previous report"
     assert len(calls) > 11 + 3  # the pictures of the 11 findings were among the points tried
+
+
+def test_the_model_section_says_site_adapted_and_on_how_many_labels(tmp_path):
+    """The report shows `adapted` and `n_labels` as the current predictions give them, and a site model's
+    cross-validated figures."""
+    from dataclasses import replace
+
+    from crackdesk.core.session import CurrentPredictions
+    from crackdesk.report import text
+    from crackdesk.report.gather import gather
+    from factories import tiny_info
+
+    info = replace(tiny_info(), site={"cv_accuracy": 0.931, "labels": 42, "folder": "elsewhere"})
+    adapted = CurrentPredictions([], np.array([]), 0.5, adapted=True, n_labels=42)
+    rows = dict(text.model_rows(gather(adapted, {}, info, tmp_path).model))
+    assert rows["Predictions"].startswith("site-adapted") and "42 labels" in rows["Predictions"]
+    assert rows["Cross-validated on site labels"] == "cv_accuracy 0.931, labels 42"
+    base = CurrentPredictions([], np.array([]), 0.5, adapted=False, n_labels=7)
+    rows = dict(text.model_rows(gather(base, {}, tiny_info(), tmp_path).model))
+    assert rows["Predictions"].startswith("the base model") and "7 labels" in rows["Predictions"]
+    assert rows["Cross-validated on site labels"].startswith("none")
