@@ -12,13 +12,14 @@ QT_DEBS := libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
 XCB_DEBS := libx11-6 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
 	libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-util1 \
 	libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0
-# The desktop tests start the app on a virtual X server and look for its window with xwininfo.
-TEST_DEBS := xvfb x11-utils
+# The desktop tests start the app on a virtual X server and look for its window with xwininfo; the report
+# tests render report.html in headless Chromium and read report.pdf with poppler (pdftotext, pdftoppm).
+TEST_DEBS := xvfb x11-utils chromium poppler-utils
 # PyInstaller's bundle needs objdump (binutils) to read shared-library dependencies.
 BUILD_DEBS := binutils
 DEBS := $(QT_DEBS) $(XCB_DEBS) $(TEST_DEBS) $(BUILD_DEBS)
 
-.PHONY: run test test-fast bundle-test bench bench-gui screenshots bundle bundle-test setup clean
+.PHONY: run test test-fast bundle-test bench bench-gui bench-report screenshots bundle bundle-test setup clean
 
 setup: $(VENV)/.installed $(VENV)/.sysdeps
 
@@ -56,11 +57,15 @@ bundle-test: bundle
 bench: setup
 	$(PY) scripts/bench_classify.py
 
+bench-report: setup
+	$(PY) scripts/bench_report.py
+
 bench-gui: setup
 	QT_QPA_PLATFORM=offscreen $(PY) scripts/bench_gui.py --images 40000
 
 screenshots: setup
 	QT_QPA_PLATFORM=offscreen $(PY) scripts/screenshots.py docs
+	$(PY) scripts/report_screenshot.py docs
 
 bundle: setup
 	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN crackdesk.spec

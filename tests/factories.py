@@ -158,3 +158,76 @@ def make_adaptable_model(folder: Path, name: str = "tinyf") -> Path:
         image.unlink()
     (folder / "memory-images").rmdir()
     return model
+
+def camera_exif(lat: float | None = None, lon: float | None = None, captured: str | None = None,
+                make: str | None = None, model: str | None = None, alt: float | None = None,
+                orientation: int | None = None, offset: str | None = None) -> Image.Exif:
+    """EXIF as a camera writes it, built with Pillow's own API (independently of crackdesk.core.exif, so a
+    mistake in the reader cannot be mirrored here): GPS as degrees, minutes and seconds rationals with N/S and
+    E/W references, altitude with its below-sea-level flag, `captured` ('YYYY:MM:DD HH:MM:SS') both as
+    DateTimeOriginal and (a minute later, as an editor would leave it) DateTime."""
+    from PIL.TiffImagePlugin import IFDRational
+
+    def dms(value: float):
+        total = round(abs(value) * 3600 * 100000)  # in 1e-5 arc seconds, carried exactly
+        degrees, rest = divmod(total, 3600 * 100000)
+        minutes, seconds = divmod(rest, 60 * 100000)
+        return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(seconds, 100000)
+
+    exif = Image.Exif()
+    if make is not None:
+        exif[0x010F] = make
+    if model is not None:
+        exif[0x0110] = model
+    if orientation is not None:
+        exif[0x0112] = orientation
+    if captured is not None:
+        exif[0x0132] = captured[:14] + f"{(int(captured[14:16]) + 1) % 60:02d}" + captured[16:]
+        exif.get_ifd(0x8769)[0x9003] = captured
+        if offset is not None:
+            exif.get_ifd(0x8769)[0x9011] = offset
+    if lat is not None and lon is not None:
+        gps = exif.get_ifd(0x8825)
+        gps[1], gps[2] = ("N" if lat >= 0 else "S"), dms(lat)
+        gps[3], gps[4] = ("E" if lon >= 0 else "W"), dms(lon)
+        if alt is not None:
+            gps[5], gps[6] = (b"\x01" if alt < 0 else b"\x00"), IFDRational(round(abs(alt) * 100), 100)
+    return exif
+
+
+def site_photo(path: Path, crack: bool, exif: Image.Exif | None = None, size=(96, 64), seed: int = 0) -> Path:
+    """A small bright concrete-like photo, with a thick dark diagonal line when `crack` (what the tiny
+    contrast model calls a crack), saved with `exif` in the format its suffix names."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(170, 8, (size[1], size[0], 3)).clip(0, 255).astype(np.uint8)
+    if crack:
+        for t in range(min(size)):
+            a[t, max(0, t - 2):t + 3, :] = 15
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a).save(path, **({"exif": exif} if exif is not None else {}))
+    return path
+
+
+def with_thumbnail(exif: Image.Exif, thumbnail: Image.Image) -> bytes:
+    """EXIF bytes that also carry `thumbnail` the way cameras embed one: a JPEG after IFD1, whose
+    JPEGInterchangeFormat (0x0201) and length (0x0202) point to it. Pillow reads IFD1 but does not write it,
+    so it is appended here by hand, IFD0's next-IFD pointer patched to it."""
+    import io
+    import struct
+
+    tiff = bytearray(exif.tobytes()[6:])  # after "Exif\0\0"
+    order = ">" if tiff[:2] == b"MM" else "<"
+    ifd0 = struct.unpack_from(order + "I", tiff, 4)[0]
+    next_at = ifd0 + 2 + 12 * struct.unpack_from(order + "H", tiff, ifd0)[0]
+    assert struct.unpack_from(order + "I", tiff, next_at)[0] == 0
+    buffer = io.BytesIO()
+    thumbnail.convert("RGB").save(buffer, "JPEG", quality=85)
+    data = buffer.getvalue()
+    tiff += b"\0" * (len(tiff) % 2)
+    ifd1 = len(tiff)
+    struct.pack_into(order + "I", tiff, next_at, ifd1)
+    tiff += struct.pack(order + "H", 2)
+    tiff += struct.pack(order + "HHII", 0x0201, 4, 1, ifd1 + 2 + 2 * 12 + 4)
+    tiff += struct.pack(order + "HHII", 0x0202, 4, 1, len(data))
+    tiff += struct.pack(order + "I", 0) + data
+    return b"Exif\0\0" + bytes(tiff)

@@ -43,6 +43,6 @@ def test_every_window_fits_a_1366x768_screen(x_server, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     sizes = json.loads(result.stdout.splitlines()[-1])
     assert sizes["screen"] == [0, 0, *SCREEN]  # really on the small screen, through the xcb platform
-    assert set(sizes["frames"]) == {"main", "models", "retrain", "viewer"}
+    assert set(sizes["frames"]) == {"main", "models", "retrain", "viewer", "report"}
     problems = [misfit(name, frame, sizes["available"]) for name, frame in sizes["frames"].items()]
     assert not [p for p in problems if p]

@@ -295,7 +295,8 @@ def test_a_full_disk_says_the_disk_is_full_and_keeps_every_saved_label(small_dis
     ws.sync(scan_folder(folder))
     ids = [r.id for r in ws.rows()]
     ws.set_labels({ids[0]: "crack"})
-    with open(small_disk / "filler", "wb") as f:  # fill what is left
+    with open(small_disk / "filler", "wb", buffering=0) as f:  # fill what is left (unbuffered: nothing
+        # is left to flush on close, which would fail again on the full disk)
         try:
             while True:
                 f.write(b"\0" * 65536)

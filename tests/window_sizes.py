@@ -40,7 +40,8 @@ def main(folder: str, settings: str) -> None:
     window.select_row(0)  # the viewer shows the selected image
     for name, opener, dialog in (("models", window.actions.open_models, lambda: window.models_dialog),
                                  ("retrain", window.actions.open_retrain, lambda: window.retrain_dialog),
-                                 ("viewer", window.open_viewer, lambda: window.viewer)):
+                                 ("viewer", window.open_viewer, lambda: window.viewer),
+                                 ("report", window.actions.export_report.trigger, lambda: window.report_dialog)):
         opener()
         settle(app)
         assert dialog().isVisible(), name

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="train or retrain a model (see crackdesk train --help)", add_help=False)
     sub.add_parser("heatmap", help="crack heatmaps of large photos (see crackdesk heatmap --help)", add_help=False)
+    sub.add_parser("report", help="the inspection report: HTML, PDF and GeoJSON (see crackdesk report --help)",
+                   add_help=False)
     return parser
 
 
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
     # Subcommands with their own parsers get the rest of the line untouched.
-    if argv and argv[0] in ("train", "heatmap"):
+    if argv and argv[0] in ("train", "heatmap", "report"):
         return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.version:
@@ -139,6 +141,10 @@ def _delegate(command: str, rest: list[str]) -> int:
                 from .heatmap import main as heatmap_main
 
                 return heatmap_main(rest)
+            if command == "report":
+                from .report import main as report_main
+
+                return report_main(rest)
         except ModuleNotFoundError as e:
             print(f"crackdesk {command}: not available in this installation ({e.name} is missing)", file=sys.stderr)
             return 1

@@ -82,13 +82,18 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
     hashes: list[tuple[int, str]] = []
     predictions: list[tuple[str, float, str]] = []
     features: list[tuple[str, bytes]] = []
+    metas: list = []  # (hash, PhotoMeta): EXIF read from the header the classifier opened anyway
     last_flush = time.monotonic()
 
     def flush():
-        workspace.set_results(classifier.key, hashes, predictions, features)
+        # Queued back to back, so the writer mostly commits both in one transaction; both are waited for.
+        stored_meta = workspace.set_photo_meta(metas, wait=False)
+        workspace.set_results(classifier.key, hashes, predictions, features, wait=False).result()
+        stored_meta.result()
         hashes.clear()
         predictions.clear()
         features.clear()
+        metas.clear()
 
     try:
         for batch in classifier.classify(paths, cancel=cancel):
@@ -99,6 +104,7 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
                                if p.p_crack is not None and p.hash)
             features.extend((p.hash, encode_features(p.features)) for p in batch
                             if p.features is not None and p.hash)
+            metas.extend((p.hash, p.meta) for p in batch if p.meta is not None and p.hash)
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 flush()
                 last_flush = time.monotonic()

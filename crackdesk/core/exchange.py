@@ -19,10 +19,11 @@ from typing import Callable
 from .csvfiles import write_csv
 from .datasets import EXPORT_FOLDERS, load_class_folders
 from .errors import CrackDeskError
+from .exif import hash_and_meta
 from .hashing import file_hash
 from .store import LabelChange, Workspace
 
-CSV_COLUMNS = ["path", "hash", "label", "p_crack", "predicted", "model"]
+CSV_COLUMNS = ["path", "hash", "label", "p_crack", "predicted", "model", "captured", "lat", "lon"]
 Progress = Callable[[int, int], None]
 
 
@@ -51,9 +52,19 @@ def export_csv(workspace: Workspace, out: str | Path, model_key: str | None = No
     """Write every present image with its human label and the prediction of `model_key`; returns rows."""
     workspace.flush()  # labels queued before the export are in it
     rows = workspace.rows(model_key)
+    meta = workspace.photo_meta_by_hash()
     return write_csv(out, CSV_COLUMNS, ([r.path, r.hash or "", r.label or "",
                                          "" if r.p_crack is None else f"{r.p_crack:.6f}", r.predicted or "",
-                                         model_key if r.p_crack is not None else ""] for r in rows))
+                                         model_key if r.p_crack is not None else "", *_place_cells(meta.get(r.hash))]
+                                        for r in rows))
+
+
+def _place_cells(meta) -> tuple[str, str, str]:
+    """captured, lat, lon cells: empty when unknown; coordinates to 1e-7 degrees (about a centimetre)."""
+    if meta is None:
+        return "", "", ""
+    return (meta.captured or "", "" if meta.lat is None else f"{meta.lat:.7f}",
+            "" if meta.lon is None else f"{meta.lon:.7f}")
 
 
 def free_name(folder: Path, name: str, taken: set[str]) -> str:
@@ -113,20 +124,48 @@ def _try_link(source: Path, target: Path) -> bool:
 
 def ensure_hashes(workspace: Workspace, cancel: threading.Event | None = None, progress: Progress | None = None,
                   chunk: int = 256) -> None:
-    """Hash the workspace images the background hasher has not reached yet."""
+    """Hash the workspace images the background hasher has not reached yet, reading each one's EXIF from
+    the same bytes (a photo's metadata is read once, when it is first hashed)."""
     todo = workspace.unhashed()
     for start in range(0, len(todo), chunk):
         if cancel is not None and cancel.is_set():
             return
-        rows = []
+        rows, metas = [], []
         for image_id, rel in todo[start:start + chunk]:
             try:
-                rows.append((image_id, file_hash(workspace.abspath(rel))))
+                digest, meta = hash_and_meta(workspace.abspath(rel))
             except CrackDeskError:
                 continue  # vanished or unreadable since the scan: classify reports it, the next scan drops it
-        workspace.set_hashes(rows)
+            rows.append((image_id, digest))
+            metas.append((digest, meta))
+        # Queued back to back, so the writer mostly commits both in one transaction; both are waited for.
+        stored_meta = workspace.set_photo_meta(metas, wait=False)
+        workspace.set_hashes(rows, wait=False).result()
+        stored_meta.result()
         if progress:
             progress(min(start + chunk, len(todo)), len(todo))
+
+
+def ensure_meta(workspace: Workspace, cancel: threading.Event | None = None, progress: Progress | None = None,
+                chunk: int = 256) -> int:
+    """Read the metadata of hashed contents that have none yet (a workspace from before metadata, a photo
+    hashed when it was labelled); returns how many there were. One read of each such photo, once."""
+    todo = workspace.hashed_without_meta()
+    for start in range(0, len(todo), chunk):
+        if cancel is not None and cancel.is_set():
+            return start
+        metas = []
+        for rel, stored in todo[start:start + chunk]:
+            try:
+                digest, meta = hash_and_meta(workspace.abspath(rel))
+            except CrackDeskError:
+                continue  # gone since the scan: it has no metadata to give
+            if digest == stored:  # else changed since it was hashed: the next scan re-hashes it
+                metas.append((digest, meta))
+        workspace.set_photo_meta(metas)
+        if progress:
+            progress(min(start + chunk, len(todo)), len(todo))
+    return len(todo)
 
 
 def import_class_folders(workspace: Workspace, root: str | Path, cancel: threading.Event | None = None,

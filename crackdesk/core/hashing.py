@@ -75,3 +75,13 @@ def file_hash(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
     except OSError as e:
         raise ImageError(f"cannot read: {e.strerror or e}", path) from None
     return digest.hexdigest()
+
+
+def read_head(path: str | Path, size: int) -> bytes:
+    """The first `size` bytes of a regular file (a photo's header and EXIF), under the same rules as `read_file`."""
+    fd, _ = _open_regular(path, MAX_FILE_BYTES)
+    try:
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            return f.read(size)
+    except OSError as e:
+        raise ImageError(f"cannot read: {e.strerror or e}", path) from None

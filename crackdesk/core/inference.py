@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from .datasets import CRACK, NO_CRACK
 from .errors import ImageError
+from .exif import PhotoMeta, read_meta
 from .hashing import bytes_hash, read_file
 from .images import decode_rgb, open_image
 from .models import LoadedModel, load_model
@@ -32,6 +33,7 @@ class Prediction:
     error: str | None = None  # why the image could not be read
     size: tuple[int, int] | None = None  # (width, height) of the file as stored, before any shrinking
     features: np.ndarray | None = field(default=None, repr=False, compare=False)  # [D] penultimate features
+    meta: PhotoMeta | None = field(default=None, repr=False, compare=False)  # EXIF, from the header already read
 
 
 def read_and_hash(path: Path) -> tuple[bytes, str]:
@@ -90,31 +92,36 @@ class Classifier:
     # -- one image's preparation (runs in the pool) ----------------------------------------------
     def prepare(self, path: Path) -> tuple[np.ndarray | None, str | None, str | None, tuple[int, int] | None]:
         """(uint8 HWC input, content hash, error, stored size). Never raises for a bad file."""
-        digest = size = None
+        return self.prepare_photo(path)[:4]
+
+    def prepare_photo(self, path: Path):
+        """`prepare`, and the photo's metadata (EXIF) from the header it opened: (..., PhotoMeta or None)."""
+        digest = size = meta = None
         try:
             data, digest = read_and_hash(path)
             h, w = self.pre.input_size
-            opened = open_image(path, data=data)  # parsed once: its stored size, then the decode
+            opened = open_image(path, data=data)  # parsed once: its stored size and EXIF, then the decode
             size = opened.size
+            meta = read_meta(opened)
             image = decode_rgb(opened, path, draft_size=(w, h))
-            return self.pre.to_uint8(image), digest, None, size
+            return self.pre.to_uint8(image), digest, None, size, meta
         except ImageError as e:
-            return None, digest, e.reason, size
+            return None, digest, e.reason, size, meta
         except OSError as e:
-            return None, digest, f"cannot read: {e.strerror or e}", size
+            return None, digest, f"cannot read: {e.strerror or e}", size, meta
         except Exception as e:  # a decoder bug on one odd file must not stop a batch of thousands
-            return None, digest, f"cannot decode ({type(e).__name__}: {e})", size
+            return None, digest, f"cannot decode ({type(e).__name__}: {e})", size, meta
 
     def _prepare_batch(self, start: int, paths: Sequence[Path]):
         """Decode a chunk and normalise it here, in the pool: the thread feeding onnxruntime only runs it."""
         paths = [Path(p) for p in paths]
-        prepared = [self.prepare(p) for p in paths]
-        good = [arr for arr, _, _, _ in prepared if arr is not None]
+        prepared = [self.prepare_photo(p) for p in paths]
+        good = [item[0] for item in prepared if item[0] is not None]
         tensor = self.pre.normalize(np.stack(good)) if good else None
         return start, paths, prepared, tensor
 
     def _finish_batch(self, start, paths, prepared, tensors: list[np.ndarray]) -> list[Prediction]:
-        good = [i for i, (arr, _, _, _) in enumerate(prepared) if arr is not None]
+        good = [i for i, item in enumerate(prepared) if item[0] is not None]
         probs, feats = {}, {}
         if good:
             batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
@@ -124,10 +131,11 @@ class Classifier:
                 if f_all is not None:
                     feats[i] = f_all[k]
         results = []
-        for i, (path, (_, digest, error, size)) in enumerate(zip(paths, prepared)):
+        for i, (path, (_, digest, error, size, meta)) in enumerate(zip(paths, prepared)):
             p = probs.get(i)
             results.append(Prediction(start + i, Path(path), digest, p,
-                                      self.label_for(p) if p is not None else None, error, size, feats.get(i)))
+                                      self.label_for(p) if p is not None else None, error, size, feats.get(i),
+                                      meta))
         return results
 
     # -- the pipeline -----------------------------------------------------------------------------

@@ -81,7 +81,18 @@ CREATE TABLE site_heads(                -- this folder's adaptation of a base mo
 );
 """
 
-MIGRATIONS = [V1, V2, V3]  # MIGRATIONS[k] takes version k to k+1
+V4 = """
+CREATE TABLE photo_meta(                -- what each content's file says of itself (EXIF, core/exif.py), read once
+    hash TEXT PRIMARY KEY,              -- a row of NULLs: read, nothing found (not read again)
+    captured TEXT,                      -- capture time, ISO 8601 as the camera wrote it (local; offset if known)
+    lat REAL, lon REAL, alt REAL,       -- WGS84 degrees (south and west negative), metres
+    make TEXT, model TEXT,
+    width INTEGER, height INTEGER,      -- as stored, before the orientation is applied
+    orientation INTEGER                 -- EXIF 1..8
+);
+"""
+
+MIGRATIONS = [V1, V2, V3, V4]  # MIGRATIONS[k] takes version k to k+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 def schema_version(db: sqlite3.Connection, path: Path | None = None) -> int:

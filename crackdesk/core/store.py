@@ -22,6 +22,7 @@ from typing import Iterable
 from .datasets import CRACK, LABELS, NO_CRACK, LabeledFile
 from .db import connect, now_iso, path_from_db, path_to_db, workspace_error
 from .errors import CrackDeskError, WorkspaceError
+from .exif import COLUMNS as META_COLUMNS, PhotoMeta
 from .hashing import file_hash
 from .scan import ScannedFile
 from .schema import SCHEMA_VERSION
@@ -407,6 +408,36 @@ class Workspace(SiteStore):
                           "JOIN images i ON i.hash=t.hash WHERE i.present=1 GROUP BY t.hash, t.x, t.y, t.w, t.h "
                           "ORDER BY MIN(i.id), t.y, t.x")
         return [(self.abspath(p), (x, y, w, h), label) for p, x, y, w, h, label in self._inside(rows, skipped)]
+
+
+    # -- photo metadata (EXIF), per content ---------------------------------------------------------
+    def set_photo_meta(self, rows: Iterable[tuple[str, PhotoMeta]], wait: bool = True):
+        """Store (hash, PhotoMeta) rows: what each content's EXIF says (a pure function of the bytes)."""
+        rows = [(h, *m.row()) for h, m in rows]
+        marks = ",".join("?" * (1 + len(META_COLUMNS)))
+        sql = f"INSERT OR REPLACE INTO photo_meta(hash, {', '.join(META_COLUMNS)}) VALUES ({marks})"
+        return self._write(lambda db: db.executemany(sql, rows) and None, wait=wait, what="photo metadata")
+
+    def photo_meta(self, image_id: int) -> PhotoMeta | None:
+        """The stored metadata of an image, or None while it has not been read (not hashed yet)."""
+        rows = self._read(f"SELECT {', '.join('m.' + c for c in META_COLUMNS)} FROM images i "
+                          "JOIN photo_meta m ON m.hash = i.hash WHERE i.id=?", (image_id,))
+        return PhotoMeta.from_row(rows[0]) if rows else None
+
+    def photo_meta_by_hash(self) -> dict[str, PhotoMeta]:
+        """Every present image's metadata, by content hash (one query for a whole report or export)."""
+        rows = self._read(f"SELECT m.hash, {', '.join('m.' + c for c in META_COLUMNS)} FROM photo_meta m "
+                          "WHERE m.hash IN (SELECT hash FROM images WHERE present=1)")
+        return {r[0]: PhotoMeta.from_row(r[1:]) for r in rows}
+
+    def hashed_without_meta(self, limit: int = 1_000_000) -> list[tuple[str, str]]:
+        """(path, hash) of one present image per hashed content whose metadata was never read: hashed by a
+        CrackDesk before metadata existed, or by a path that reads no header (a label on an unhashed photo).
+        The path is the one of the smallest id (SQLite takes bare columns from the MIN row)."""
+        return [(path_from_db(p), h) for _, p, h in self._read(
+            "SELECT MIN(i.id), i.path, i.hash FROM images i WHERE i.present=1 AND i.hash IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM photo_meta m WHERE m.hash = i.hash) GROUP BY i.hash ORDER BY MIN(i.id) "
+            "LIMIT ?", (limit,))]
 
 
 def open_workspace(folder: str | Path, workspace: str | Path | None = None) -> Workspace:

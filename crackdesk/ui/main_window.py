@@ -414,6 +414,7 @@ class MainWindow(SiteFlow, ClassifyFlow, QMainWindow):
         name = self.entry.key if self.entry else "no model"
         self.viewer.show_image(self.folder / self.model.paths[k], self.model.paths[k], self.model.label_at(row),
                                self.model.prob_at(row), self.model.threshold, name, history, self.model.band)
+        self.viewer.show_meta(self.ws.photo_meta(image_id) if self.ws is not None and image_id >= 0 else None)
         self.show_viewer_heatmap(image_id)
 
     def show_viewer_heatmap(self, image_id: int) -> None:

@@ -78,3 +78,12 @@ class Settings:
         folder = str(Path(folder).resolve())
         items = [folder] + [f for f in self.recent_folders() if f != folder]
         self._set("files/recent", items[:MAX_RECENT])
+
+    @property
+    def inspector(self) -> str:
+        """The name last put on a report: the same person exports most reports."""
+        return str(self.qt.value("report/inspector", "") or "")
+
+    @inspector.setter
+    def inspector(self, name: str) -> None:
+        self._set("report/inspector", name)

@@ -30,6 +30,19 @@ def decode_for_viewer(path: Path) -> tuple[QImage | None, str]:
     return image.copy(), ""
 
 
+def photo_meta_text(meta) -> str:
+    if meta is None:
+        return "not read yet (the photo is being indexed)"
+    lines = [f"taken {meta.captured.replace('T', ' ')}" if meta.captured else "no capture time",
+             f"GPS {meta.lat:.6f}, {meta.lon:.6f}" + (f", {meta.alt:.0f} m" if meta.alt is not None else "")
+             if meta.has_gps else "no GPS position"]
+    if meta.camera:
+        lines.append(meta.camera)
+    if meta.width and meta.height:
+        lines.append(f"{meta.width} x {meta.height} px")
+    return "\n".join(lines)
+
+
 class ImageView(QGraphicsView):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -97,6 +110,9 @@ class ViewerDialog(QDialog):
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(False)
+        self.photo = QLabel()  # capture time, GPS and camera, from the workspace (read when the photo was hashed)
+        self.photo.setWordWrap(True)
+        self.photo.setTextInteractionFlags(Qt.TextSelectableByMouse)  # coordinates get copied into other tools
         self.history = QListWidget()
         self.history.setFocusPolicy(Qt.NoFocus)
         self.history.setWordWrap(True)
@@ -106,7 +122,7 @@ class ViewerDialog(QDialog):
         hint.setProperty("muted", True)
         hint.setWordWrap(True)
         for title, widget in (("", self.name), ("", self.folder), ("HUMAN LABEL", self.label),
-                              ("MODEL", self.prediction), ("", self.bar), ("HEATMAP", self.heat),
+                              ("MODEL", self.prediction), ("", self.bar), ("PHOTO", self.photo), ("HEATMAP", self.heat),
                               ("LABEL HISTORY", self.history)):
             if title:
                 heading = QLabel(title)
@@ -173,6 +189,10 @@ class ViewerDialog(QDialog):
                                    f"{h['at'].replace('T', ' ').rstrip('Z')} UTC · {h['source']}")
             item.setForeground(theme.LABEL_COLORS[h["new"]])
             self.history.addItem(item)
+
+    def show_meta(self, meta) -> None:
+        """What the photo says of itself (a PhotoMeta), or None while it has not been read (not hashed yet)."""
+        self.photo.setText(photo_meta_text(meta))
 
     def _loaded(self, number: int, image, error: str) -> None:
         if number != self.request:

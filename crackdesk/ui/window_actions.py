@@ -8,7 +8,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QSizePolicy, QSlider, QStyle, QToolButton, QWidget
 
-from . import exchange_actions
+from . import exchange_actions, report_actions
 
 
 class WindowActions:
@@ -26,6 +26,9 @@ class WindowActions:
         self._add(file_menu, "Export labels and predictions as &CSV…", lambda: exchange_actions.export_csv(window))
         self._add(file_menu, "Export labelled images as &dataset…", lambda: exchange_actions.export_dataset(window))
         self._add(file_menu, "&Import labels from dataset…", lambda: exchange_actions.import_dataset(window))
+        file_menu.addSeparator()
+        self.export_report = self._add(file_menu, "Export &report (HTML, PDF, GeoJSON)…",
+                                       lambda: report_actions.export_report(window))
         file_menu.addSeparator()
         self._add(file_menu, "&Quit", window.close, QKeySequence.Quit)
 
