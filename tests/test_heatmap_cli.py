@@ -87,7 +87,7 @@ def test_errors_are_one_line_and_exit_1_when_nothing_is_read(tmp_path, tiny_mode
     write_huge_png(tmp_path / "huge.png", 20000, 20000)
     assert main(["heatmap", str(tmp_path / "huge.png"), "--model", str(tiny_model), "--out", out]) == 1
     err = capsys.readouterr().err
-    assert "huge.png: image too large for a heatmap (20000x20000" in err and "0 heatmaps (1 unreadable)" in err
+    assert "huge.png: image too large (20000x20000" in err and "0 heatmaps (1 unreadable)" in err
     assert main(["heatmap", str(tmp_path / "nope"), "--model", str(tiny_model), "--out", out]) == 1
     assert "nope: no such file or folder" in capsys.readouterr().err
     assert main(["heatmap", str(tmp_path / "huge.png"), "--model", str(tiny_model), "--out", out,

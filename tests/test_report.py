@@ -347,21 +347,31 @@ def test_cancelling_at_any_point_before_writing_writes_nothing(site, tmp_path):
 
 
 def test_the_model_section_says_site_adapted_and_on_how_many_labels(tmp_path):
-    """The report shows `adapted` and `n_labels` as the current predictions give them, and a site model's
-    cross-validated figures."""
+    """The report shows `adapted` and `n_labels` as the current predictions give them, the site head's figures
+    worded as the app words them (too few labels: no figure), and a site model's own figures."""
     from dataclasses import replace
 
+    from crackdesk.core.estimates import Accuracy
     from crackdesk.core.session import CurrentPredictions
+    from crackdesk.core.site import SiteState
+    from crackdesk.core.sitehead import Head
     from crackdesk.report import text
     from crackdesk.report.gather import gather
     from factories import tiny_info
 
-    info = replace(tiny_info(), site={"cv_accuracy": 0.931, "labels": 42, "folder": "elsewhere"})
-    adapted = CurrentPredictions([], np.array([]), 0.5, adapted=True, n_labels=42)
-    rows = dict(text.model_rows(gather(adapted, {}, info, tmp_path).model))
+    head = Head(np.zeros(3), 0.0, 0.5)
+    state = SiteState(head, 42, 20, cv=Accuracy(39, 42, 20, 22), retention=(Accuracy(999, 1000), Accuracy(998, 1000)))
+    adapted = CurrentPredictions([], np.array([]), 0.5, adapted=True, n_labels=42, state=state)
+    rows = dict(text.model_rows(gather(adapted, {}, tiny_info(), tmp_path).model))
     assert rows["Predictions"].startswith("site-adapted") and "42 labels" in rows["Predictions"]
-    assert rows["Cross-validated on site labels"] == "cv_accuracy 0.931, labels 42"
-    base = CurrentPredictions([], np.array([]), 0.5, adapted=False, n_labels=7)
+    assert "cross-validated accuracy 92.9%" in rows["Site adaptation"] and "42 labels" in rows["Site adaptation"]
+    assert "99.9% before adapting, 99.8% after" in rows["Site adaptation"]
+    few = SiteState(head, 12, 6, cv=Accuracy(12, 12, 6, 6))
+    rows = dict(text.model_rows(gather(replace(adapted, n_labels=12, state=few), {}, tiny_info(), tmp_path).model))
+    assert "too few labels to tell" in rows["Site adaptation"] and "100" not in rows["Site adaptation"]
+    info = replace(tiny_info(), site={"cv_accuracy": 0.931, "labels": 42, "folder": "elsewhere"})
+    base = CurrentPredictions([], np.array([]), 0.5, adapted=False, n_labels=0)
+    rows = dict(text.model_rows(gather(base, {}, info, tmp_path).model))
+    assert rows["Site model figures"] == "cv_accuracy 0.931, labels 42"
     rows = dict(text.model_rows(gather(base, {}, tiny_info(), tmp_path).model))
-    assert rows["Predictions"].startswith("the base model") and "7 labels" in rows["Predictions"]
-    assert rows["Cross-validated on site labels"].startswith("none")
+    assert rows["Predictions"].startswith("the base model") and rows["Site adaptation"].startswith("none")

@@ -1,6 +1,6 @@
 """`crackdesk report FOLDER --out DIR`: the inspection report of a folder (report.html, report.pdf,
-findings.geojson in DIR), with the folder's current verdicts under the model given (default: the default
-model, as `crackdesk classify`). An empty or unclassified folder still gets a report that says so (exit 0);
+findings.geojson in DIR), with the folder's current verdicts under its model (the one it is classified with,
+or --model; site-adapted when it has labels, exactly as `crackdesk classify` reports them). An empty or unclassified folder still gets a report that says so (exit 0);
 Ctrl-C stops it before anything is written (exit 130)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from ..core.models import ModelRegistry
 from ..core.session import FolderSession
 from ..report.build import build_report, output_files
-from .commands import report_scan_problems
+from .commands import folder_model, report_scan_problems
 from .progress import ProgressBar
 
 
@@ -45,12 +45,15 @@ class _Bar:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     output_files(args.out)  # before the long work: a report must not end in "cannot write"
-    entry = ModelRegistry().find(args.model)
+    registry = ModelRegistry()
+    if args.model:
+        registry.find(args.model)  # a wrong --model is refused before the folder is read
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())  # stop between photos, write nothing
     try:
         with FolderSession.open(args.folder, args.workspace, cancel) as session:
             report_scan_problems(session)
+            entry = folder_model(session, args.model, registry)  # the folder's model, as `classify` uses
             bar = _Bar()
             try:
                 result = build_report(session, entry.info, args.out, args.title, args.inspector, cancel, bar)

@@ -87,8 +87,9 @@ class ModelSummary:
     adapted: bool
     n_labels: int
     test: dict = field(default_factory=dict)  # the model card's test-split figures
-    cross_validated: dict = field(default_factory=dict)  # the site adaptation's figures, when there are any
+    cross_validated: dict = field(default_factory=dict)  # a site model's own figures (its card's `site`)
     description: str = ""
+    site_lines: list[str] = field(default_factory=list)  # the folder's site head, worded honestly (core/estimates)
 
 
 @dataclass
@@ -134,12 +135,21 @@ def model_summary(info, current) -> ModelSummary:
     `current.summary` (the site head's summary, where the current predictions carry one) or of a site model's
     card (`site`)."""
     test = {k: info.metrics[k] for k in TEST_FIGURES if isinstance(info.metrics.get(k), (int, float))}
-    figures = getattr(current, "summary", None) or info.site or {}
+    figures = info.site or {}
     cross = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    state = getattr(current, "state", None)
+    lines = []
+    if state is not None and state.adapted:
+        if state.cv is not None:
+            lines.append("this site: " + state.cv.text("cross-validated accuracy"))
+        if state.retention is not None:
+            before, after = state.retention
+            lines.append(f"concrete (the model's replay memory, {after.n:,} held-out images): "
+                         f"{100 * before.value:.1f}% before adapting, {100 * after.value:.1f}% after")
     return ModelSummary(key=f"{info.name}@{info.version}", name=info.name, version=info.version,
                         architecture=info.architecture, threshold=float(current.threshold),
                         adapted=bool(current.adapted), n_labels=int(current.n_labels), test=test,
-                        cross_validated=cross, description=info.description)
+                        cross_validated=cross, description=info.description, site_lines=lines)
 
 
 def gather(current, meta_by_hash: dict[str, PhotoMeta], info, folder, title: str = "",

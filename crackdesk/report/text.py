@@ -72,8 +72,12 @@ def model_rows(model) -> list[list[str]]:
         rows.append(["Test figures (model card)", figures(model.test)])
     else:
         rows.append(["Test figures (model card)", "none recorded in the model"])
-    rows.append(["Cross-validated on site labels", figures(model.cross_validated) if model.cross_validated
-                 else "none (the predictions are the base model's)"])
+    if model.site_lines:
+        rows.append(["Site adaptation", "; ".join(model.site_lines)])
+    elif model.cross_validated:
+        rows.append(["Site model figures", figures(model.cross_validated)])
+    else:
+        rows.append(["Site adaptation", "none (the predictions are the base model's)"])
     return rows
 
 
