@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return {"classify": commands.cmd_classify, "evaluate": commands.cmd_evaluate, "labels": labels.cmd_labels,
                 "models": commands.cmd_models, "demo": commands.cmd_demo,
-                "export-model": site.cmd_export_model}[args.command](args)
+                "export-model": site.cmd_export_model, "suggest": site.cmd_suggest}[args.command](args)
 
     return guarded(run)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-MIN_IMAGES = 20  # below this an accuracy is mostly noise (a 95% interval about 40 points wide)
+MIN_IMAGES = 30  # below this an accuracy is mostly noise (a 95% interval about 30 points wide)
 MIN_PER_CLASS = 5  # ... and it needs some of each class to mean anything
 
 

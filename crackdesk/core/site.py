@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import features as features_codec
-from . import sitehead
+from . import sitehead, suggest
 from .datasets import CRACK
 from .errors import CrackDeskError, ModelError
 from .estimates import Accuracy
@@ -47,6 +47,8 @@ class SiteState:
     n_crack: int = 0
     n_tiles: int = 0  # of the labels, how many are tiles of large photos
     cv: Accuracy | None = None  # cross-validated accuracy on this folder's labels
+    estimate: float | None = None  # expected accuracy on the unlabelled photos (sitehead.assess_labels)
+    n_unlabelled: int = 0
     retention: tuple[Accuracy, Accuracy] | None = None  # base and site head on the memory's held-out part
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. labelled images without features
@@ -63,15 +65,24 @@ class SiteState:
         parts = [f"site-adapted on {self.n_labels:,} labels ({self.n_crack:,} crack, "
                  f"{self.n_labels - self.n_crack:,} no crack)"]
         if self.cv is not None:
-            parts.append("this site: " + self.cv.text("cross-validated accuracy"))
+            parts.append("this site: " + self.quality())
         if self.retention is not None:
             base, site = self.retention
             parts.append(f"concrete: {100 * base.value:.1f}% -> {100 * site.value:.1f}% "
                          f"(replay memory, {site.n:,} held out)")
         return "; ".join(parts)
 
+    def quality(self) -> str:
+        """The site head's accuracy as honestly as it can be said (estimates.py wording)."""
+        text = self.cv.text("cross-validated accuracy")
+        if self.cv.enough and self.estimate is not None:
+            text += (f" on the labelled photos, the hardest ones when chosen by “Most useful next”; "
+                     f"about {100 * self.estimate:.0f}% expected on the {self.n_unlabelled:,} unlabelled")
+        return text
+
     def to_json(self) -> str:
-        return json.dumps({"n_labels": self.n_labels, "n_crack": self.n_crack, "n_tiles": self.n_tiles,
+        return json.dumps({"estimate": self.estimate, "n_unlabelled": self.n_unlabelled,
+                           "n_labels": self.n_labels, "n_crack": self.n_crack, "n_tiles": self.n_tiles,
                            "cv": None if self.cv is None else [self.cv.correct, self.cv.n, self.cv.n_crack,
                                                                self.cv.n_no_crack],
                            "retention": None if self.retention is None else
@@ -82,7 +93,8 @@ class SiteState:
         d = json.loads(text)
         cv = Accuracy(*d["cv"]) if d.get("cv") else None
         retention = tuple(Accuracy(*a) for a in d["retention"]) if d.get("retention") else None
-        return cls(head, d["n_labels"], d["n_crack"], d.get("n_tiles", 0), cv, retention, 0.0, d.get("notes", []))
+        return cls(head, d["n_labels"], d["n_crack"], d.get("n_tiles", 0), cv, d.get("estimate"),
+                   d.get("n_unlabelled", 0), retention, 0.0, d.get("notes", []))
 
 
 def check_adaptable(info: ModelInfo) -> ReplayMemory:
@@ -172,7 +184,7 @@ class SiteAdapter:
             stored = self.workspace.site_head(self.model_key)
             if stored is not None and stored[1] == key:
                 w, b = stored[0]
-                self.state = SiteState.from_json(sitehead.Head(w, b, self.base.threshold), stored[2])
+                self.state = SiteState.from_json(sitehead.Head(w, b, sitehead.THRESHOLD), stored[2])
                 self.state.key = key
                 return self.state
             X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
@@ -191,7 +203,10 @@ class SiteAdapter:
             return state
         X, y = state.training
         if not (cancel is not None and cancel.is_set()):
-            state.cv = sitehead.cross_validate(X, y, self.memory, self.base)
+            z = self.features.logits(state.head.weights, state.head.bias)
+            unlabelled = ~np.isnan(z) & ~self.labelled_mask()
+            state.cv, state.estimate = sitehead.assess_labels(X, y, self.memory, self.base, state.head, z[unlabelled])
+            state.n_unlabelled = int(unlabelled.sum())
             state.retention = sitehead.retention(state.head, self.base, self.memory)
         with self._lock:
             self._recent[state.key] = state
@@ -200,6 +215,28 @@ class SiteAdapter:
             if self.state is state:  # not overtaken by a newer refit meanwhile
                 self._store(state)
         return state
+
+    # -- what to review next ------------------------------------------------------------------------
+    def suggestions(self, k: int = suggest.BATCH, state: SiteState | None = None) -> tuple[list, np.ndarray]:
+        """(the k photos to review next as suggest.Suggestion (index into the loaded rows), a review rank for every
+        row): unlabelled photos with features, chosen by suggest.py under the current head."""
+        state = state or self.state
+        head = state.head or self.base
+        logits = self.features.logits(head.weights, head.bias)
+        labelled = self.labelled_mask()
+        eligible = ~labelled & self.features.present
+        picks = suggest.suggest(self.features.rows, logits, eligible, labelled.any(), k, seed=state.n_labels)
+        return picks, suggest.order(logits, eligible, [s.index for s in picks])
+
+    def labelled_mask(self) -> np.ndarray:
+        """Which of the loaded rows have a human label."""
+        position = {int(i): k for k, i in enumerate(self.ids.tolist())}
+        mask = np.zeros(len(self.ids), bool)
+        for image_id in self.workspace.labelled_ids():
+            k = position.get(image_id)
+            if k is not None:
+                mask[k] = True
+        return mask
 
     def _store(self, state: SiteState) -> None:
         self.workspace.set_site_head(self.model_key, (state.head.weights, state.head.bias, state.key, state.to_json()))

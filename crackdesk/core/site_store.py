@@ -42,6 +42,10 @@ class SiteStore:
                 found.append((f"{digest}#{x},{y},{w},{h}", label, codec.decode(blob)))
         return found, missing, missing_tiles
 
+    def labelled_ids(self) -> list[int]:
+        """Ids of present images with a human label."""
+        return [r[0] for r in self._read("SELECT i.id FROM images i JOIN labels l ON l.hash=i.hash WHERE i.present=1")]
+
     def set_features(self, model_key: str, rows, wait: bool = True):
         """(hash, stored feature bytes) of images, without predictions (features computed for a site head)."""
         rows = [(h, model_key, blob) for h, blob in rows]

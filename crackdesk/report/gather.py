@@ -141,7 +141,7 @@ def model_summary(info, current) -> ModelSummary:
     lines = []
     if state is not None and state.adapted:
         if state.cv is not None:
-            lines.append("this site: " + state.cv.text("cross-validated accuracy"))
+            lines.append("this site: " + state.quality())
         if state.retention is not None:
             before, after = state.retention
             lines.append(f"concrete (the model's replay memory, {after.n:,} held-out images): "

@@ -150,7 +150,7 @@ class Sidebar(QFrame):
             lines = [f"<b>Adapted</b> on {state.n_labels:,} labels ({state.n_crack:,} crack, "
                      f"{state.n_labels - state.n_crack:,} no crack)"]
             if state.cv is not None:
-                lines.append("This site: " + html.escape(state.cv.text("cross-validated")))
+                lines.append("This site: " + html.escape(state.quality()))
             if state.retention is not None:
                 before, after = state.retention
                 lines.append(f"Concrete: {100 * before.value:.1f}% → {100 * after.value:.1f}% "
