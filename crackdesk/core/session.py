@@ -185,7 +185,11 @@ class FolderSession:
         """Classify (image id, relative path) items (default: every image) and store the results."""
         if items is None:
             items = [(r.id, r.path) for r in self.rows()]
-        return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch)
+        try:
+            return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch)
+        finally:
+            if self._adapter is not None:
+                self._adapter.features_stale = True  # new features for the site head to read
 
     def submit_labels(self, labels: dict[int, str | None], source: str = "user") -> Future:
         """Label images by id; the Future gives the LabelChange once on disk, or the CrackDeskError."""

@@ -125,6 +125,7 @@ class SiteAdapter:
         self.base = sitehead.Head(np.asarray(weights, np.float64), float(bias), info.threshold)
         self.ids = np.zeros(0, np.int64)
         self.features = FeatureMatrix(0, info.features["dim"])
+        self.features_stale = True  # images were classified since the features were read
         self.state = SiteState(None)
         self._classifier = None  # the base model, loaded only to compute features nobody stored yet
         self._recent: OrderedDict[str, SiteState] = OrderedDict()  # heads by labels: undo and redo are instant
@@ -141,7 +142,7 @@ class SiteAdapter:
             if k is not None:
                 matrix.set_row(k, blob)
         with self._lock:
-            self.ids, self.features = ids, matrix
+            self.ids, self.features, self.features_stale = ids, matrix, False
 
     def update_features(self, rows: list[tuple[int, bytes]]) -> None:
         """Newly classified images' features (image id, stored bytes)."""

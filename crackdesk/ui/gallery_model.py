@@ -34,6 +34,7 @@ FILTERS = {
     "reviewed": "Reviewed",
 }
 SORTS = {
+    "useful": "Most useful next",
     "name": "Name",
     "p_desc": "P(crack), highest first",
     "p_asc": "P(crack), lowest first",
@@ -68,6 +69,7 @@ class GalleryModel(QAbstractListModel):
         self.labels = np.zeros(0, np.int8)
         self.probs = np.zeros(0, np.float32)  # current P(crack): the site head's where the folder is adapted
         self.base_probs = np.zeros(0, np.float32)  # the base model's, as stored
+        self.useful_rank = np.zeros(0, np.int64)  # 0 = review first (core/suggest.py); refreshed with the site head
         self.view = np.zeros(0, np.int64)  # image indices shown, in display order
         self.position = np.zeros(0, np.int64)  # image index -> row in view, or -1
         self._index_of_id: dict[int, int] = {}
@@ -86,6 +88,7 @@ class GalleryModel(QAbstractListModel):
         self.labels = np.full(n, -1, np.int8)
         self.probs = np.full(n, np.nan, np.float32)
         self.base_probs = self.probs.copy()
+        self.useful_rank = np.arange(n, dtype=np.int64)
         self._index_of_id = {}
         self.refilter()
 
@@ -98,6 +101,8 @@ class GalleryModel(QAbstractListModel):
         self.paths = arrays.paths
         self.ids, self.labels, self.probs = arrays.ids, arrays.labels, arrays.probs
         self.base_probs = arrays.probs.copy()
+        if len(self.useful_rank) != len(arrays.ids):
+            self.useful_rank = np.arange(len(arrays.ids), dtype=np.int64)
         self._index_of_id = arrays.index_of_id
         if same_images and self.filter == "all" and self.sort == "name":
             # The rows shown are unchanged: repaint instead of a reset (which re-lays out every item).
@@ -134,6 +139,20 @@ class GalleryModel(QAbstractListModel):
             self.refilter()
         else:
             self._changed(touched)
+
+    def set_useful_rank(self, rank: np.ndarray) -> None:
+        """A new "most useful next" order (after each refit); the grid reorders if it is sorted by it."""
+        if len(rank) == len(self.paths):
+            self.useful_rank = np.asarray(rank, np.int64)
+            if self.sort == "useful":
+                self.refilter()
+
+    def next_useful(self, after_image: int | None = None) -> int | None:
+        """The image (index) to review next: the unlabelled one ranked first among those shown."""
+        shown = self.view[self.labels[self.view] < 0]
+        if not len(shown):
+            return None
+        return int(shown[np.argmin(self.useful_rank[shown])])
 
     def set_site_probs(self, site: np.ndarray | None) -> None:
         """The site head's P(crack) for every image (None: back to the base model's). An image the model has not
@@ -197,6 +216,8 @@ class GalleryModel(QAbstractListModel):
         chosen = np.flatnonzero(self.mask(self.filter))
         if self.sort == "name" or not len(chosen):
             return chosen
+        if self.sort == "useful":
+            return chosen[np.argsort(self.useful_rank[chosen], kind="stable")]
         p = self.probs[chosen].astype(np.float64)
         missing = np.isnan(p)
         key = {"p_desc": -p, "p_asc": p, "uncertainty": np.abs(p - self.threshold)}[self.sort]

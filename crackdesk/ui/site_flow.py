@@ -16,17 +16,19 @@ DEBOUNCE_MS = 30  # coalesces a burst of saves (a bulk label, a fast typist) int
 
 
 def adapt_job(session, ids: np.ndarray, parent=None) -> Job:
-    """Partial: (ids, state, probabilities) as soon as the head is fitted; result: (ids, state) once assessed."""
+    """Partial: (ids, state, probabilities, "most useful next" rank) as soon as the head is fitted; result:
+    (ids, state) once assessed."""
 
     def work(job: Job):
         adapter = session.adapter()
         if adapter is None:
             return ids, None
-        if len(adapter.ids) != len(ids) or not np.array_equal(adapter.ids, ids):
+        if adapter.features_stale or len(adapter.ids) != len(ids) or not np.array_equal(adapter.ids, ids):
             adapter.load_features(ids)
         state = adapter.refit(job.cancel_event, full=False)
         probs = adapter.probabilities(state) if state.adapted else None
-        job._partial.emit((ids, state, probs))
+        _, rank = adapter.suggestions(state=state)
+        job._partial.emit((ids, state, probs, rank))
         return ids, adapter.assess(state, job.cancel_event)
 
     return Job("Adapting to this site", work, parent)
@@ -66,11 +68,12 @@ class SiteFlow:
         self.sidebar.set_site_busy(True)
         self.start_job(job, in_bar=False)
 
-    def _adapted(self, session, ids, state, probs) -> None:
+    def _adapted(self, session, ids, state, probs, rank) -> None:
         if session is not self.session or not np.array_equal(ids, self.model.ids):
             return  # another folder, or the grid was reloaded meanwhile: the next refit covers it
         current = self.current_id()
         self.site_state = state
+        self.model.useful_rank = rank  # set_site_probs re-sorts when the grid is sorted by it
         self.model.set_site_probs(probs)
         self.select_id(current)
         self.refresh_status()
@@ -91,6 +94,14 @@ class SiteFlow:
         self.sidebar.set_site_busy(False)
         if self.site_stale:
             self.schedule_adapt()
+
+    def next_useful(self) -> None:
+        """U: select the photo whose label would help most now (shown with the current filter)."""
+        k = self.model.next_useful()
+        if k is None:
+            self.statusBar().showMessage("Every photo shown is labelled", 4000)
+            return
+        self.select_id(int(self.model.ids[k]))
 
     def site_head(self):
         """The current site head (core/sitehead.Head), or None: the base model alone."""

@@ -45,6 +45,9 @@ class WindowActions:
                             ("&Accept prediction\tSpace", "accept"), ("C&lear label\tBackspace", None)):
             self._add(edit, text, lambda _=False, v=label: window.label_selection(v))
         edit.addSeparator()
+        self.next_useful = self._add(edit, "Go to the most &useful next photo", window.next_useful,
+                                     QKeySequence("U"))
+        edit.addSeparator()
         self._add(edit, "Select &all", window.view.selectAll, QKeySequence.SelectAll)
 
         run = bar.addMenu("&Classify")
