@@ -361,6 +361,7 @@ class MainWindow(SiteFlow, ClassifyFlow, QMainWindow):
         current = self.current_id()
         self.model.set_filter(name)
         self.settings.filter = name
+        self.sidebar.set_state(self.model.filter, self.model.sort, self.model.band)  # when not chosen there
         self.select_id(current)
         self.refresh_status()
 
@@ -368,6 +369,7 @@ class MainWindow(SiteFlow, ClassifyFlow, QMainWindow):
         current = self.current_id()
         self.model.set_sort(name)
         self.settings.sort = name
+        self.sidebar.set_state(self.model.filter, self.model.sort, self.model.band)
         self.select_id(current)
 
     def set_band(self, band: float) -> None:
