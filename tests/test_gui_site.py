@@ -101,3 +101,19 @@ def test_each_folder_keeps_its_own_model(qtbot, tmp_path, monkeypatch):
     load_folder(qtbot, window, tmp_path / "a")
     assert window.entry.info.name == "other"  # ... and the folder remembers its own
     window.close()
+
+
+def test_export_site_model_from_the_window_adds_it_to_the_models(qtbot, site_window, tmp_path):
+    from crackdesk.ui.models_dialog import describe_model
+    from crackdesk.ui.site_actions import export_site_model_action
+
+    window, truth = site_window
+    m = window.model
+    label_rows(qtbot, window, [(r, Qt.Key_N if truth[m.path_at(r)] == "no_crack" else Qt.Key_C) for r in range(6)])
+    wait_adapted(qtbot, window, 6)
+    export_site_model_action(window, str(tmp_path / "bricks.onnx"), add=True)
+    qtbot.waitUntil(lambda: hasattr(window, "last_site_export"), timeout=20000)
+    entry = window.registry.find(window.last_site_export.name)
+    assert entry.source == "user" and entry.memory.is_file()
+    text = describe_model(entry)
+    assert "adapted from tinyf@0.1 to the site" in text and "6 labels" in text

@@ -31,7 +31,9 @@ def describe_model(entry) -> str:
              ("Based on", info.base_model or "—"), ("Source", {"shipped": "shipped with CrackDesk",
                                                                 "user": "imported or retrained"}.get(entry.source,
                                                                                                    entry.source)),
-             ("File", str(entry.path))]
+             ("File", str(entry.path)), ("Came from", origin(entry)),
+             ("Replay memory", "yes: site adaptation and retraining keep what it knew" if entry.memory.is_file()
+              else "none: it cannot be adapted to a site without forgetting")]
     for key in ("epochs", "seconds", "hardware"):
         if key in training:
             facts.append((key.capitalize(), str(training[key])))
@@ -41,6 +43,23 @@ def describe_model(entry) -> str:
     return (f"<h2 style='margin-bottom:0'>{html.escape(info.name)} <span style='color:{theme.MUTED.name()}'>"
             f"{html.escape(info.version)}</span></h2>{description}<table>{fact_rows}</table>"
             f"<h3>Test metrics</h3>" + (f"<table>{rows}</table>" if rows else "<p>none recorded</p>"))
+
+
+def origin(entry) -> str:
+    """Where a model came from, in a sentence: shipped, retrained from another, or adapted to a site."""
+    info = entry.info
+    site = info.site or {}
+    if site:
+        text = (f"adapted from {site.get('base_model', info.base_model)} to the site '{site.get('folder', '?')}' on "
+                f"{site.get('labels', 0)} labels ({site.get('crack', 0)} crack, {site.get('no_crack', 0)} no crack)")
+        retention = site.get("retention") or {}
+        if retention.get("site_accuracy") is not None:
+            text += (f"; concrete {100 * retention['base_accuracy']:.1f}% → {100 * retention['site_accuracy']:.1f}% "
+                     f"on {retention.get('held_out', 0)} held-out images")
+        return text
+    if info.base_model:
+        return f"retrained from {info.base_model}"
+    return "shipped with CrackDesk" if entry.source == "shipped" else "trained with CrackDesk"
 
 
 class ModelsDialog(QDialog):

@@ -8,7 +8,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QSizePolicy, QSlider, QStyle, QToolButton, QWidget
 
-from . import exchange_actions, report_actions
+from . import exchange_actions, report_actions, site_actions
 
 
 class WindowActions:
@@ -29,6 +29,7 @@ class WindowActions:
         file_menu.addSeparator()
         self.export_report = self._add(file_menu, "Export &report (HTML, PDF, GeoJSON)…",
                                        lambda: report_actions.export_report(window))
+        self._add(file_menu, "Export &site model…", lambda: site_actions.export_site_model_action(window))
         file_menu.addSeparator()
         self._add(file_menu, "&Quit", window.close, QKeySequence.Quit)
 
