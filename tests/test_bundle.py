@@ -84,3 +84,26 @@ def test_gui_shows_its_window_on_an_x_display_and_quits(clean_env, x_server, tmp
     gui = run_gui(x_server, [str(EXE), "gui", str(folder), "--quit-after", "3"], x_server.env(clean_env),
                   tmp_path / "gui.log", timeout=120)
     assert_window_shown_then_quit(x_server, gui)
+
+
+def test_site_adaptation_labels_suggest_and_export_model(run, tmp_path):
+    """The bundle adapts a folder, suggests, exports the site model and classifies with it: no torch needed."""
+    from factories import make_adaptable_model
+
+    model = make_adaptable_model(tmp_path / "models")
+    folder = tmp_path / "demo"
+    write_demo_folder(folder, count=12, seed=6)
+    run("classify", folder, "--model", model)
+    names = sorted(p.name for p in folder.glob("*.jpg"))
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as f:
+        csv.writer(f).writerows([("path", "label")] + [(n, "crack" if i % 2 else "no_crack")
+                                                             for i, n in enumerate(names[:6])])
+    run("labels", "import", folder, labels)
+    assert "site-adapted on 6 labels" in run("suggest", folder).stderr
+    exported = tmp_path / "site.onnx"
+    run("export-model", folder, "--out", exported)
+    assert exported.with_name("site.memory.npz").is_file()
+    out = tmp_path / "site.csv"
+    run("classify", folder, "--model", exported, "--no-adapt", "--csv", out)
+    assert len(list(csv.DictReader(out.open()))) == 12

@@ -151,3 +151,46 @@ def test_the_exported_site_model_loads_and_classifies_as_adapted(adapted_site, t
         assert probs[row.path] == pytest.approx(p, abs=0.02)  # stored features are rounded to 8 bits
     registry.remove(installed)
     assert not installed.path.exists() and not installed.memory.exists()
+
+
+def test_suggest_never_returns_labelled_photos_and_writes_its_csv(tmp_path):
+    import csv
+
+    from processes import run_cli
+
+    model = make_adaptable_model(tmp_path / "models")
+    truth = brick_site(tmp_path / "site", count=30)
+    assert run_cli("classify", tmp_path / "site", "--model", model).returncode == 0
+    out = tmp_path / "next.csv"
+    first = run_cli("suggest", tmp_path / "site", "-n", "5", "--csv", out)
+    assert first.returncode == 0, first.stderr
+    assert "no labels yet: typical photos first" in first.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [list(r) for r in rows[:1]] == [["path", "p_crack", "reason"]] and len(rows) == 5
+    labelled = set()
+    for _ in range(3):
+        names = [r["path"] for r in csv.DictReader(out.open())]
+        assert not labelled & set(names) and len(set(names)) == 5
+        labels = tmp_path / "labels.csv"
+        with labels.open("w", newline="") as f:
+            csv.writer(f).writerows([("path", "label")] + [(n, truth[n]) for n in names])
+        assert run_cli("labels", "import", tmp_path / "site", labels).returncode == 0
+        labelled |= set(names)
+        result = run_cli("suggest", tmp_path / "site", "-n", "5", "--csv", out)
+        assert result.returncode == 0 and f"site-adapted on {len(labelled)} labels" in result.stderr
+    assert all(0.0 <= float(r["p_crack"]) <= 1.0 and r["reason"] for r in csv.DictReader(out.open()))
+
+
+def test_a_labelled_tile_of_a_large_photo_is_a_site_label_of_its_own(tmp_path):
+    model = make_adaptable_model(tmp_path / "models")
+    brick_site(tmp_path / "site", count=6)
+    big = np.concatenate([np.asarray(Image.open(tmp_path / "site" / f"wall_0{i}.png")) for i in range(2)], 1)
+    Image.fromarray(np.concatenate([big] * 2, 0)).resize((227 * 2, 227 * 2)).save(tmp_path / "site" / "photo.png")
+    with FolderSession.open(tmp_path / "site") as session:
+        session.use_model(ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model)))
+        photo = next(r.id for r in session.rows() if r.path == "photo.png")
+        session.workspace.set_tile_label(photo, (0, 0, 227, 227), "no_crack")
+        state = session.adapt()
+        assert state.adapted and state.n_labels == 1 and state.n_tiles == 1  # features computed on demand
+        (found, missing, missing_tiles) = session.workspace.labelled_features(session.entry.key)
+        assert len(found) == 1 and not missing_tiles
