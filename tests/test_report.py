@@ -360,12 +360,12 @@ def test_the_model_section_says_site_adapted_and_on_how_many_labels(tmp_path):
     from factories import tiny_info
 
     head = Head(np.zeros(3), 0.0, 0.5)
-    state = SiteState(head, 42, 20, cv=Accuracy(39, 42, 20, 22), retention=(Accuracy(999, 1000), Accuracy(998, 1000)))
-    adapted = CurrentPredictions([], np.array([]), 0.5, adapted=True, n_labels=42, state=state)
+    state = SiteState(head, 62, 30, cv=Accuracy(57, 62, 30, 32), retention=(Accuracy(999, 1000), Accuracy(998, 1000)))
+    adapted = CurrentPredictions([], np.array([]), 0.5, adapted=True, n_labels=62, state=state)
     rows = dict(text.model_rows(gather(adapted, {}, tiny_info(), tmp_path).model))
-    assert rows["Predictions"].startswith("site-adapted") and "42 labels" in rows["Predictions"]
-    assert "cross-validated accuracy 92.9%" in rows["Site adaptation"] and "42 labels" in rows["Site adaptation"]
-    assert "99.9% before adapting, 99.8% after" in rows["Site adaptation"]
+    assert rows["Predictions"].startswith("site-adapted") and "62 labels" in rows["Predictions"]
+    assert "cross-validated accuracy 91.9%" in rows["Site adaptation"] and "62 labels" in rows["Site adaptation"]
+    assert "1 -> 2 errors in 1,000 reference images" in rows["Site adaptation"]
     few = SiteState(head, 12, 6, cv=Accuracy(12, 12, 6, 6))
     rows = dict(text.model_rows(gather(replace(adapted, n_labels=12, state=few), {}, tiny_info(), tmp_path).model))
     assert "too few labels to tell" in rows["Site adaptation"] and "100" not in rows["Site adaptation"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-MIN_IMAGES = 30  # below this an accuracy is mostly noise (a 95% interval about 30 points wide)
+MIN_IMAGES = 50  # below this a site accuracy is mostly noise (measured on walls: BENCHMARKS.md)
 MIN_PER_CLASS = 5  # ... and it needs some of each class to mean anything
 
 

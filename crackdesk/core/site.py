@@ -67,10 +67,14 @@ class SiteState:
         if self.cv is not None:
             parts.append("this site: " + self.quality())
         if self.retention is not None:
-            base, site = self.retention
-            parts.append(f"concrete: {100 * base.value:.1f}% -> {100 * site.value:.1f}% "
-                         f"(replay memory, {site.n:,} held out)")
+            parts.append("concrete: " + self.retention_text())
         return "; ".join(parts)
+
+    def retention_text(self) -> str:
+        """What adapting cost on concrete, as error counts (two decimals of a percentage would overstate it)."""
+        base, site = self.retention
+        return (f"{base.n - base.correct} -> {site.n - site.correct} errors in {site.n:,} reference images "
+                f"({100 * base.value:.2f}% -> {100 * site.value:.2f}%)")
 
     def quality(self) -> str:
         """The site head's accuracy as honestly as it can be said (estimates.py wording)."""

@@ -143,9 +143,7 @@ def model_summary(info, current) -> ModelSummary:
         if state.cv is not None:
             lines.append("this site: " + state.quality())
         if state.retention is not None:
-            before, after = state.retention
-            lines.append(f"concrete (the model's replay memory, {after.n:,} held-out images): "
-                         f"{100 * before.value:.1f}% before adapting, {100 * after.value:.1f}% after")
+            lines.append("concrete (the model's reference images, never fitted on): " + state.retention_text())
     return ModelSummary(key=f"{info.name}@{info.version}", name=info.name, version=info.version,
                         architecture=info.architecture, threshold=float(current.threshold),
                         adapted=bool(current.adapted), n_labels=int(current.n_labels), test=test,

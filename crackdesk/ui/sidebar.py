@@ -152,9 +152,7 @@ class Sidebar(QFrame):
             if state.cv is not None:
                 lines.append("This site: " + html.escape(state.quality()))
             if state.retention is not None:
-                before, after = state.retention
-                lines.append(f"Concrete: {100 * before.value:.1f}% → {100 * after.value:.1f}% "
-                             f"<span style='color:{muted}'>({after.n:,} held out)</span>")
+                lines.append("Concrete: " + html.escape(state.retention_text()).replace("-&gt;", "→"))
             text = "<br>".join(lines)
         self._site_text = text
         self._show_site()
