@@ -1,8 +1,9 @@
-"""The main window: the folder's gallery, triage sidebar, labelling, classification and the jobs behind them.
+"""The main window: the open folder's gallery, triage sidebar, status bar and the jobs behind them.
 
-Menus and toolbar live in window_actions.py, export/import in exchange_actions.py; this file holds the
-state (open workspace, active model) and the flow: open -> scan (grid shown) -> store rows -> hashing in
-the background -> thumbnails for what is visible -> classify on demand.
+It views a FolderSession (core/session.py). This file holds the window's state (the session, the folder's model)
+and the opening flow: open -> scan (grid shown) -> store rows -> hashing in the background -> thumbnails for what
+is visible. The rest is in mixins, one flow each: labelling (label_flow.py), classifying (classify_flow.py), site
+adaptation (site_flow.py), the viewer (viewer_flow.py); menus and toolbar in window_actions.py.
 """
 
 from __future__ import annotations
@@ -19,24 +20,24 @@ from ..core.errors import CrackDeskError, ModelError
 from ..core.models import ModelRegistry
 from ..core.session import FolderSession
 from .classify_flow import ClassifyFlow
-from .site_flow import SiteFlow
 from .empty_state import EmptyState
 from .gallery_delegate import GalleryDelegate
 from .gallery_model import FILTERS, GalleryModel
 from .gallery_view import GalleryView
 from .job_bar import JobBar
+from .label_flow import LabelFlow
 from .jobs import hash_job, open_folder_job, rows_job
 from .settings import Settings
 from .screen_fit import fit_to_screen
 from .shortcuts_overlay import ShortcutsOverlay
 from .sidebar import Sidebar
+from .site_flow import SiteFlow
 from .thumbnails import ThumbnailService
-from .futures import when_done
-from .undo import LabelCommand
+from .viewer_flow import ViewerFlow
 from .window_actions import build_actions
 
 
-class MainWindow(SiteFlow, ClassifyFlow, QMainWindow):
+class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
     folder_loaded = Signal()  # the store's rows are in the grid
     classify_finished = Signal(object)  # ClassifyReport
     labels_saved = Signal()  # a label change is committed to the workspace (on disk)
@@ -287,58 +288,6 @@ class MainWindow(SiteFlow, ClassifyFlow, QMainWindow):
             self.jobs.remove(job)
         self.refresh_status()
 
-    # -- labelling --------------------------------------------------------------------------------
-    def selected_rows(self) -> list[int]:
-        rows = sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})
-        if not rows and self.view.currentIndex().isValid():
-            rows = [self.view.currentIndex().row()]
-        return rows
-
-    def label_selection(self, label) -> None:
-        """C / N / Space / Backspace: label every selected image, then move on to the next one."""
-        if self.ws is None:
-            return
-        rows = self.selected_rows()
-        if label == "accept":
-            labels = {self.model.id_at(r): self.model.predicted_at(r) for r in rows if self.model.prob_at(r) is not None}
-        else:
-            labels = {self.model.id_at(r): label for r in rows}
-        labels = {i: v for i, v in labels.items() if i >= 0}
-        if not labels:
-            return
-        after = rows[-1] + 1
-        next_id = self.model.id_at(after) if after < self.model.rowCount() else None
-        first = rows[0]
-        self.push_labels(labels)
-        if next_id is not None and self.model.row_of_id(next_id) >= 0:
-            self.select_id(next_id)
-        else:
-            self.select_row(min(first, self.model.rowCount() - 1) if len(rows) == 1 else rows[-1])
-
-    def push_labels(self, labels: dict, text: str = "", written=None) -> None:
-        """One undoable step: shown at once, written by the workspace's writer (see undo.py)."""
-        before = {i: self.model.label_of_id(i) for i in labels}
-        self.undo_stack.push(LabelCommand(self.undo_stack, self.session.submit_labels, labels, before,
-                                          self._labels_applied, lambda msg: self.show_error("Label", msg),
-                                          text, written, on_saved=self._labels_saved))
-
-    def _labels_applied(self, labels: dict) -> None:
-        current = self.current_id()
-        self.model.update_labels(labels)
-        if self.model.row_of_id(current) >= 0 and self.view.currentIndex().row() < 0:
-            self.select_id(current)
-        self.refresh_status()
-        self.refresh_viewer()
-
-    def _labels_saved(self) -> None:
-        self.refresh_viewer()  # its label history comes from the store
-        self.schedule_adapt()  # every saved correction refits the site head
-        self.labels_saved.emit()
-
-    def push_change(self, change, text: str) -> None:
-        """Put an already-written change (an import) on the undo stack."""
-        self.push_labels(dict(change.after), text, change)
-
     # -- selection --------------------------------------------------------------------------------
     def current_id(self) -> int | None:
         row = self.view.currentIndex().row()
@@ -387,60 +336,6 @@ class MainWindow(SiteFlow, ClassifyFlow, QMainWindow):
         self.actions.thumb_slider.setValue(px)
         self.actions.thumb_slider.blockSignals(False)
         self.view.doItemsLayout()
-
-    # -- viewer -----------------------------------------------------------------------------------
-    def open_viewer(self) -> None:
-        if self.view.currentIndex().row() < 0:
-            return
-        if self.viewer is None:
-            from .viewer import ViewerDialog
-
-            self.viewer = ViewerDialog(self)
-            self.viewer.navigate.connect(lambda step: self.select_row(self.view.currentIndex().row() + step))
-            self.viewer.label_requested.connect(self.label_selection)
-            self.viewer.tile_label_requested.connect(self.label_tile)
-            self.viewer.addActions(self.actions.undo_redo)  # shortcuts of a window's actions work in that window
-        self.viewer.show()
-        self.viewer.raise_()
-        self.refresh_viewer()
-
-    def refresh_viewer(self) -> None:
-        if self.viewer is None or not self.viewer.isVisible():
-            return
-        row = self.view.currentIndex().row()
-        if row < 0 or self.folder is None:
-            return
-        k = self.model.image_index(row)
-        image_id = int(self.model.ids[k])
-        history = self.ws.history(image_id) if self.ws is not None and image_id >= 0 else []
-        name = self.entry.key if self.entry else "no model"
-        self.viewer.show_image(self.folder / self.model.paths[k], self.model.paths[k], self.model.label_at(row),
-                               self.model.prob_at(row), self.model.threshold, name, history, self.model.band)
-        self.viewer.show_meta(self.ws.photo_meta(image_id) if self.ws is not None and image_id >= 0 else None)
-        self.show_viewer_heatmap(image_id)
-
-    def show_viewer_heatmap(self, image_id: int) -> None:
-        """Large photos classified by sliding window have stored tiles: show them over the photo."""
-        digest = self.ws.hash_of(image_id) if self.ws is not None and image_id >= 0 else None
-        tiles = self.ws.tile_results(digest, self.model_key) if digest and self.model_key else []
-        self.viewer.show_heatmap(tiles, self.model.threshold, self.ws.tile_labels(image_id) if tiles else ())
-        self._viewer_image_id = image_id
-
-    def label_tile(self, x: int, y: int, w: int, h: int, label) -> None:
-        """A tile correction from the viewer: stored at once, and used by retraining as a patch."""
-        image_id = getattr(self, "_viewer_image_id", -1)
-        if self.ws is None or image_id < 0:
-            return
-        ws = self.ws
-        when_done(ws.submit_tile_label(image_id, (x, y, w, h), label),
-                  lambda f: self._tile_labelled(ws, image_id, f))
-
-    def _tile_labelled(self, ws, image_id: int, future) -> None:
-        if future.exception() is not None:
-            self.show_error("Label tile", str(future.exception()))
-        if ws is self.ws and self.viewer is not None and self.viewer.heat.item is not None \
-                and getattr(self, "_viewer_image_id", -1) == image_id:
-            self.viewer.heat.item.set_tile_labels(ws.tile_labels(image_id))
 
     # -- status and messages ----------------------------------------------------------------------
     def refresh_status(self) -> None:
