@@ -27,9 +27,8 @@ from crackdesk.core.metrics import binary_metrics  # noqa: E402
 from crackdesk.core.models import load_model  # noqa: E402
 from training import archs, export  # noqa: E402
 from training.data import collect, decode_all  # noqa: E402
-from training.memory_build import (DEFAULT_ACTIVATION_HOLDOUT, DEFAULT_ACTIVATION_REHEARSE, DEFAULT_HOLDOUT,  # noqa: E402
-                                   DEFAULT_REHEARSE, activations_meta, build_content, frozen_session_for,
-                                   graph_outputs, stratified_sample)
+from training.memory_build import (DEFAULT_HOLDOUT, DEFAULT_REHEARSE, MemorySizes, activations_meta,  # noqa: E402
+                                   build_content, frozen_session_for, graph_outputs, stratified_sample)
 from training.memory_derive import pooled_features  # noqa: E402
 from training.run import DEEP_MEMORY  # noqa: E402
 
@@ -40,9 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, required=True, nargs="+", help="the model's training data (as trained)")
     ap.add_argument("--rehearse", type=int, default=DEFAULT_REHEARSE, help="rows from the training split")
     ap.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help="rows from the validation split")
-    ap.add_argument("--activation-rehearse", type=int, default=DEFAULT_ACTIVATION_REHEARSE)
-    ap.add_argument("--activation-holdout", type=int, default=DEFAULT_ACTIVATION_HOLDOUT)
-    ap.add_argument("--no-activations", action="store_true", help="pooled features only")
+    ap.add_argument("--activation-rehearse", type=int, help="rows with activations among those rehearsed "
+                    "(default: the architecture's, training/memory_build.py ACTIVATION_ROWS)")
+    ap.add_argument("--activation-holdout", type=int, help="rows with activations among those held out")
+    ap.add_argument("--activations", choices=("auto", "yes", "no"), default="auto",
+                    help="store the frozen part's activations for deep retraining (auto: for the architectures "
+                         "that rehearse them, training/run.py DEEP_MEMORY)")
     ap.add_argument("--data-name", help="what the images are, as the app names them (e.g. Concrete)")
     ap.add_argument("--seed", type=int, help="split seed (default: the model's training seed)")
     ap.add_argument("--out", type=Path, help="default: MODEL's memory path (NAME.memory.npz beside it)")
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
         chosen[split] = (images, np.array([ex.label for ex in kept], np.float32))
 
     model = frozen = None
-    with_activations = info.architecture in DEEP_MEMORY and not args.no_activations
+    with_activations = {"auto": info.architecture in DEEP_MEMORY, "yes": True, "no": False}[args.activations]
     if with_activations:
         model = archs.build(info.architecture, prep.input_size[0])
         export.load_base(args.model, info.architecture, model)
@@ -80,9 +82,11 @@ def main(argv=None) -> int:
             "data_name": args.data_name or ", ".join(d.name for d in args.data)}
     if with_activations:
         meta["activations"] = activations_meta(model)
+    sizes = MemorySizes.for_arch(info.architecture)
+    n_rehearse = args.activation_rehearse if args.activation_rehearse is not None else sizes.activation_rehearse
+    n_holdout = args.activation_holdout if args.activation_holdout is not None else sizes.activation_holdout
     content = build_content(loaded.session, frozen, prep, chosen["train"], chosen["val"],
-                            args.activation_rehearse if with_activations else 0,
-                            args.activation_holdout if with_activations else 0, meta)
+                            n_rehearse if with_activations else 0, n_holdout if with_activations else 0, meta)
     content.meta["parts"] = [{"name": meta["source"], "kind": "base", "rows": [0, len(content.labels)]}]
 
     # What float16 storage costs: features recomputed from the stored activations against the graph's.

@@ -24,9 +24,10 @@ from .data import Example, keyed
 # Pooled part (the site head's rehearsal); another measurement may change these, so they stay parameters.
 DEFAULT_REHEARSE = 2000
 DEFAULT_HOLDOUT = 1000
-# Activations (deep retraining), chosen by retention against file size (BENCHMARKS.md, docs/decisions.md).
-DEFAULT_ACTIVATION_REHEARSE = 1000
-DEFAULT_ACTIVATION_HOLDOUT = 500
+# Activations (deep retraining): (rehearse, held out) rows, chosen by retention against file size
+# (BENCHMARKS.md, docs/decisions.md). A MobileNetV2 row is 19 KB (96x10x10 float16), a CNN row 7 KB.
+ACTIVATION_ROWS = {"mobilenetv2": (1000, 500), "cnn": (2000, 1000)}
+DEFAULT_ACTIVATION_REHEARSE, DEFAULT_ACTIVATION_HOLDOUT = ACTIVATION_ROWS["mobilenetv2"]
 BATCH = 64
 
 
@@ -36,6 +37,11 @@ class MemorySizes:
     holdout: int = DEFAULT_HOLDOUT
     activation_rehearse: int = DEFAULT_ACTIVATION_REHEARSE
     activation_holdout: int = DEFAULT_ACTIVATION_HOLDOUT
+
+    @classmethod
+    def for_arch(cls, arch: str) -> "MemorySizes":
+        rehearse, holdout = ACTIVATION_ROWS.get(arch, (0, 0))
+        return cls(activation_rehearse=rehearse, activation_holdout=holdout)
 
 
 @dataclass

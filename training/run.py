@@ -38,8 +38,11 @@ DEFAULT = {"cnn": 15, "seed-cnn": 5, "mobilenetv2": 8}
 RETRAIN = {"cnn": 6, "seed-cnn": 3, "mobilenetv2": 5}
 LR = {"cnn": 3e-3, "seed-cnn": 1e-3, "mobilenetv2": 1e-4}
 RETRAIN_LR = {"cnn": 5e-4, "seed-cnn": 2e-4, "mobilenetv2": 5e-5}
+# Rehearsing a memory, the CNN trains only its last two blocks: at 5e-4 it lost 0.8-1.1 points on ccic val,
+# at 2e-4 0.13-0.25 (3 seeds, BENCHMARKS.md).
+REHEARSE_LR = {"cnn": 2e-4, "mobilenetv2": 5e-5}
 # Architectures whose memory keeps activations for deep retraining (the others: pooled features only).
-DEEP_MEMORY = {"mobilenetv2"}
+DEEP_MEMORY = {"mobilenetv2", "cnn"}
 
 
 def _metrics(y, p, threshold) -> dict:
@@ -107,7 +110,7 @@ def train(args, reporter, cancel) -> None:
                    classes=classes, skipped=data.skipped, memory=replay.describe() if replay else None)
 
     epochs = args.epochs or (RETRAIN if retraining else DEFAULT)[args.arch]
-    lr = (RETRAIN_LR if retraining else LR)[args.arch]
+    lr = (REHEARSE_LR if replay is not None else RETRAIN_LR if retraining else LR)[args.arch]
     staged = args.arch == "mobilenetv2" or replay is not None
     reporter.phase("features" if staged else "train",
                    f"training {args.arch} at {prep.input_size[0]}x{prep.input_size[1]} for up to {epochs} epochs")
@@ -181,7 +184,9 @@ def train(args, reporter, cancel) -> None:
         memory = derive_memory(args.base, replay, model, final_session, frozen_session_for(model, prep), prep, data,
                                [s["path"] for s in data.summary["sources"]], key, args.seed, cancel)
     else:
-        sizes = MemorySizes() if args.arch in DEEP_MEMORY else MemorySizes(activation_rehearse=0, activation_holdout=0)
+        sizes = MemorySizes.for_arch(args.arch)
+        if args.arch not in DEEP_MEMORY:
+            sizes = replace(sizes, activation_rehearse=0, activation_holdout=0)
         memory = memory_from_training(final_session, model, prep, data, sizes, args.seed, key, cancel)
     info.training["seconds"] = round(time.monotonic() - started, 1)
     payload = export.with_metadata(onnx_bytes, info)

@@ -21,6 +21,7 @@ from .augment import augmented_uint8, normalize_numpy
 from .data import TrainingData
 from .export import export_frozen_bytes, session
 from .loop import class_weights, fit, predict_logits
+from . import rehearsal
 from .rehearsal import Replay, mixed_batches, mixed_steps
 from .trainers import BATCH, batches, steps, summary
 
@@ -164,6 +165,7 @@ def train_staged(model, data: TrainingData, prep: Preprocessing, *, epochs: int,
     head.to("cpu").to(memory_format=torch.contiguous_format)
     result_summary["finetune"] = summary(result)
     if replay is not None:
-        result_summary["rehearsal"] = {"memory_rows": int(len(memory_y)), "site_share_of_each_batch": 0.5,
+        result_summary["rehearsal"] = {"memory_rows": int(len(memory_y)), "memory_share_of_each_batch": 0.5,
+                                       "memory_share_of_the_loss": rehearsal.MEMORY_WEIGHT,
                                        "validation": "the replay memory's held-out rows", "kept_epoch": "last"}
     return result_summary, p_val
