@@ -267,3 +267,37 @@ def test_a_failed_model_write_puts_the_previous_memory_back(tmp_path):
     fresh = tmp_path / "fresh.onnx"
     write_model_and_memory(b"model bytes", fresh, content)
     assert fresh.read_bytes() == b"model bytes" and memory_path(fresh).is_file()
+
+
+def test_a_memory_of_pooled_features_only_cannot_rehearse_and_says_so(base, site, tmp_path):
+    from crackdesk.core.memory import load_memory, memory_path, save_memory
+
+    pooled = tmp_path / "pooled.onnx"
+    shutil.copy(base["path"], pooled)
+    m = load_memory(base["path"])
+    save_memory(memory_path(pooled), m.features, m.labels, m.holdout, m.meta)  # no activations
+    rc, events, err = run_training([str(site), *SMALL, "--base", str(pooled), "--epochs", "1",
+                                    "--out", str(tmp_path / "new.onnx"), "--events"])
+    assert rc == 0, err
+    assert any("pooled features only" in e["message"] for e in events if e["event"] == "warning")
+    assert start_of(events)["memory"] is None and events[-1]["retention"] is None
+
+
+@pytest.mark.parametrize("name, dim, shape, with_activations", [("mobilenetv2", 1280, (96, 10, 10), (1000, 500)),
+                                                                  ("cnn", 128, (96, 6, 6), (2000, 1000))])
+def test_shipped_models_carry_their_own_memory(name, dim, shape, with_activations):
+    """Built by scripts/build_memory.py from ccic; a model re-exported without rebuilding it fails here."""
+    from crackdesk.core.memory import load_activations, load_memory, memory_path
+    from training_fixtures import ROOT
+
+    model = ROOT / "models" / f"{name}.onnx"
+    if not memory_path(model).is_file():
+        pytest.skip(f"{memory_path(model)} not built")
+    memory = load_memory(model, dim=dim)
+    assert (int((~memory.holdout).sum()), int(memory.holdout.sum())) == (2000, 1000)
+    assert memory.meta["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert memory.meta["data_name"] == "Concrete" and "test split" in memory.meta["chosen"]
+    activations = load_activations(model)
+    assert activations.activations.shape[1:] == shape
+    assert (int((~activations.holdout).sum()), int(activations.holdout.sum())) == with_activations
+    assert memory_path(model).stat().st_size < 40e6  # tens of MB, not hundreds
