@@ -16,12 +16,12 @@ import pytest
 from training_fixtures import ROOT, leftovers, make_class_folders, run_training
 
 EVENT_KEYS = {
-    "start": {"arch", "out", "base", "n_train", "n_val", "n_test", "classes", "skipped"},
+    "start": {"arch", "out", "base", "n_train", "n_val", "n_test", "classes", "skipped", "memory"},
     "phase": {"phase", "message"},
     "progress": {"phase", "done", "total", "eta_s"},
     "epoch": {"phase", "epoch", "epochs", "train_loss", "val_loss", "val_accuracy", "eta_s"},
     "warning": {"message"},
-    "done": {"model", "info", "test", "compare", "seconds"},
+    "done": {"model", "info", "test", "compare", "retention", "site", "memory", "seconds"},
     "error": {"message"},
     "cancelled": {"message"},
 }
@@ -39,9 +39,13 @@ def check_protocol(events: list[dict]) -> None:
     done = [e for e in events if e["event"] == "done"]
     for e in done:
         assert METRIC_KEYS <= set(e["test"])
-        assert set(e["compare"]) == {"images", "new", "old"}
-        assert METRIC_KEYS <= set(e["compare"]["new"])
-        assert e["compare"]["old"] is None or METRIC_KEYS <= set(e["compare"]["old"])
+        if e["compare"] is not None:  # null when every site label was trained on (rehearsing a memory)
+            assert set(e["compare"]) == {"images", "new", "old"}
+            assert METRIC_KEYS <= set(e["compare"]["new"])
+            assert e["compare"]["old"] is None or METRIC_KEYS <= set(e["compare"]["old"])
+        for key in ("retention", "site"):
+            assert e[key] is None or {"images", "crack", "no_crack"} <= set(e[key])
+        assert {"path", "megabytes", "rehearse", "holdout", "activations"} <= set(e["memory"])
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +127,13 @@ def test_retrain_from_base_compares_with_it(trained, synthetic, tmp_path):
     assert done["info"]["base_model"] == "tiny@1.0.0" and done["info"]["name"] == "tiny"
     assert done["info"]["preprocessing"]["input_size"] == [32, 32]  # the base's preprocessing is kept
     assert done["compare"]["old"]["n"] == done["compare"]["new"]["n"] == done["compare"]["images"]
+    # The base's memory is rehearsed; a class-folder DATA keeps its split (so the comparison above exists),
+    # and the base's threshold is kept.
+    from crackdesk.core.models import read_model_info
+
+    start = next(e for e in events if e["event"] == "start")
+    assert start["memory"] is not None and done["retention"]["images"] == start["memory"]["holdout"]
+    assert done["info"]["threshold"] == read_model_info(base).threshold
 
 
 def test_base_of_another_architecture_is_refused(trained, synthetic, tmp_path):
@@ -198,7 +209,9 @@ def test_unwritable_output_folder_is_refused(synthetic, tmp_path):
 
 def test_no_space_left_writes_nothing(synthetic, tmp_path, monkeypatch):
     """ENOSPC is simulated in-process (fsync of the temporary file fails as on a full disk): the
-    message says so, and neither the model nor the temporary file remains."""
+    message says so, and neither the model, its memory (written first) nor a temporary file remains."""
+    from crackdesk.core.memory import memory_path
+
     import crackdesk.core.atomic as atomic
 
     def full_disk(fd):
@@ -207,8 +220,8 @@ def test_no_space_left_writes_nothing(synthetic, tmp_path, monkeypatch):
     monkeypatch.setattr(atomic.os, "fsync", full_disk)
     out = tmp_path / "m.onnx"
     rc, events, _ = run_training([str(synthetic), *FAST, "--epochs", "1", "--out", str(out), "--events"])
-    assert rc == 1 and "no space left" in events[-1]["message"] and str(out) in events[-1]["message"]
-    assert not out.exists() and leftovers(tmp_path) == []
+    assert rc == 1 and "no space left" in events[-1]["message"] and str(memory_path(out)) in events[-1]["message"]
+    assert not out.exists() and not memory_path(out).exists() and leftovers(tmp_path) == []
 
 
 def test_no_space_left_on_a_real_full_filesystem(synthetic, tmp_path):

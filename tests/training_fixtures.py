@@ -58,3 +58,25 @@ def run_training(argv: list[str]) -> tuple[int, list[dict], str]:
 def leftovers(folder: Path) -> list[str]:
     """Temporary model files that a failed or cancelled run must not leave behind."""
     return sorted(p.name for p in folder.iterdir() if p.name.endswith((".part", ".tmp")))
+
+
+def make_labelled_workspace(folder: Path, n_per_class: int = 8, size: int = 64, seed: int = 7) -> Path:
+    """A folder of generated photos with a CrackDesk workspace in which every photo is labelled, as an
+    inspector's corrections are (flat: a workspace is not a class folder)."""
+    from crackdesk.core.scan import scan_folder
+    from crackdesk.core.store import open_workspace
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = {}
+    for i in range(2 * n_per_class):
+        crack = i % 2 == 0
+        name = f"photo_{i:03d}.png"
+        crack_image(rng, size, crack).save(folder / name)
+        labels[name] = "crack" if crack else "no_crack"
+    ws = open_workspace(folder)
+    ws.sync(scan_folder(folder))
+    ids = {r.path: r.id for r in ws.rows()}
+    ws.set_labels({ids[name]: label for name, label in labels.items()})
+    ws.close()
+    return folder

@@ -2,6 +2,8 @@
 
 `mobilenetv2` is split for staged transfer learning: `frozen_part` (ImageNet features, never trained) and
 `trainable_part` (the last blocks and the head), so the frozen activations can be computed once and cached.
+`cnn` has the same split for retraining from a --base (its first four blocks frozen): a replay memory then
+stores the input of the trainable part (`pooled_features` turns it into the graph's `features` output).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ DEFAULT_INPUT = {"cnn": 96, "seed-cnn": 256, "mobilenetv2": 160}
 CNN_MEAN = (0.581, 0.581, 0.581)
 CNN_STD = (0.169, 0.152, 0.136)
 MOBILENET_FIRST_TRAINABLE = 14  # blocks 14..18 (the 160- and 320-channel stages and the last 1x1 conv)
+CNN_FIRST_TRAINABLE = 7  # features[7:]: the last two 128-channel blocks (the input: 96 x 6 x 6 at 96 px)
 WEIGHTS_ENV = "CRACKDESK_MOBILENET_WEIGHTS"
 
 
@@ -34,9 +37,10 @@ class CrackCNN(nn.Module):
     About 0.34 M parameters and ~40 M multiply-adds at 96x96: hairline cracks survive the downsampling because the
     first block keeps full resolution for its 3x3 filters before striding."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, first_trainable: int = CNN_FIRST_TRAINABLE):
         super().__init__()
         w = width
+        self.first_trainable = first_trainable
         self.features = nn.Sequential(
             conv_block(3, w // 2, stride=2),      # /2
             conv_block(w // 2, w), nn.MaxPool2d(2),  # /4
@@ -49,6 +53,20 @@ class CrackCNN(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+    def frozen_part(self) -> nn.Module:
+        return self.features[: self.first_trainable]
+
+    def trainable_part(self) -> nn.Module:
+        return nn.Sequential(self.features[self.first_trainable:], self.head)
+
+    def pooled_features(self, activations: torch.Tensor) -> torch.Tensor:
+        """The graph's `features` output (the final layer's input) from the frozen part's output."""
+        return self.head[:-1](self.features[self.first_trainable:](activations))
+
+    @property
+    def final_layer(self) -> nn.Linear:
+        return self.head[-1]
 
 
 class SeedCNN(nn.Module):
@@ -90,6 +108,20 @@ class MobileNetCrack(nn.Module):
 
     def forward(self, x):
         return self.trainable_part()(self.frozen_part()(x))
+
+    def pooled_features(self, activations: torch.Tensor) -> torch.Tensor:
+        """The graph's `features` output (the final layer's input) from the frozen part's output."""
+        x = self.features[self.first_trainable:](activations)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+    @property
+    def final_layer(self) -> nn.Linear:
+        return self.classifier[-1]
+
+
+def is_staged(model: nn.Module) -> bool:
+    """Whether the model splits into a frozen part and a trainable part (see the module docstring)."""
+    return hasattr(model, "frozen_part") and hasattr(model, "pooled_features")
 
 
 class ProbabilityModel(nn.Module):

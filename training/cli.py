@@ -28,8 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("data", nargs="+", metavar="DATA")
     p.add_argument("--arch", required=True, choices=ARCHS)
     p.add_argument("--out", required=True, type=Path, metavar="MODEL.onnx")
-    p.add_argument("--base", type=Path, metavar="MODEL.onnx", help="retrain from this CrackDesk model (same architecture)")
-    p.add_argument("--compare", type=Path, metavar="MODEL.onnx", help="model to compare with on the validation images (default: --base)")
+    p.add_argument("--base", type=Path, metavar="MODEL.onnx", help="retrain from this CrackDesk model (same architecture); rehearses its replay memory (MODEL.memory.npz) "
+                   "when it has one, training on every workspace label")
+    p.add_argument("--compare", type=Path, metavar="MODEL.onnx", help="model to compare with on the validation images and the site's labels (default: --base)")
     p.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--weights", metavar="FILE", help="local MobileNetV2 ImageNet state dict (.pth); or set CRACKDESK_MOBILENET_WEIGHTS")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the split, sampling and training (default 0)")

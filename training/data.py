@@ -147,8 +147,11 @@ def sample_source(examples: list[Example], n: int, seed: int) -> list[Example]:
     return chosen
 
 
-def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporter=None) -> tuple[list[Example], list[dict], dict]:
-    """Examples with splits from every DATA argument, duplicates removed; (examples, skipped, summary)."""
+def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporter=None,
+            whole_workspaces: bool = False) -> tuple[list[Example], list[dict], dict]:
+    """Examples with splits from every DATA argument, duplicates removed; (examples, skipped, summary).
+    whole_workspaces: every workspace example goes to training (a retraining that rehearses a replay memory
+    validates on the memory: holding back a third of a site's few corrections would waste them)."""
     sources = [resolve_source(a) for a in args]
     skipped: list[dict] = []
     by_hash: dict[str, Example] = {}
@@ -185,6 +188,9 @@ def collect(args: list[str], seed: int, sample: int | None, cancel=None, reporte
     examples, used = [], []
     for source, kept in per_source:
         assign_splits(kept, seed)  # on the whole source, before sampling: the sample keeps the split
+        if whole_workspaces and source.kind == "workspace":
+            for ex in kept:
+                ex.split = "train"
         if sample and source.kind == "folders":
             kept = sample_source(kept, sample, seed)
         examples.extend(kept)
@@ -274,14 +280,32 @@ def decode_all(examples: list[Example], prep: Preprocessing, cancel=None, report
     return kept, out[keep], skipped
 
 
+def check_rehearsable(examples: list[Example], folder_sources: set[str], where: str) -> None:
+    """Rehearsing a replay memory, which holds both classes, any labelled image is something to learn; a
+    class-folder dataset given as well keeps its split, so it must be splittable."""
+    if not examples:
+        raise DatasetError("no labelled images to train on", where)
+    folders = [ex for ex in examples if ex.source in folder_sources]
+    if folders:
+        check_splittable(folders, where)
+
+
 def load_training_data(args: list[str], prep: Preprocessing, seed: int, sample: int | None,
-                       cancel=None, reporter=None) -> TrainingData:
-    examples, skipped, summary = collect(args, seed, sample, cancel, reporter)
+                       cancel=None, reporter=None, whole_workspaces: bool = False) -> TrainingData:
+    examples, skipped, summary = collect(args, seed, sample, cancel, reporter, whole_workspaces)
     where = ", ".join(map(str, args))
-    check_splittable(examples, where)
+    folder_sources = {s["path"] for s in summary["sources"] if s["kind"] == "folders"}
+
+    def check(found):
+        if whole_workspaces:
+            check_rehearsable(found, folder_sources, where)
+        else:
+            check_splittable(found, where)
+
+    check(examples)
     examples, images, bad = decode_all(examples, prep, cancel, reporter)
     skipped += bad
-    check_splittable(examples, where)
+    check(examples)
     data = TrainingData({}, {}, {}, skipped, summary)
     for split in SPLITS:
         idx = [i for i, ex in enumerate(examples) if ex.split == split]
@@ -296,4 +320,6 @@ def load_training_data(args: list[str], prep: Preprocessing, seed: int, sample: 
     data.summary["split"] = (f"by content hash (BLAKE2b of the file bytes), per source and class, seeded: "
                              f"{round(100 * (1 - VAL_FRACTION - TEST_FRACTION))}/{round(100 * VAL_FRACTION)}/"
                              f"{round(100 * TEST_FRACTION)} train/val/test")
+    if whole_workspaces:
+        data.summary["split"] += "; workspaces wholly in training (validation on the replay memory)"
     return data

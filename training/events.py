@@ -45,6 +45,17 @@ def _clean(value):
     return value
 
 
+def summary_lines(retention: dict | None, site: dict | None, memory: dict | None) -> list[str]:
+    """The `done` event's retention and site comparisons in words, with how many images each rests on."""
+    from crackdesk.core.retrain_report import retention_text, site_text
+
+    lines = [text for text in (retention_text(retention), site_text(site)) if text]
+    if memory:
+        lines.append(f"Replay memory {memory['path']}: {memory['rehearse']:,} rows to rehearse, {memory['holdout']:,} "
+                     f"held out, {memory['megabytes']:.1f} MB")
+    return lines
+
+
 class Reporter:
     def __init__(self, json_lines: bool = False, stream_out=None, stream_err=None):
         self.json_lines = json_lines
@@ -131,17 +142,21 @@ class Reporter:
         else:
             self._say(f"warning: {message}")
 
-    def done(self, model: str, info: dict, test: dict, compare: dict, seconds: float) -> None:
+    def done(self, model: str, info: dict, test: dict, compare: dict | None, seconds: float, retention=None,
+             site=None, memory=None) -> None:
         if self.json_lines:
-            self._emit("done", model=model, info=info, test=test, compare=compare, seconds=round(seconds, 2))
-        else:
-            self._say(f"Wrote {model} in {seconds:.0f}s. Test: accuracy {100 * test['accuracy']:.2f}%, "
-                      f"precision {100 * test['precision']:.2f}%, recall {100 * test['recall']:.2f}% "
-                      f"(n={test['n']}, threshold {test['threshold']:.3f})")
-            old = compare.get("old")
-            if old is not None:
-                self._say(f"On {compare['images']} validation images: new {100 * compare['new']['accuracy']:.2f}% "
-                          f"vs old {100 * old['accuracy']:.2f}%")
+            self._emit("done", model=model, info=info, test=test, compare=compare, retention=retention, site=site,
+                       memory=memory, seconds=round(seconds, 2))
+            return
+        on = f" ({test['data']})" if test.get("data") else ""
+        self._say(f"Wrote {model} in {seconds:.0f}s. Test{on}: accuracy {100 * test['accuracy']:.2f}%, "
+                  f"precision {100 * test['precision']:.2f}%, recall {100 * test['recall']:.2f}% "
+                  f"(n={test['n']}, threshold {test['threshold']:.3f})")
+        if compare and compare.get("old") is not None:
+            self._say(f"On {compare['images']} validation images: new {100 * compare['new']['accuracy']:.2f}% "
+                      f"vs old {100 * compare['old']['accuracy']:.2f}%")
+        for line in summary_lines(retention, site, memory):
+            self._say(line)
 
     def error(self, message: str) -> None:
         if self.json_lines:

@@ -112,13 +112,42 @@ def check_parity(model: torch.nn.Module, sess, images_uint8: np.ndarray, prep: P
 
 
 def check_output_location(out: Path) -> None:
-    """Fail before training, not after, when the model cannot be written there."""
+    """Fail before training, not after, when the model or its replay memory cannot be written there."""
+    from crackdesk.core.memory import memory_path
+
     check_output_file(out, "model")
+    check_output_file(memory_path(out), "replay memory")
 
 
 def atomic_write(data: bytes, out: Path) -> None:
     """The model swapped in whole (core/atomic.py): a reader sees the old file or the new one, never half."""
     atomic_write_bytes(out, data, "model")
+
+
+def write_model_and_memory(payload: bytes, out: Path, memory) -> None:
+    """The replay memory first, then the model, so that a model is never without its memory. An error in
+    between puts back the memory that was there (or removes the new one), so a failed run leaves the files as
+    they were; after a crash in between, the memory's `model_sha256` tells that it is not the model's."""
+    import os
+
+    from crackdesk.core.memory import memory_path
+
+    target = memory_path(out)
+    previous = target.with_name(target.name + ".previous")
+    had_memory = target.is_file()
+    if had_memory:
+        os.replace(target, previous)
+    try:
+        memory.save(target)
+        atomic_write(payload, out)
+    except BaseException:
+        if had_memory:
+            os.replace(previous, target)
+        else:
+            target.unlink(missing_ok=True)
+        raise
+    if had_memory:
+        previous.unlink(missing_ok=True)
 
 
 def load_base(path: str | Path, arch: str, model: torch.nn.Module):

@@ -32,7 +32,10 @@ def class_weights(labels: np.ndarray) -> tuple[float, float]:
 
 
 def weighted_bce(logits: torch.Tensor, y: torch.Tensor, weights: tuple[float, float]) -> torch.Tensor:
-    w = torch.where(y > 0.5, weights[1], weights[0])
+    return sample_weighted_bce(logits, y, torch.where(y > 0.5, weights[1], weights[0]))
+
+
+def sample_weighted_bce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (F.binary_cross_entropy_with_logits(logits.view(-1), y, reduction="none") * w).sum() / w.sum()
 
 
@@ -52,11 +55,12 @@ def predict_logits(model: torch.nn.Module, inputs: Callable[[int, int], torch.Te
 def fit(model: torch.nn.Module, params: Iterable, batches: Callable[[int], Iterable], steps_per_epoch: int,
         val_logits: Callable[[], np.ndarray], y_val: np.ndarray, weights: tuple[float, float], *, epochs: int,
         lr: float, weight_decay: float = 1e-4, patience: int = 3, train_mode: Callable[[], None] | None = None,
-        reporter=None, cancel=None, phase: str = "train") -> FitResult:
-    """Train `model` (in place; ends with the best validation epoch's weights).
+        reporter=None, cancel=None, phase: str = "train", keep_best: bool = True) -> FitResult:
+    """Train `model` (in place; ends with the best validation epoch's weights, or with keep_best=False the
+    last epoch's, without early stopping: for validation data that cannot judge the fit, see staged.py).
 
-    `batches(epoch)` yields (inputs, labels) tensors; `train_mode()` puts the model in training mode
-    (callers that keep BatchNorm frozen pass their own)."""
+    `batches(epoch)` yields (inputs, labels) or (inputs, labels, per-sample loss weights) tensors;
+    `train_mode()` puts the model in training mode (callers that keep BatchNorm frozen pass their own)."""
     params = list(params)  # tensors, or param-group dicts with their own "lr"
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     total_steps = max(1, epochs * steps_per_epoch)
@@ -70,10 +74,11 @@ def fit(model: torch.nn.Module, params: Iterable, batches: Callable[[int], Itera
     for epoch in range(1, epochs + 1):
         (train_mode or model.train)()
         losses = []
-        for x, y in batches(epoch):
+        for batch in batches(epoch):
             if cancel is not None:
                 cancel.check()
-            loss = weighted_bce(model(x), y, weights)
+            x, y = batch[0], batch[1]
+            loss = weighted_bce(model(x), y, weights) if len(batch) == 2 else sample_weighted_bce(model(x), y, batch[2])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -92,7 +97,9 @@ def fit(model: torch.nn.Module, params: Iterable, batches: Callable[[int], Itera
         if reporter:
             reporter.epoch(phase, epoch, epochs, result.train_losses[-1], val_loss, val_acc,
                            round(elapsed / epoch * (epochs - epoch), 1))
-        if val_loss < result.best_val_loss - 1e-5:
+        if not keep_best:
+            result.best_epoch, result.best_val_loss = epoch, val_loss
+        elif val_loss < result.best_val_loss - 1e-5:
             result.best_val_loss, result.best_epoch, stale = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:

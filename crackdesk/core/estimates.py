@@ -50,3 +50,9 @@ def accuracy_of(y_true, predicted) -> Accuracy:
     pairs = list(zip((int(round(float(t))) for t in y_true), (int(p) for p in predicted)))
     crack = sum(t for t, _ in pairs)
     return Accuracy(sum(t == p for t, p in pairs), len(pairs), crack, len(pairs) - crack)
+
+
+def accuracy_of_metrics(metrics: dict) -> Accuracy:
+    """The Accuracy of a metrics object (core/metrics.py binary_metrics: tp, fp, tn, fn)."""
+    tp, fp, tn, fn = (int(metrics.get(k) or 0) for k in ("tp", "fp", "tn", "fn"))
+    return Accuracy(tp + tn, tp + fp + tn + fn, tp + fn, tn + fp)

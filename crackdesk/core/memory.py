@@ -7,7 +7,10 @@ set (derived numbers, never images):
   labels        [M]    uint8    1 = crack
   holdout       [M]    bool     not for fitting: retention is measured on these
   activations   [K, ...] float16  (optional) the input of the part deep retraining trains, e.g. MobileNetV2's
-                                  frozen blocks' output, for the first K <= M rows; only training reads it
+                                  frozen blocks' output; only training reads it
+  activation_rows [K] int32      (optional) which rows the activations belong to; absent: every row (K = M).
+                                  Activations cost ~8x the pooled features, so a model may keep them for a
+                                  subset only (docs/decisions.md)
   meta          a JSON string: which model computed it, from which data, how it was chosen.
 The app reads the first three with numpy alone (np.load of an .npz reads only the arrays asked for).
 """
@@ -91,25 +94,93 @@ def load_memory(model_path: str | Path, dim: int | None = None) -> ReplayMemory 
 
 
 def save_memory(path: str | Path, features: np.ndarray, labels: np.ndarray, holdout: np.ndarray, meta: dict,
-                activations: np.ndarray | None = None) -> None:
+                activations: np.ndarray | None = None, activation_rows: np.ndarray | None = None) -> None:
     """Write a memory file atomically (compressed)."""
     arrays = {"features": np.asarray(features, np.float16), "labels": np.asarray(labels, np.uint8),
               "holdout": np.asarray(holdout, bool), "meta": np.array(json.dumps(meta, sort_keys=True))}
     if activations is not None:
         arrays["activations"] = np.asarray(activations, np.float16)
+        if activation_rows is not None:
+            rows = np.asarray(activation_rows, np.int32)
+            if rows.shape != (len(activations),) or len(np.unique(rows)) != len(rows) or \
+                    (len(rows) and (rows.min() < 0 or rows.max() >= len(labels))):
+                raise ValueError("activation_rows must name one distinct memory row per activation")
+            arrays["activation_rows"] = rows
+        elif len(activations) != len(labels):
+            raise ValueError("activations for a subset of the rows need activation_rows")
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue(), "replay memory")
 
 
-def load_activations(model_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(activations float32, labels, holdout) for deep retraining, or None when the memory has none."""
+@dataclass
+class MemoryActivations:
+    """What deep retraining replays: activations of some memory rows, with those rows' labels and roles."""
+
+    activations: np.ndarray  # float32 [K, ...]
+    rows: np.ndarray  # int [K], rows of the memory file
+    labels: np.ndarray  # float32 [K]
+    holdout: np.ndarray  # bool [K]
+    meta: dict = field(default_factory=dict)
+
+
+def load_activations(model_path: str | Path) -> MemoryActivations | None:
+    """The memory's activations for deep retraining, or None when the model has no memory or no activations.
+    ModelError when the file is unusable."""
     path = memory_path(model_path)
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as npz:
-        if "activations" not in npz.files:
-            return None
-        activations = np.asarray(npz["activations"], np.float32)
-        k = len(activations)  # the first K rows (a site model's own examples have features only)
-        return activations, np.asarray(npz["labels"][:k]).astype(np.float32), np.asarray(npz["holdout"][:k], bool)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "activations" not in npz.files:
+                return None
+            activations = np.asarray(npz["activations"], np.float32)
+            labels = np.asarray(npz["labels"]).astype(np.float32)
+            holdout = np.asarray(npz["holdout"], bool)
+            rows = (np.asarray(npz["activation_rows"]).astype(np.int64) if "activation_rows" in npz.files
+                    else np.arange(len(labels)))
+            meta = json.loads(str(npz["meta"])) if "meta" in npz.files else {}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise ModelError(f"the replay memory cannot be read ({type(e).__name__}: {str(e)[:200]})", path) from None
+    if len(rows) != len(activations) or (len(rows) and (rows.min() < 0 or rows.max() >= len(labels))):
+        raise ModelError("the replay memory's activation rows do not match its other arrays", path)
+    if not np.isfinite(activations).all():
+        raise ModelError("the replay memory has non-finite activations", path)
+    return MemoryActivations(activations, rows, labels[rows], holdout[rows], meta)
+
+
+@dataclass
+class MemorySummary:
+    """What a memory file holds, read without loading its arrays of features or activations."""
+
+    path: Path
+    rehearse: int
+    holdout: int
+    activations: int  # rows with activations (0: deep retraining cannot rehearse it)
+    megabytes: float
+    data_name: str  # what its images are, e.g. "Concrete"
+
+    def describe(self) -> str:
+        what = (f"{self.activations:,} of them with the activations deep retraining rehearses" if self.activations
+                else "pooled features only (deep retraining cannot rehearse them)")
+        return (f"{self.rehearse:,} images to rehearse and {self.holdout:,} held out ({self.data_name}); {what}; "
+                f"{self.megabytes:.1f} MB")
+
+
+def summarize_memory(model_path: str | Path) -> MemorySummary | None:
+    """The memory beside a model, summarised; None without one; ModelError when it cannot be read."""
+    path = memory_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            holdout = np.asarray(npz["holdout"], bool)
+            meta = json.loads(str(npz["meta"])) if "meta" in npz.files else {}
+            if "activation_rows" in npz.files:
+                activations = len(npz["activation_rows"])
+            else:  # all rows; the header says so without reading the (large) array
+                activations = len(holdout) if "activations" in npz.files else 0
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise ModelError(f"the replay memory cannot be read ({type(e).__name__}: {str(e)[:200]})", path) from None
+    return MemorySummary(path, int((~holdout).sum()), int(holdout.sum()), int(activations),
+                         path.stat().st_size / 1e6, str(meta.get("data_name") or "the base model's training data"))

@@ -178,7 +178,23 @@ class ModelRegistry:
         atomic_copy(path, target, "model")
         return ModelEntry(read_model_info(target), "user")
 
+    def export_model(self, entry: ModelEntry, target: str | Path) -> Path:
+        """Copy a model and its replay memory (when it has one) to `target` (a .onnx path), memory first, so
+        that the copy is never a model without its memory. Returns the model's path."""
+        target = Path(target)
+        if target.suffix.lower() != ".onnx":
+            raise ModelError("an exported model's file name must end in .onnx", target)
+        memory = memory_path(entry.path)
+        if memory.is_file():
+            atomic_copy(memory, memory_path(target), "replay memory")
+        else:  # a memory left at the target by an earlier export would be taken for this model's
+            memory_path(target).unlink(missing_ok=True)
+        atomic_copy(entry.path, target, "model")
+        return target
+
     def remove(self, entry: ModelEntry) -> None:
+        """The model first, then its memory: a crash in between leaves a memory without a model (ignored), never
+        a model without its memory."""
         if entry.source != "user":
             raise ModelError("shipped models cannot be removed", entry.path)
         entry.path.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .atomic import atomic_write_bytes, check_output_file
 from .errors import CrackDeskError
-from .memory import load_memory, memory_path, save_memory
+from .memory import load_activations, load_memory, memory_path, save_memory
 from .modeledit import set_head
 from .modelformat import ModelInfo, write_metadata
 
@@ -68,10 +68,8 @@ def export_site_model(session, out: str | Path, name: str | None = None) -> Mode
 
 
 def _write_memory(session, entry, out: Path) -> None:
-    """The base's memory plus this site's labelled examples (to rehearse if the site model is adapted again)."""
-    import json
-    import zipfile
-
+    """The base's memory plus this site's labelled examples (to rehearse if the site model is adapted again); the
+    base's activations keep their rows, as the site's rows are appended after them."""
     base = load_memory(entry.path, entry.info.features["dim"])
     labelled, _, _ = session.workspace.labelled_features(entry.key)
     site_x = np.stack([v for _, _, v in labelled]).astype(np.float32)
@@ -81,12 +79,6 @@ def _write_memory(session, entry, out: Path) -> None:
     holdout = np.concatenate([base.holdout, np.zeros(len(site_y), bool)])
     meta = dict(base.meta, site=session.folder.name, site_examples=int(len(site_y)),
                 source=f"{base.meta.get('source', entry.key)} + {len(site_y)} labels of '{session.folder.name}'")
-    activations = None
-    try:  # deep retraining's activations (not the site's: only training can compute those)
-        with np.load(memory_path(entry.path), allow_pickle=False) as npz:
-            if "activations" in npz.files:
-                activations = npz["activations"]
-                meta["activations_rows"] = int(len(activations))
-    except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError):
-        activations = None
-    save_memory(memory_path(out), features, labels, holdout, meta, activations)
+    rehearsal = load_activations(entry.path)  # deep retraining's activations (the site's only training computes)
+    save_memory(memory_path(out), features, labels, holdout, meta,
+                rehearsal.activations if rehearsal else None, rehearsal.rows if rehearsal else None)
