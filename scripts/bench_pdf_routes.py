@@ -50,7 +50,8 @@ def qt_painter(path: str, jpegs: list[bytes]) -> None:
     from PySide6.QtCore import QMarginsF, QRectF, Qt
     from PySide6.QtGui import QFont, QGuiApplication, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter
 
-    app = QGuiApplication.instance() or QGuiApplication(["bench", "-platform", "offscreen"])  # noqa: F841
+    app = QGuiApplication.instance() or QGuiApplication(["bench", "-platform", "offscreen"])
+    assert app is not None  # kept alive (referenced) while the PDF is drawn
     writer = QPdfWriter(path)
     writer.setPageSize(QPageSize(QPageSize.A4))
     writer.setResolution(150)
@@ -75,7 +76,8 @@ def qt_textdocument(path: str, jpegs: list[bytes]) -> None:
     from PySide6.QtCore import QUrl
     from PySide6.QtGui import QGuiApplication, QImage, QPageSize, QPdfWriter, QTextDocument
 
-    app = QGuiApplication.instance() or QGuiApplication(["bench", "-platform", "offscreen"])  # noqa: F841
+    app = QGuiApplication.instance() or QGuiApplication(["bench", "-platform", "offscreen"])
+    assert app is not None  # kept alive (referenced) while the PDF is drawn
     doc = QTextDocument()
     cells = []
     for i, ((name, p, reviewed, captured, gps), jpeg) in enumerate(zip(rows(len(jpegs)), jpegs)):

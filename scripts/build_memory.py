@@ -28,7 +28,8 @@ from crackdesk.core.models import load_model  # noqa: E402
 from training import archs, export  # noqa: E402
 from training.data import collect, decode_all  # noqa: E402
 from training.memory_build import (DEFAULT_HOLDOUT, DEFAULT_REHEARSE, MemorySizes, activations_meta,  # noqa: E402
-                                   build_content, frozen_session_for, graph_outputs, stratified_sample)
+                                   build_content, coverage_sample, frozen_session_for, graph_outputs,
+                                   stratified_sample)
 from training.memory_derive import pooled_features  # noqa: E402
 from training.run import DEEP_MEMORY  # noqa: E402
 
@@ -38,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("model", type=Path)
     ap.add_argument("--data", type=Path, required=True, nargs="+", help="the model's training data (as trained)")
     ap.add_argument("--rehearse", type=int, default=DEFAULT_REHEARSE, help="rows from the training split")
-    ap.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT, help="rows from the validation split")
+    ap.add_argument("--holdout", type=int, default=DEFAULT_HOLDOUT,
+                    help="rows from the validation split (default 0: all of it)")
     ap.add_argument("--activation-rehearse", type=int, help="rows with activations among those rehearsed "
                     "(default: the architecture's, training/memory_build.py ACTIVATION_ROWS)")
     ap.add_argument("--activation-holdout", type=int, help="rows with activations among those held out")
@@ -61,11 +63,17 @@ def main(argv=None) -> int:
     chosen = {}
     for split, n in (("train", args.rehearse), ("val", args.holdout)):
         members = [ex for ex in examples if ex.split == split]
-        picked = [members[i] for i in stratified_sample(members, n, seed)]
-        kept, images, bad = decode_all(picked, prep)
+        if split == "val":
+            members = [members[i] for i in stratified_sample(members, n, seed)]
+        kept, images, bad = decode_all(members, prep)
         if bad:
             raise SystemExit(f"unreadable: {bad[0]}")
-        chosen[split] = (images, np.array([ex.label for ex in kept], np.float32))
+        labels = np.array([ex.label for ex in kept], np.float32)
+        if split == "train":  # the whole split's features, then the rows that cover it (memory_build.py)
+            _, pool = graph_outputs(loaded.session, images, prep)
+            rows = coverage_sample(pool, labels, n, seed)
+            images, labels = images[rows], labels[rows]
+        chosen[split] = (images, labels)
 
     model = frozen = None
     with_activations = {"auto": info.architecture in DEEP_MEMORY, "yes": True, "no": False}[args.activations]
@@ -75,8 +83,8 @@ def main(argv=None) -> int:
         frozen = frozen_session_for(model, prep)
     meta = {"model": f"{info.name}@{info.version}", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": ", ".join(d.name for d in args.data) + f" (split seed {seed})",
-            "chosen": f"stratified random sample (seed {seed}, keyed content hash) of the training split to "
-                      "rehearse, of the validation split held out; never the test split",
+            "chosen": f"training split rows to rehearse chosen for coverage (half greedy k-center on the pooled "
+                      f"features, half random, seed {seed}); the validation split held out; never the test split",
             "features_from": "the model's ONNX graph (output 'features'), onnxruntime, the app's preprocessing",
             "built_by": "scripts/build_memory.py",
             "data_name": args.data_name or ", ".join(d.name for d in args.data)}

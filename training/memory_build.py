@@ -1,12 +1,15 @@
 """Building a model's replay memory (crackdesk/core/memory.py) from images of its own training data.
 
-Rows are a stratified random sample (seeded, by content hash) of the TRAINING split, to rehearse, and of the
-VALIDATION split, held out to measure retention; never the test split. Each row gets:
+Rows to rehearse come from the TRAINING split, chosen for coverage: per class, half by greedy k-center on the
+images' pooled features (the unusual images, whose absence is what makes an adapted head call them cracks) and
+half at random (the typical density); measured on walls and ccic validation, this halves the retention loss of
+a random memory of the same size (BENCHMARKS.md, "Site adaptation"). The held-out rows are the VALIDATION split
+(all of it by default: 2,400 images make "n errors" a count worth reading); never the test split. Each row gets:
   * its pooled `features`, computed by the model's own ONNX graph (its `features` output) through onnxruntime
     with the app's preprocessing: the numbers the app and the site head will see;
   * for a staged architecture (MobileNetV2, the CNN), for the first rows of each class only, the `activations`
     of the frozen part (what deep retraining trains on), stored as float16.
-The activation rows are a prefix of each class's sample, so a smaller memory is a subset of a larger one.
+The activation rows are a stratified random subset of each part (a prefix of its order).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from .data import Example, keyed
 
 # Pooled part (the site head's rehearsal); another measurement may change these, so they stay parameters.
 DEFAULT_REHEARSE = 2000
-DEFAULT_HOLDOUT = 1000
+DEFAULT_HOLDOUT = 0  # 0: the whole validation split
+KCENTER_FRACTION = 0.5
 # Activations (deep retraining): (rehearse, held out) rows, chosen by retention against file size
 # (BENCHMARKS.md, docs/decisions.md). A MobileNetV2 row is 19 KB (96x10x10 float16), a CNN row 7 KB.
 ACTIVATION_ROWS = {"mobilenetv2": (1000, 500), "cnn": (2000, 1000)}
@@ -74,7 +78,34 @@ def stratified_order(examples: list[Example], seed: int) -> list[int]:
 
 
 def stratified_sample(examples: list[Example], n: int, seed: int) -> list[int]:
-    return stratified_order(examples, seed)[:n]
+    order = stratified_order(examples, seed)
+    return order if n <= 0 else order[:n]
+
+
+def coverage_sample(features: np.ndarray, labels: np.ndarray, n: int, seed: int,
+                    kcenter_fraction: float = KCENTER_FRACTION) -> np.ndarray:
+    """n rows of a candidate pool: per class, `kcenter_fraction` by greedy k-center on unit-length features
+    (farthest first from what is already chosen), the rest at random; returned in an order whose every prefix is
+    a stratified random subset of the chosen rows (the first ones get activations)."""
+    rng = np.random.default_rng(seed)
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    parts = []
+    for label in (0, 1):
+        pool = np.flatnonzero(np.asarray(labels) == label)
+        take = min(len(pool), n // 2 if label == 0 else n - n // 2)
+        n_center = int(round(take * kcenter_fraction))
+        chosen = [int(rng.integers(len(pool)))] if n_center else []
+        if chosen:
+            nearest = np.maximum(2 - 2 * unit[pool] @ unit[pool[chosen[0]]], 0)
+            while len(chosen) < n_center:
+                i = int(np.argmax(nearest))
+                chosen.append(i)
+                nearest = np.minimum(nearest, np.maximum(2 - 2 * unit[pool] @ unit[pool[i]], 0))
+        rest = np.setdiff1d(np.arange(len(pool)), chosen)
+        picked = pool[np.concatenate([np.array(chosen, int), rng.choice(rest, take - len(chosen), replace=False)])]
+        parts.append(rng.permutation(picked))
+    placed = [((j + 0.5) / len(part), i) for part in parts for j, i in enumerate(part)]
+    return np.array([i for _, i in sorted(placed)], int)
 
 
 def graph_outputs(sess, images_uint8: np.ndarray, prep: Preprocessing, features_output: str = "features",
@@ -154,15 +185,16 @@ def activations_meta(model) -> dict:
 def memory_from_training(sess, model, prep: Preprocessing, data, sizes: MemorySizes, seed: int, model_key: str,
                          cancel=None) -> MemoryContent:
     """A trained model's memory from its own training and validation splits (already decoded in `data`)."""
-    rehearse_idx = stratified_sample(data.examples["train"], sizes.rehearse, seed)
+    _, pool_features = graph_outputs(sess, data.images["train"], prep, cancel=cancel)
+    rehearse_idx = coverage_sample(pool_features, data.labels["train"], sizes.rehearse, seed)
     holdout_idx = stratified_sample(data.examples["val"], sizes.holdout, seed)
     frozen = frozen_session_for(model, prep) if sizes.activation_rehearse or sizes.activation_holdout else None
     meta = {"model": model_key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": ", ".join(s["path"] for s in data.summary.get("sources", [])),
             "data_name": "its training data (" + ", ".join(Path(s["path"]).name for s in
                                                         data.summary.get("sources", [])) + ")",
-            "chosen": f"stratified random sample (seed {seed}, keyed content hash) of the training split to "
-                      "rehearse, of the validation split held out",
+            "chosen": f"training split rows to rehearse chosen for coverage (half k-center on pooled features, half "
+                      f"random, seed {seed}); validation split rows held out",
             "features_from": "the model's ONNX graph (output 'features'), onnxruntime, the app's preprocessing",
             "parts": [{"name": "training data", "kind": "base", "rows": None}]}
     if frozen is not None:
