@@ -94,7 +94,8 @@ def test_site_adaptation_labels_suggest_and_export_model(run, tmp_path):
     folder = tmp_path / "demo"
     write_demo_folder(folder, count=12, seed=6)
     run("classify", folder, "--model", model)
-    names = sorted(p.name for p in folder.glob("*.jpg"))
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg"))  # the demo has sub-folders
+    assert len(names) == 12
     labels = tmp_path / "labels.csv"
     with labels.open("w", newline="") as f:
         csv.writer(f).writerows([("path", "label")] + [(n, "crack" if i % 2 else "no_crack")
