@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .errors import CrackDeskError
 from .features import encode as encode_features
@@ -65,15 +65,20 @@ class ClassifyReport:
     cancelled: bool = False
 
 
+PredictionSource = Callable[[Sequence, threading.Event | None], Iterable[list[Prediction]]]
+
+
 def classify_into_workspace(workspace: Workspace, classifier: Classifier, items: Sequence[tuple[int, str]],
                             cancel: threading.Event | None = None,
-                            on_batch: Callable[[list[tuple[int, Prediction]], int, int], None] | None = None
-                            ) -> ClassifyReport:
+                            on_batch: Callable[[list[tuple[int, Prediction]], int, int], None] | None = None,
+                            source: PredictionSource | None = None) -> ClassifyReport:
     """Classify (image id, relative path) items, streaming each batch to `on_batch(pairs, done, total)`.
     Hashes and predictions are committed at most `FLUSH_SECONDS` apart (each commit is an fsync; per batch
     they cost ~10% of the throughput) and always before returning, even on cancel or error: a crash loses
     at most half a second of predictions, which a re-run recomputes. Labels are never at stake here.
-    Large photos get the sliding-window verdict (the most cracked tile), with their tiles stored."""
+    Large photos get the sliding-window verdict, with their tiles stored.
+    `source(paths, cancel)` yields the batches of Predictions (index = position in `items`); by default the
+    local pipeline, `classifier.classify`. Whatever the source, this thread alone stores the results."""
     report = ClassifyReport(total=len(items))
     ids = [i for i, _ in items]
     paths = _JoinedPaths(workspace.folder, [p for _, p in items])
@@ -96,9 +101,13 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
         metas.clear()
 
     try:
-        for batch in classifier.classify(paths, cancel=cancel):
+        batches = source(paths, cancel) if source is not None else classifier.classify(paths, cancel=cancel)
+        for batch in batches:
             batch = [tile_large_photo(workspace, classifier, p, cancel) if p.hash and p.p_crack is not None
-                     and is_large(p.size, patch_px) else p for p in batch]
+                     and p.tiles is None and is_large(p.size, patch_px) else p for p in batch]
+            for p in batch:
+                if p.tiles is not None and p.hash:
+                    workspace.set_tile_results(p.hash, classifier.key, p.tiles, wait=False)
             hashes.extend((ids[p.index], p.hash) for p in batch if p.hash)
             predictions.extend((p.hash, p.p_crack, classifier.stored_label(p.p_crack)) for p in batch
                                if p.p_crack is not None and p.hash)

@@ -34,6 +34,9 @@ class Prediction:
     size: tuple[int, int] | None = None  # (width, height) of the file as stored, before any shrinking
     features: np.ndarray | None = field(default=None, repr=False, compare=False)  # [D] penultimate features
     meta: PhotoMeta | None = field(default=None, repr=False, compare=False)  # EXIF, from the header already read
+    # A large photo's windows, (x, y, w, h, p_crack) row-major, when the pipeline tiled it (p_crack is then the
+    # photo verdict's); None for a photo classified whole.
+    tiles: list | None = field(default=None, repr=False, compare=False)
 
 
 def read_and_hash(path: Path) -> tuple[bytes, str]:

@@ -181,12 +181,13 @@ class FolderSession:
         return todo
 
     def classify(self, classifier, items: list[tuple[int, str]] | None = None,
-                 cancel: threading.Event | None = None, on_batch=None) -> ClassifyReport:
-        """Classify (image id, relative path) items (default: every image) and store the results."""
+                 cancel: threading.Event | None = None, on_batch=None, source=None) -> ClassifyReport:
+        """Classify (image id, relative path) items (default: every image) and store the results; `source`
+        (see classify_into_workspace) computes them elsewhere, e.g. on a cluster."""
         if items is None:
             items = [(r.id, r.path) for r in self.rows()]
         try:
-            return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch)
+            return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source)
         finally:
             if self._adapter is not None:
                 self._adapter.features_stale = True  # new features for the site head to read
