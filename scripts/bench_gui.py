@@ -25,6 +25,9 @@ def parse_args(argv):
     p.add_argument("--model", help="model name or .onnx file (default: the default shipped model)")
     p.add_argument("--compare-cli", action="store_true",
                    help="also time the command line's classification of the same images, for comparison")
+    p.add_argument("--label", type=int, default=0, metavar="N",
+                   help="label N photos one per second while classification runs and N more after it, timing "
+                        "each label until the grid shows the refitted site head's probabilities")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p.parse_args(argv)
@@ -72,6 +75,63 @@ class StallMonitor:
         self.last = now
 
 
+class Labeller:
+    """Labels a random unlabelled photo every second (C or N in turn, as a typist would) and times each label until
+    the grid holds the probabilities of a site head refitted on it (SiteFlow._adapted with that many labels)."""
+
+    def __init__(self, window, count: int):
+        import random
+
+        from PySide6.QtCore import QTimer
+
+        self.window, self.count, self.rng = window, count, random.Random(0)
+        self.timer = QTimer(interval=1000)
+        self.timer.timeout.connect(self._label)
+        self.sent: list[tuple[str, int, float]] = []  # (phase, labels after it, when)
+        self.refreshed: list[tuple[int, float]] = []  # (labels in the head, when the grid had its probabilities)
+        self.phase, self.left, self.then = "", 0, None
+        real = window._adapted
+
+        def adapted(session, ids, state, probs, rank):
+            real(session, ids, state, probs, rank)
+            if state is not None:
+                self.refreshed.append((state.n_labels, time.monotonic()))
+        window._adapted = adapted
+
+    def start(self, phase: str, then=None) -> None:
+        self.phase, self.left, self.then = phase, self.count, then
+        if self.left and self.window.model.rowCount():
+            self.timer.start()
+        elif then:
+            then()
+
+    def _label(self) -> None:
+        if self.left <= 0:
+            self.timer.stop()
+            if self.then:
+                from PySide6.QtCore import QTimer
+
+                QTimer.singleShot(2000, self.then)  # the last refit
+            return
+        row = self.rng.randrange(self.window.model.rowCount())
+        self.window.select_row(row)
+        self.window.label_selection("crack" if len(self.sent) % 2 else "no_crack")
+        self.sent.append((self.phase, len(self.sent) + 1, time.monotonic()))
+        self.left -= 1
+
+    def results(self) -> dict:
+        out = {}
+        for phase in ("during", "after"):
+            latencies = []
+            for p, n, when in self.sent:
+                if p == phase:
+                    done = [t for k, t in self.refreshed if k >= n and t >= when]
+                    latencies.append(round((min(done) - when) * 1000) if done else None)
+            if latencies:
+                out[f"label_refresh_ms_{phase}"] = latencies
+        return out
+
+
 def run(args) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     work = Path(tempfile.mkdtemp(prefix="crackdesk-bench-"))
@@ -107,14 +167,17 @@ def run(args) -> dict:
     window.model.modelReset.connect(
         lambda: window.model.rowCount() and marks.setdefault("grid_shown", time.monotonic()))
 
+    labeller = Labeller(window, args.label)
+
     def loaded():
         marks["loaded"] = time.monotonic()
         window.classify("all")
+        labeller.start("during")
 
     def classified(report):
         marks["classified"] = time.monotonic()
         marks["classified_n"] = report.classified
-        QTimer.singleShot(300, loop.quit)  # let the last repaint and thumbnails settle
+        labeller.start("after", then=lambda: QTimer.singleShot(300, loop.quit))
 
     window.folder_loaded.connect(loaded)
     window.classify_finished.connect(classified)
@@ -138,6 +201,7 @@ def run(args) -> dict:
         "cpus": os.cpu_count(),
         "stalls_over_50ms": [[round(t - start, 2), round(d * 1000)] for t, d in monitor.stalls],
     }
+    result.update(labeller.results())
     model_path = window.entry.path
     monitor.timer.stop()
     window.close()
@@ -183,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
               f"images/s); GUI at {result['gui_vs_cli']:.0%} of it")
     print(f"  total                    {result['total_s']:.1f} s")
     print(f"  longest GUI stall        {result['longest_stall_ms']:.0f} ms")
+    for phase in ("during", "after"):
+        values = result.get(f"label_refresh_ms_{phase}")
+        if values:
+            known = [v for v in values if v is not None]
+            print(f"  label -> site head shown ({phase} classification): max {max(known) if known else 'n/a'} ms, "
+                  f"median {sorted(known)[len(known) // 2] if known else 'n/a'} ms, "
+                  f"{values.count(None)} of {len(values)} never shown")
     print(f"  peak memory (RSS)        {result['peak_rss_mb']:.0f} MB")
     return 0
 

@@ -109,10 +109,12 @@ def test_a_fine_stride_cuts_tiles_batch_by_batch_with_the_same_result(classifier
 
     grid_mosaic(np.array([[False, True, False]]), seed=2).save(tmp_path / "m.png")
     precut = heatmap_of_file(classifier, tmp_path / "m.png", stride=57)
+    from crackdesk.core.pipeline import cut_photo, read_photo
+
     monkeypatch.setattr(tiling, "PRECUT_TILES", 3)  # fewer than the 9 windows: cut lazily, image kept
-    prepared = tiling.prepare(classifier, tmp_path / "m.png", 57, keep_image=False)
-    assert prepared.tiles is None and prepared.image is not None
-    lazy = tiling.finish(classifier, prepared)
+    photo = cut_photo(classifier, read_photo(classifier, 0, tmp_path / "m.png", tile_all=True), 57)
+    assert not isinstance(photo.inputs, np.ndarray) and len(photo.inputs) == 9
+    lazy = heatmap_of_file(classifier, tmp_path / "m.png", stride=57)
     assert len(precut.tiles()) == 9 and np.allclose(lazy.probs, precut.probs)
 
 
@@ -185,8 +187,8 @@ def test_stream_keeps_order_reports_bad_files_and_stops_on_cancel(classifier, tm
     results = list(heatmap_stream(classifier, paths))
     assert [r[0].path for r in results] == paths
     assert [h.label if h else None for _, h in results] == [CRACK, NO_CRACK, None, CRACK]
-    assert "empty file" in str(results[2][0].error) and "2.png" in str(results[2][0].error)
-    assert all(p.hash and p.tiles is None for p, h in results if h)
+    assert "empty file" in results[2][0].error and results[2][0].path.name == "2.png"
+    assert all(p.hash and p.inputs is None for p, h in results if h)  # windows freed once classified
     cancel = threading.Event()
     got = []
     for prepared, heatmap in heatmap_stream(classifier, paths, cancel=cancel):

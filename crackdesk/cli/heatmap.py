@@ -2,7 +2,7 @@
 
 Per image it writes `<stem>_heatmap.png` (the photo, at most 2048 px, with the overlay and tile grid) and
 `<stem>_tiles.csv` (x,y,w,h,p_crack), and prints one verdict line. Images of a folder keep their sub-folder
-under DIR. For a FOLDER the tile results and the image-level prediction (P = the strongest tile) go into
+under DIR. For a FOLDER the tile results and the image-level prediction (the photo verdict) go into
 its workspace, so the gallery shows large photos with their verdict; for a single IMAGE only with
 --workspace. Unreadable images are reported one line each; the exit status is 1 only for a usage error or
 when no image could be read.
@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..core.db import printable
 from ..core.errors import CrackDeskError
 from ..core.images import is_image_name
 from ..core.overlay import render_overlay
@@ -124,20 +125,20 @@ def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, st
     done = unreadable = 0
     started = time.perf_counter()
     paths = [root / rel for rel in relpaths]
-    # Three stages overlap: decoding the next photo (heatmap_stream's worker), the model on this one (here),
-    # and drawing and saving the previous one (the writer). One photo at most waits in each: bounded memory.
+    # Three stages overlap: decoding the next photos (the pipeline's pool), the model on this one (here), and
+    # drawing and saving the previous one (the writer). A few photos at most wait in each: bounded memory.
     with ThreadPoolExecutor(1, thread_name_prefix="crackdesk-heatmap-write") as writer:
         writing = None
-        for (prepared, heatmap), rel in zip(heatmap_stream(classifier, paths, stride, keep_image=True), relpaths):
+        for (photo, heatmap), rel in zip(heatmap_stream(classifier, paths, stride, keep_image=True), relpaths):
             if heatmap is None:
                 unreadable += 1
-                print(f"unreadable: {prepared.error}", file=sys.stderr)
+                print(f"unreadable: {printable(str(photo.path))}: {photo.error}", file=sys.stderr)
                 continue
             if writing is not None:
                 writing.result()
-            writing = writer.submit(write_outputs, out / stems[rel], prepared.image, heatmap)
-            prepared.image = None
-            _record(workspace, image_ids[rel], prepared.hash, classifier.key, heatmap)
+            writing = writer.submit(write_outputs, out / stems[rel], photo.image, heatmap)
+            photo.image = None
+            _record(workspace, image_ids[rel], photo.hash, classifier.key, heatmap)
             done += 1
             print(f"{root / rel}: {heatmap.verdict()}", flush=True)
         if writing is not None:
@@ -150,9 +151,9 @@ def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, st
 
 
 def _record(workspace, image_id, digest, model_key, heatmap) -> None:
-    """Tiles and the image-level prediction (P = the strongest tile), so the gallery shows the verdict."""
+    """Tiles and the image-level prediction (the photo verdict's P), so the gallery shows the verdict."""
     if workspace is None:
         return
     workspace.set_hashes([(image_id, digest)])  # read anyway: the gallery needs it
     workspace.set_tile_results(digest, model_key, heatmap.tiles())
-    workspace.set_predictions(model_key, [(digest, heatmap.p_max, heatmap.label)])
+    workspace.set_predictions(model_key, [(digest, heatmap.p_photo, heatmap.label)])

@@ -8,37 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from .errors import CrackDeskError
 from .features import encode as encode_features
 from .inference import Classifier, Prediction
 from .store import Workspace
 
-# A photo whose shorter side spans at least this many training patches is classified by sliding window:
-# squashed into one model input, a hairline crack would vanish.
-TILE_FACTOR = 2
 FLUSH_SECONDS = 0.5
-
-
-def is_large(size: tuple[int, int] | None, patch_px: int) -> bool:
-    return size is not None and min(size) >= TILE_FACTOR * patch_px
-
-
-def tile_large_photo(workspace: Workspace, classifier: Classifier, p: Prediction,
-                     cancel: threading.Event | None = None) -> Prediction:
-    """Replace a squashed whole-photo prediction by the heatmap verdict, storing the tiles too."""
-    from dataclasses import replace
-
-    from .tiling import heatmap_of_file
-
-    try:
-        heatmap = heatmap_of_file(classifier, p.path, cancel=cancel)
-    except CrackDeskError as e:
-        return replace(p, p_crack=None, label=None, error=e.reason)
-    if heatmap is None:  # cancelled
-        return p
-    workspace.set_tile_results(p.hash, classifier.key, heatmap.tiles())
-    # The squashed photo's features describe nothing the model was trained on: none are kept for it.
-    return replace(p, p_crack=heatmap.p_max, label=heatmap.label, features=None)
 
 
 class _JoinedPaths:
@@ -83,7 +57,6 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
     ids = [i for i, _ in items]
     paths = _JoinedPaths(workspace.folder, [p for _, p in items])
     done = 0
-    patch_px = classifier.info.patch_px
     hashes: list[tuple[int, str]] = []
     predictions: list[tuple[str, float, str]] = []
     features: list[tuple[str, bytes]] = []
@@ -103,8 +76,6 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
     try:
         batches = source(paths, cancel) if source is not None else classifier.classify(paths, cancel=cancel)
         for batch in batches:
-            batch = [tile_large_photo(workspace, classifier, p, cancel) if p.hash and p.p_crack is not None
-                     and p.tiles is None and is_large(p.size, patch_px) else p for p in batch]
             for p in batch:
                 if p.tiles is not None and p.hash:
                     workspace.set_tile_results(p.hash, classifier.key, p.tiles, wait=False)

@@ -1,25 +1,18 @@
-"""Batched classification: images are read, hashed, decoded and preprocessed by a pool of threads while
-onnxruntime runs the previous batch, so every core stays busy (decoding, not the model, is the
-bottleneck on small machines). Results stream back batch by batch; a bad file becomes an error entry,
-never an exception; a cancel event stops it between batches.
-"""
+"""Classifying images with a CrackDesk model: the Classifier (one onnxruntime session, the model's
+preprocessing and threshold) and its Predictions. The pipeline that feeds it is core/pipeline.py."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from .datasets import CRACK, NO_CRACK
-from .errors import ImageError
-from .exif import PhotoMeta, read_meta
+from .exif import PhotoMeta
 from .hashing import bytes_hash, read_file
-from .images import decode_rgb, open_image
 from .models import LoadedModel, load_model
 
 
@@ -92,100 +85,49 @@ class Classifier:
         """The verdict the workspace records: at the model's own threshold."""
         return predicted_label(p_crack, self.info.threshold)
 
-    # -- one image's preparation (runs in the pool) ----------------------------------------------
+    # -- one image's preparation (what the pool does) -------------------------------------------
     def prepare(self, path: Path) -> tuple[np.ndarray | None, str | None, str | None, tuple[int, int] | None]:
-        """(uint8 HWC input, content hash, error, stored size). Never raises for a bad file."""
-        return self.prepare_photo(path)[:4]
+        """(uint8 HWC input of a small image, content hash, error, stored size). Never raises for a bad file."""
+        from .pipeline import read_photo
 
-    def prepare_photo(self, path: Path):
-        """`prepare`, and the photo's metadata (EXIF) from the header it opened: (..., PhotoMeta or None)."""
-        digest = size = meta = None
-        try:
-            data, digest = read_and_hash(path)
-            h, w = self.pre.input_size
-            opened = open_image(path, data=data)  # parsed once: its stored size and EXIF, then the decode
-            size = opened.size
-            meta = read_meta(opened)
-            image = decode_rgb(opened, path, draft_size=(w, h))
-            return self.pre.to_uint8(image), digest, None, size, meta
-        except ImageError as e:
-            return None, digest, e.reason, size, meta
-        except OSError as e:
-            return None, digest, f"cannot read: {e.strerror or e}", size, meta
-        except Exception as e:  # a decoder bug on one odd file must not stop a batch of thousands
-            return None, digest, f"cannot decode ({type(e).__name__}: {e})", size, meta
-
-    def _prepare_batch(self, start: int, paths: Sequence[Path]):
-        """Decode a chunk and normalise it here, in the pool: the thread feeding onnxruntime only runs it."""
-        paths = [Path(p) for p in paths]
-        prepared = [self.prepare_photo(p) for p in paths]
-        good = [item[0] for item in prepared if item[0] is not None]
-        tensor = self.pre.normalize(np.stack(good)) if good else None
-        return start, paths, prepared, tensor
-
-    def _finish_batch(self, start, paths, prepared, tensors: list[np.ndarray]) -> list[Prediction]:
-        good = [i for i, item in enumerate(prepared) if item[0] is not None]
-        probs, feats = {}, {}
-        if good:
-            batch = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
-            p_all, f_all = self.run_tensor(batch)
-            for k, i in enumerate(good):
-                probs[i] = float(p_all[k])
-                if f_all is not None:
-                    feats[i] = f_all[k]
-        results = []
-        for i, (path, (_, digest, error, size, meta)) in enumerate(zip(paths, prepared)):
-            p = probs.get(i)
-            results.append(Prediction(start + i, Path(path), digest, p,
-                                      self.label_for(p) if p is not None else None, error, size, feats.get(i),
-                                      meta))
-        return results
+        photo = read_photo(self, 0, Path(path))
+        return (photo.inputs[0] if photo.inputs is not None else None), photo.hash, photo.error, photo.size
 
     # -- the pipeline -----------------------------------------------------------------------------
     def classify(self, paths: Sequence[str | Path], cancel: threading.Event | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Iterator[list[Prediction]]:
-        """Yield a list of Predictions per batch, in input order. Stops early when `cancel` is set.
-        `paths` may be any sequence supporting len() and slicing; items become Paths chunk by chunk, in the
-        pool (turning 40,000 of them into Paths up front is ~0.1 s of pure Python that a GUI thread feels)."""
-        total = len(paths)
-        # Small chunks keep all workers busy and results flowing; the model gets whole batches.
-        chunk = max(1, min(self.batch_size, -(-total // (self.workers * 2)) if total else 1))
-        starts = range(0, total, chunk)
-        done = 0
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="crackdesk-decode") as pool:
-            pending: deque = deque()
-            next_start = iter(starts)
-            in_flight = self.workers * 3  # bounded read-ahead: bounded memory
+                 progress: Callable[[int, int], None] | None = None,
+                 datas: Sequence[bytes | None] | None = None) -> Iterator[list[Prediction]]:
+        """Yield a list of Predictions per model batch, in input order (core/pipeline.py: large photos by sliding
+        window, their verdict from their windows). Stops early when `cancel` is set. `paths` may be any sequence
+        supporting len() and slicing; `datas`, each file's bytes when already read."""
+        from .pipeline import run_photos
 
-            def submit_one() -> bool:
-                s = next(next_start, None)
-                if s is None:
-                    return False
-                pending.append(pool.submit(self._prepare_batch, s, paths[s:s + chunk]))
-                return True
+        total, done = len(paths), 0
+        for photos in run_photos(self, paths, cancel, datas=datas):
+            done += len(photos)
+            if progress:
+                progress(done, total)
+            yield [self.prediction(photo) for photo in photos]
 
-            for _ in range(in_flight):
-                if not submit_one():
-                    break
-            buffer: list = []  # prepared chunks waiting to fill a model batch
-            while pending:
-                if cancel is not None and cancel.is_set():
-                    for f in pending:
-                        f.cancel()
-                    return
-                buffer.append(pending.popleft().result())
-                submit_one()
-                if sum(len(b[1]) for b in buffer) >= self.batch_size or not pending:
-                    start = buffer[0][0]
-                    merged_paths = [p for b in buffer for p in b[1]]
-                    merged = [x for b in buffer for x in b[2]]
-                    tensors = [b[3] for b in buffer if b[3] is not None]
-                    buffer = []
-                    results = self._finish_batch(start, merged_paths, merged, tensors)
-                    done += len(results)
-                    if progress:
-                        progress(done, total)
-                    yield results
+    def prediction(self, photo) -> Prediction:
+        """A pipeline Photo as a Prediction: a tiled photo's P(crack) is its verdict's (core/photo_verdict.py)."""
+        if photo.error is not None or photo.probs is None:
+            return Prediction(photo.index, photo.path, photo.hash, None, None, photo.error or "not classified",
+                              photo.size, None, photo.meta)
+        if not photo.tiled:
+            p = float(photo.probs[0])
+            return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size,
+                              photo.features, photo.meta)
+        heatmap = self.heatmap(photo)
+        p = heatmap.p_photo
+        return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size, None,
+                          photo.meta, heatmap.tiles())
+
+    def heatmap(self, photo):
+        from .tiling import Heatmap
+
+        return Heatmap(photo.grid, photo.probs.reshape(photo.grid.shape), self.threshold, self.key, photo.path,
+                       photo.hash, dict(photo.seconds))
 
 
 def classify_all(model, paths, **kwargs) -> list[Prediction]:

@@ -27,19 +27,20 @@ Design notes (why, not just what):
 from __future__ import annotations
 
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .datasets import CRACK, NO_CRACK
-from .errors import CrackDeskError, ImageError
+from .errors import ImageError
 from .images import MAX_PIXELS, load_rgb, open_image
-from .inference import Classifier, read_and_hash
+from .inference import Classifier
+
+if TYPE_CHECKING:
+    from .pipeline import Photo
 
 MAX_HEATMAP_PIXELS = MAX_PIXELS
 # Up to this many windows are cut ahead, in the worker, while the model runs on the previous photo (1024
@@ -117,8 +118,13 @@ class Heatmap:
         return float(self.probs.max())
 
     @property
+    def p_photo(self) -> float:
+        """The photo's P(crack), what its verdict rests on (the verdict rule: core/photo_verdict.py)."""
+        return self.p_max
+
+    @property
     def label(self) -> str:
-        return CRACK if self.p_max >= self.threshold else NO_CRACK
+        return CRACK if self.p_photo >= self.threshold else NO_CRACK
 
     @property
     def crack_tiles(self) -> int:
@@ -208,59 +214,6 @@ def classify_tiles(classifier: Classifier, image: Image.Image | None, grid: Tile
     return probs
 
 
-@dataclass
-class Prepared:
-    """One image read, hashed, decoded and cut into tiles (or the reason it could not be)."""
-
-    path: Path
-    hash: str | None = None
-    image: Image.Image | None = None
-    grid: TileGrid | None = None
-    tiles: np.ndarray | None = None
-    error: CrackDeskError | None = None
-    seconds: dict = field(default_factory=dict)
-
-
-def prepare(classifier: Classifier, path: str | Path, stride: int | None = None,
-            keep_image: bool = True) -> Prepared:
-    """Read, hash, decode and cut one image; never raises for a bad file (the error is returned)."""
-    path = Path(path)
-    result = Prepared(path)
-    t0 = time.perf_counter()
-    try:
-        data, result.hash = read_and_hash(path)
-        image = load_for_heatmap(path, data)
-    except CrackDeskError as e:
-        result.error = e
-        return result
-    except OSError as e:
-        result.error = ImageError(f"cannot read: {e.strerror or e}", path)
-        return result
-    except Exception as e:  # a decoder bug on one odd file must not stop a folder
-        result.error = ImageError(f"cannot decode ({type(e).__name__}: {e})", path)
-        return result
-    t1 = time.perf_counter()
-    result.grid = TileGrid.for_image(image.width, image.height, classifier.info.patch_px, stride)
-    if len(result.grid) <= PRECUT_TILES:
-        result.tiles = cut_tiles(image, result.grid, classifier)
-    result.image = image if keep_image or result.tiles is None else None
-    result.seconds = {"decode": t1 - t0, "tiles": time.perf_counter() - t1}
-    return result
-
-
-def finish(classifier: Classifier, prepared: Prepared, cancel=None, progress=None) -> Heatmap | None:
-    """Classify a prepared image's tiles; None when cancelled. Raises its error when it had one."""
-    if prepared.error is not None:
-        raise prepared.error
-    t0 = time.perf_counter()
-    probs = classify_tiles(classifier, prepared.image, prepared.grid, prepared.tiles, cancel, progress)
-    if probs is None:
-        return None
-    seconds = dict(prepared.seconds, model=time.perf_counter() - t0)
-    return Heatmap(prepared.grid, probs.reshape(prepared.grid.shape), classifier.threshold, classifier.key,
-                   prepared.path, prepared.hash, seconds)
-
-
 def heatmap_of_image(classifier: Classifier, image: Image.Image, stride: int | None = None,
                      cancel: threading.Event | None = None, progress=None) -> Heatmap | None:
     """Heatmap of an already decoded RGB image (tests, the GUI's image in memory)."""
@@ -272,37 +225,33 @@ def heatmap_of_image(classifier: Classifier, image: Image.Image, stride: int | N
 
 
 def heatmap_of_file(classifier: Classifier, path: str | Path, stride: int | None = None,
-                    cancel: threading.Event | None = None, progress=None) -> Heatmap | None:
+                    cancel: threading.Event | None = None) -> Heatmap | None:
     """Heatmap of one image file. Raises ImageError naming the file; None when cancelled."""
-    return finish(classifier, prepare(classifier, path, stride, keep_image=False), cancel, progress)
+    for photo, heatmap in heatmap_stream(classifier, [path], stride, cancel):
+        if photo.error is not None:
+            raise ImageError(photo.error, path)
+        return heatmap
+    return None
 
 
 def heatmap_stream(classifier: Classifier, paths: Sequence[str | Path], stride: int | None = None,
                    cancel: threading.Event | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   keep_image: bool = False) -> Iterator[tuple[Prepared, Heatmap | None]]:
-    """(prepared, heatmap) per path in order; heatmap is None and prepared.error set for a bad file.
-    The next image is prepared in a worker thread while the model runs on the current one. With
-    `keep_image`, prepared.image holds the decoded photo (for rendering the overlay)."""
-    paths = [Path(p) for p in paths]
-    with ThreadPoolExecutor(1, thread_name_prefix="crackdesk-heatmap") as pool:
-        ahead = pool.submit(prepare, classifier, paths[0], stride, keep_image) if paths else None
-        for i in range(len(paths)):
-            prepared = ahead.result()
-            ahead = pool.submit(prepare, classifier, paths[i + 1], stride, keep_image) if i + 1 < len(paths) else None
+                   keep_image: bool = False) -> Iterator[tuple[Photo, Heatmap | None]]:
+    """(photo, heatmap) per path in order, through the classification pipeline (core/pipeline.py) with every
+    image tiled; heatmap is None and photo.error set for a bad file. With `keep_image`, photo.image holds the
+    decoded photo (for rendering the overlay)."""
+    from .pipeline import run_photos
+
+    done = 0
+    for photos in run_photos(classifier, paths, cancel, tile_all=True, stride=stride, keep_image=keep_image):
+        for photo in photos:
             if cancel is not None and cancel.is_set():
-                if ahead is not None:
-                    ahead.cancel()
                 return
-            heatmap = None
-            if prepared.error is None:
-                heatmap = finish(classifier, prepared, cancel)
-                if heatmap is None:  # cancelled
-                    return
-            prepared.tiles = None  # free the tile array before the next image arrives
-            yield prepared, heatmap
+            yield photo, (classifier.heatmap(photo) if photo.error is None else None)
+            done += 1
             if progress:
-                progress(i + 1, len(paths))
+                progress(done, len(paths))
 
 
 def mosaic(patches: Sequence[Image.Image], cols: int, patch: int | None = None) -> Image.Image:

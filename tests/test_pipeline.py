@@ -1,0 +1,125 @@
+"""The one pipeline for every photo (core/pipeline.py): large photos decoded once in the pool, their windows
+filling the model's batches together with other photos', results in order, memory bounded."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_tiling import crack_patch, grid_mosaic, plain_patch
+
+from crackdesk.core import pipeline
+from crackdesk.core.datasets import CRACK, NO_CRACK
+from crackdesk.core.inference import Classifier
+from crackdesk.core.session import FolderSession
+from crackdesk.core.tiling import heatmap_of_image
+
+
+@pytest.fixture
+def classifier(tiny_model):
+    return Classifier(tiny_model, batch_size=8)
+
+
+def mixed_folder(folder, large: int = 5, small: int = 6):
+    """Large photos (2 x 3 windows), small patches and one corrupt file, interleaved; the truth per name."""
+    folder.mkdir()
+    truth = {}
+    for i in range(max(large, small)):
+        if i < large:
+            cracked = np.array([[False, i % 2 == 1, False], [False, False, False]])
+            grid_mosaic(cracked, seed=10 * i).save(folder / f"photo{i}.png")
+            truth[f"photo{i}.png"] = CRACK if cracked.any() else NO_CRACK
+        if i < small:
+            (crack_patch if i % 2 else plain_patch)(100 + i).save(folder / f"patch{i}.png")
+            truth[f"patch{i}.png"] = CRACK if i % 2 else NO_CRACK
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return truth
+
+
+def test_large_photos_are_decoded_once_and_fill_model_batches_with_other_photos(classifier, tmp_path, monkeypatch):
+    truth = mixed_folder(tmp_path / "f")
+    paths = sorted((tmp_path / "f").iterdir())
+    decodes, batch_sizes = [], []
+    real_run = classifier.run_tensor
+    from crackdesk.core import tiling
+
+    real_load = tiling.load_for_heatmap
+    monkeypatch.setattr(tiling, "load_for_heatmap", lambda path, data=None, **k: decodes.append(path) or
+                        real_load(path, data, **k))
+    monkeypatch.setattr(classifier, "run_tensor", lambda x: batch_sizes.append(len(x)) or real_run(x))
+    predictions = [p for batch in classifier.classify(paths) for p in batch]
+    assert [p.index for p in predictions] == list(range(len(paths)))  # input order
+    by_name = {p.path.name: p for p in predictions}
+    assert "broken.jpg" in by_name and by_name["broken.jpg"].error and by_name["broken.jpg"].p_crack is None
+    for name, label in truth.items():
+        assert by_name[name].label == label, name
+    large = [p for p in predictions if p.path.name.startswith("photo")]
+    assert sorted(decodes) == sorted(p.path for p in large)  # each large photo decoded once, at full size
+    assert all(len(p.tiles) == 6 and p.features is None for p in large)
+    assert all(p.tiles is None for p in predictions if p.path.name.startswith("patch"))
+    # 5 photos x 6 windows + 6 patches = 36 inputs in batches of 8: full batches but the last
+    assert sum(batch_sizes) == 36 and batch_sizes[:-1] == [8] * (len(batch_sizes) - 1)
+
+
+def test_a_photos_tiles_are_those_of_its_heatmap(classifier, tmp_path):
+    image = grid_mosaic(np.array([[False, True, False], [True, False, False]]), seed=3)
+    image.save(tmp_path / "m.png")
+    (p,) = [p for batch in classifier.classify([tmp_path / "m.png"]) for p in batch]
+    expected = heatmap_of_image(classifier, image)
+    assert [t[:4] for t in p.tiles] == [t[:4] for t in expected.tiles()]
+    assert np.allclose([t[4] for t in p.tiles], expected.probs.ravel(), atol=1e-6)
+    assert p.p_crack == pytest.approx(expected.p_photo) and p.label == CRACK
+
+
+def test_memory_stays_bounded_a_few_large_photos_ahead(classifier, tmp_path, monkeypatch):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(14):
+        grid_mosaic(np.zeros((2, 2), bool), seed=i).save(folder / f"{i:02}.png")
+    alive, peak, lock = set(), [0], threading.Lock()
+    real_cut = pipeline.cut_photo
+
+    def cut(classifier, photo, *a, **k):
+        out = real_cut(classifier, photo, *a, **k)
+        with lock:
+            alive.add(photo.index)
+            peak[0] = max(peak[0], len(alive))
+        return out
+
+    monkeypatch.setattr(pipeline, "cut_photo", cut)
+    real_run = classifier.run_tensor
+    monkeypatch.setattr(classifier, "run_tensor", lambda x: time.sleep(0.05) or real_run(x))  # slow: decoding runs ahead
+    for photos in pipeline.run_photos(classifier, sorted(folder.iterdir())):
+        with lock:
+            for photo in photos:
+                assert photo.inputs is None  # windows freed as soon as the photo is done
+                alive.discard(photo.index)
+    assert 1 <= peak[0] <= 4  # 3 cut ahead (TILE_TASKS_AHEAD) and the one the model is on
+
+
+def test_cancel_stops_between_model_runs(classifier, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(8):
+        grid_mosaic(np.zeros((2, 3), bool), seed=i).save(folder / f"{i}.png")
+    cancel = threading.Event()
+    seen = []
+    for batch in classifier.classify(sorted(folder.iterdir()), cancel=cancel):
+        seen += batch
+        cancel.set()
+    assert 1 <= len(seen) < 8
+
+
+def test_a_folder_of_large_photos_stores_tiles_and_verdicts(tiny_model, tmp_path):
+    truth = mixed_folder(tmp_path / "f", large=4, small=2)
+    classifier = Classifier(tiny_model)
+    with FolderSession.open(tmp_path / "f") as session:
+        report = session.classify(classifier)
+        assert report.classified == len(truth) and [p for p, _ in report.errors] == ["broken.jpg"]
+        ws = session.workspace
+        ws.flush()
+        rows = {r.path: r for r in ws.rows(classifier.key)}
+        for name, label in truth.items():
+            assert rows[name].predicted == label, name
+            tiles = ws.tile_results(rows[name].hash, classifier.key)
+            assert len(tiles) == (6 if name.startswith("photo") else 0), name
