@@ -56,6 +56,7 @@ bundle-test: bundle
 
 bench: setup
 	$(PY) scripts/bench_classify.py
+	$(PY) scripts/bench_photos.py
 
 bench-report: setup
 	$(PY) scripts/bench_report.py
