@@ -8,7 +8,7 @@ isolated-tile margin is chosen on validation only; test is reported once. A hand
 then go end to end through `heatmap_of_file` + `photo_verdict` to confirm the simulated verdicts.
 
 Usage: PYTHONPATH=. .venv/bin/python scripts/calibrate_photo_verdict.py [--model models/mobilenetv2.onnx ...]
-       [--ccic ../shared/data/ccic] [--walls ../shared/data/walls] [--mosaics 4000] [--jpegs 8]
+       [--ccic ../shared/data/ccic] [--walls ../shared/data/walls] [--mosaics 4000] [--jpegs 6]
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from crackdesk.core.inference import Classifier  # noqa: E402
-from crackdesk.core.photo_verdict import ISOLATED_LOGIT_MARGIN, neighbour_support, photo_score, photo_verdict  # noqa: E402
+from crackdesk.core.photo_verdict import (ISOLATED_LOGIT_MARGIN, neighbour_support, photo_score,  # noqa: E402
+                                          photo_verdict)
 from crackdesk.core.tiling import heatmap_of_file, mosaic  # noqa: E402
 from training.data import collect, decode_all  # noqa: E402
 
@@ -131,7 +132,7 @@ def fmt(errors: int, total: int) -> str:
 
 def print_table(title: str, table: dict, chosen: str) -> None:
     kinds = list(next(iter(table.values())))
-    print(f"\n{title}\n| rule | false alarms per clean photo | " + " | ".join(f"{'false alarms' if k.startswith('clean') else 'misses'}, {k}" for k in kinds[1:]) + " |")
+    print(f"\n{title}\n| rule | false alarms per clean photo | " + " | ".join(f"misses, {k}" for k in kinds[1:]) + " |")
     print("|---" * (len(kinds) + 1) + "|")
     for rule, row in table.items():
         name = f"**{rule}**" if rule == chosen else rule
