@@ -26,7 +26,7 @@ def mixed_folder(folder, large: int = 5, small: int = 6):
     truth = {}
     for i in range(max(large, small)):
         if i < large:
-            cracked = np.array([[False, i % 2 == 1, False], [False, False, False]])
+            cracked = np.array([[False, i % 2 == 1, False], [False, i % 2 == 1, False]])  # a crack over 2 tiles
             grid_mosaic(cracked, seed=10 * i).save(folder / f"photo{i}.png")
             truth[f"photo{i}.png"] = CRACK if cracked.any() else NO_CRACK
         if i < small:

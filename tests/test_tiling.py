@@ -75,14 +75,18 @@ def test_grid_of_a_camera_photo_and_of_a_small_image():
     assert narrow.boxes() == [(0, 0, 100, P), (0, 227, 100, P), (0, 273, 100, P)]
 
 
-def test_tiles_follow_the_mosaic_truth_and_the_verdict_is_any_tile(classifier):
+def test_tiles_follow_the_mosaic_truth_and_the_verdict_needs_neighbouring_tiles(classifier):
     truth = np.zeros((3, 4), bool)
-    truth[1, 2] = truth[2, 0] = True
+    truth[1, 2] = truth[2, 1] = True  # diagonal neighbours: one crack
     heatmap = heatmap_of_image(classifier, grid_mosaic(truth))
     assert heatmap.grid.shape == (3, 4)
     assert ((heatmap.probs >= classifier.threshold) == truth).all()
     assert heatmap.label == CRACK and heatmap.crack_tiles == 2 and heatmap.crack_fraction == pytest.approx(2 / 12)
-    assert {(x, y) for x, y, *_ in heatmap.strongest(2)} == {(454, 227), (0, 454)}
+    assert {(x, y) for x, y, *_ in heatmap.strongest(2)} == {(454, 227), (227, 454)}
+    apart = np.zeros((3, 4), bool)
+    apart[0, 0] = apart[2, 3] = True  # two stray tiles far apart, neither near-certain: not a cracked photo
+    strays = heatmap_of_image(classifier, grid_mosaic(apart))
+    assert strays.crack_tiles == 2 and strays.probs.max() < 0.999 and strays.label == NO_CRACK
     assert "crack" in heatmap.verdict() and "2/12" in heatmap.verdict()
     clean = heatmap_of_image(classifier, grid_mosaic(np.zeros((3, 4), bool)))
     assert clean.label == NO_CRACK and clean.crack_tiles == 0
@@ -177,7 +181,7 @@ def test_cancel_before_and_during(classifier):
 
 def test_stream_keeps_order_reports_bad_files_and_stops_on_cancel(classifier, tmp_path):
     paths = []
-    for i, truth in enumerate(([[True, False]], [[False, False]], None, [[False, True]])):
+    for i, truth in enumerate(([[True, True]], [[False, False]], None, [[True, True]])):
         path = tmp_path / f"{i}.png"
         if truth is None:
             path.write_bytes(b"")
@@ -202,12 +206,12 @@ def test_store_round_trip_and_tile_labels(classifier, tmp_path):
 
     folder = tmp_path / "site"
     folder.mkdir()
-    grid_mosaic(np.array([[True, False], [False, False]])).save(folder / "wall.png")
+    grid_mosaic(np.array([[True, True], [False, False]])).save(folder / "wall.png")
     heatmap = heatmap_of_file(classifier, folder / "wall.png")
     with Workspace(folder) as ws:
         image_id = ws.add_file("wall.png")
         ws.set_tile_results(heatmap.hash, classifier.key, heatmap.tiles())
-        ws.set_predictions(classifier.key, [(heatmap.hash, heatmap.p_max, heatmap.label)])
+        ws.set_predictions(classifier.key, [(heatmap.hash, heatmap.p_photo, heatmap.label)])
         rows = ws.tile_results(heatmap.hash, classifier.key)
         assert [r[:4] for r in rows] == [t[:4] for t in heatmap.tiles()]
         assert ws.ensure_hash(image_id) == heatmap.hash

@@ -14,6 +14,7 @@ from .datasets import CRACK, NO_CRACK
 from .exif import PhotoMeta
 from .hashing import bytes_hash, read_file
 from .models import LoadedModel, load_model
+from .photo_verdict import photo_verdict
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class Classifier:
             return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size,
                               photo.features, photo.meta)
         heatmap = self.heatmap(photo)
-        p = heatmap.p_photo
+        # The photo's P at the model's own threshold, the one the workspace records (a run's --threshold labels it)
+        p = photo_verdict(heatmap.probs, self.info.threshold).p_crack
         return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size, None,
                           photo.meta, heatmap.tiles())
 

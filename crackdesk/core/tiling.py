@@ -8,8 +8,9 @@ Design notes (why, not just what):
 1. Geometry: windows start every `stride` pixels; the last row and column are shifted back so they end
    exactly at the border, so every pixel is covered and every window is a full patch. An image smaller than
    a patch along an axis gets one window spanning that whole axis.
-2. The image-level verdict is crack when any tile reaches the threshold; we also keep the fraction of crack
-   tiles and the strongest tiles, because "1 tile of 252" and "40 tiles" mean different things on site.
+2. The image-level verdict comes from the tiles by the rule of core/photo_verdict.py (two neighbouring tiles at
+   the threshold, or one near-certain tile: one stray tile among 221 does not make a cracked photo); we also keep
+   the fraction of crack tiles and the strongest tiles, because "2 tiles of 252" and "40 tiles" differ on site.
 3. Memory: a heatmap decodes the photo once, whole, as 8-bit RGB (3 bytes a pixel) and keeps it while the
    tiles are cut. Pillow cannot decode a band of a PNG or JPEG without decoding everything above it, and
    JPEG's draft mode only shrinks by 1/2..1/8, which would change the scale the model was trained at. So
@@ -34,10 +35,10 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .datasets import CRACK, NO_CRACK
 from .errors import ImageError
 from .images import MAX_PIXELS, load_rgb, open_image
 from .inference import Classifier
+from .photo_verdict import PhotoVerdict, photo_verdict
 
 if TYPE_CHECKING:
     from .pipeline import Photo
@@ -118,13 +119,18 @@ class Heatmap:
         return float(self.probs.max())
 
     @property
+    def photo(self) -> PhotoVerdict:
+        """The photo's verdict from its tiles (core/photo_verdict.py: not one stray tile)."""
+        return photo_verdict(self.probs, self.threshold)
+
+    @property
     def p_photo(self) -> float:
-        """The photo's P(crack), what its verdict rests on (the verdict rule: core/photo_verdict.py)."""
-        return self.p_max
+        """The photo's P(crack): at least the threshold exactly when the photo is judged cracked."""
+        return self.photo.p_crack
 
     @property
     def label(self) -> str:
-        return CRACK if self.p_photo >= self.threshold else NO_CRACK
+        return self.photo.label
 
     @property
     def crack_tiles(self) -> int:
@@ -146,8 +152,9 @@ class Heatmap:
     def verdict(self) -> str:
         """One line: the verdict, how sure, how much of the image, where."""
         where = ", ".join(f"({x},{y}) {p:.2f}" for x, y, _, _, p in self.strongest(3))
-        return (f"{self.label}  p_max {self.p_max:.3f}  crack tiles {self.crack_tiles}/{self.probs.size} "
-                f"({self.crack_fraction:.1%})  strongest {where}")
+        verdict = self.photo
+        return (f"{verdict.label}  p {verdict.p_crack:.3f} ({verdict.reason})  crack tiles {self.crack_tiles}/"
+                f"{self.probs.size} ({self.crack_fraction:.1%})  strongest {where}")
 
 
 def tiles_from_rows(rows: Sequence[tuple[int, int, int, int, float]], width: int, height: int,
