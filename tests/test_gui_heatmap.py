@@ -24,6 +24,7 @@ def test_large_photo_heatmap_in_viewer_and_tile_labels(qtbot, window, tmp_path):
     viewer = window.viewer
     qtbot.waitUntil(lambda: not viewer.view.item.pixmap().isNull(), timeout=5000)
     assert viewer.heat.item is not None and viewer.heat.isEnabled()  # 12 stored tiles drawn over the photo
+    assert "12 tiles: " in viewer.prediction.text()  # and why the photo got its verdict
 
     viewer.tile_label_requested.emit(227, 0, 227, 227, "crack")  # what hovering a tile and pressing C sends
     window.ws.flush()  # written by the workspace's writer thread

@@ -151,8 +151,15 @@ class ViewerDialog(QDialog):
             self.label_requested.emit(label)
 
     def show_heatmap(self, tiles, threshold: float, tile_labels=()) -> None:
-        """Tile probabilities (x, y, w, h, p) of the photo shown, in image pixels; [] hides the heatmap."""
+        """Tile probabilities (x, y, w, h, p) of the photo shown, in image pixels; [] hides the heatmap. The
+        prediction panel then says why the photo got its verdict (e.g. one isolated tile is not enough)."""
         self.heat.show_tiles(tiles, threshold, None, tile_labels)
+        if tiles and "tiles: " not in self.prediction.text():
+            from ..core.tiling import tiles_from_rows
+
+            width, height = max(t[0] + t[2] for t in tiles), max(t[1] + t[3] for t in tiles)
+            verdict = tiles_from_rows(tiles, width, height, threshold).photo
+            self.prediction.setText(self.prediction.text() + f"<br><small>{len(tiles)} tiles: {verdict.reason}</small>")
 
     def show_image(self, path: Path, relpath: str, label: str | None, p: float | None, threshold: float,
                    model_name: str, history: list[dict], band: float = 0.15) -> None:
