@@ -148,6 +148,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ccic")
     parser.add_argument("--memory-photos", type=int, default=500, help="0 to skip the memory run")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="also copy the photos to DIR (e.g. for bench_gui.py --folder DIR --compare-cli)")
     args = parser.parse_args()
 
     registry = ModelRegistry()
@@ -161,6 +163,10 @@ def main() -> int:
         truth = write_mosaics(folder, args.photos, args.data, seed)
         print(f"{args.photos} photos of {COLS * PATCH}x{ROWS * PATCH} ({COLS * ROWS} windows each) written in "
               f"{time.perf_counter() - t0:.0f} s; {sum(truth.values())} with a crack", file=sys.stderr)
+        if args.keep:
+            import shutil
+
+            shutil.copytree(folder, args.keep, dirs_exist_ok=True)
         first = sorted(folder.iterdir())[0]
         image = load_for_heatmap(first)
         grid = TileGrid.for_image(image.width, image.height, info.patch_px)
