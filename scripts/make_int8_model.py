@@ -112,8 +112,8 @@ def main(argv=None) -> int:
     int8_info = replace(
         info, name=name, version=args.version, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         description=(f"the int8 fast path of {model_key(info)} (static int8 quantization, faster on a CPU): ccic "
-                     f"test accuracy {100 * metrics['int8']['accuracy']:.2f}% vs {100 * metrics['float']['accuracy']:.2f}% "
-                     f"float; retraining starts from the float model"),
+                     f"test accuracy {100 * metrics['int8']['accuracy']:.2f}% vs "
+                     f"{100 * metrics['float']['accuracy']:.2f}% float; retraining starts from the float model"),
         metrics=metrics["int8"], features=features_declaration(int8_bytes), quantized_from=model_key(info),
         training={**info.training, "quantization": report}, path=None)
     atomic_write(with_metadata(int8_bytes, int8_info), args.out)

@@ -350,3 +350,32 @@ def test_retraining_an_int8_model_starts_from_its_float_original(base, site, tmp
     error = events[-1]
     assert error["event"] == "error" and "\n" not in error["message"]
     assert "int8 fast path of basenet@1.0.0" in error["message"] and "not installed" in error["message"]
+
+
+def test_retrain_dialog_starting_from_an_int8_model_says_it_retrains_the_float_original(qtbot, base, site, tmp_path):
+    from crackdesk.core.memory import memory_path
+    from crackdesk.core.models import ModelRegistry
+    from crackdesk.core.store import open_workspace
+    from crackdesk.ui.retrain_dialog import RetrainDialog
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    int8 = int8_copy(base["path"], shipped / "basenet-int8.onnx")
+    registry = ModelRegistry(shipped, tmp_path / "user")
+    ws = open_workspace(site)
+    try:
+        dialog = RetrainDialog(ws, registry, registry.find("basenet-int8"))
+        qtbot.addWidget(dialog)
+        assert "not installed" in dialog.memory_note.text()  # its float original is nowhere yet
+        for path in (base["path"], memory_path(base["path"])):
+            shutil.copy(path, shipped / path.name)
+        dialog._base_changed()
+        note = dialog.memory_note.text()
+        assert note.startswith("Starts from the float original basenet 1.0.0 of basenet-int8.") and "No dataset" in note
+        argv = dialog.command()
+        assert argv[argv.index("--base") + 1] == str(int8)  # training resolves it, and says so in its log
+        assert argv[argv.index("--name") + 1] == "basenet"  # the retrained model is a float model
+        dialog.handle({"event": "phase", "phase": "base", "message": "retraining starts from the float original"})
+        assert "retraining starts from the float original" in dialog.log.toPlainText()
+    finally:
+        ws.close()

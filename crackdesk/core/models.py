@@ -124,8 +124,9 @@ class ModelRegistry:
         return self._cache[key]
 
     def entries(self) -> list[ModelEntry]:
-        """Shipped models first (the default first, then its float original), then the user's, newest last. A file that cannot be used,
-        for whatever reason, goes to `problems` (naming the file and why) and never hides the others."""
+        """Shipped models first (the default first, then its float original), then the user's, newest last. A
+        file that cannot be used, for whatever reason, goes to `problems` (naming the file and why) and never
+        hides the others."""
         self.problems = []
         found = []
         for source, folder in (("shipped", self.shipped_dir), ("user", self.user_dir)):
