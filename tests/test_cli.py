@@ -132,3 +132,32 @@ def test_large_photos_are_classified_by_sliding_window(tmp_path, tiny_model):
     assert len(tiles) == 20 and all(w == h == 227 for _, _, w, h, _ in tiles)
     assert rows["photo.jpg"].p_crack == pytest.approx(max(p for *_, p in tiles))
     assert ws.tile_results(rows["img_000.png"].hash, "tiny@0.1") == []  # small images are not tiled
+
+
+def test_new_folders_get_the_int8_default_and_classified_ones_keep_their_model(tmp_path, monkeypatch):
+    from crackdesk.core.session import ACTIVE_MODEL
+
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "mobilenetv2.onnx", info=tiny_info(name="mobilenetv2", version="1.0.0"))
+    make_tiny_model(models / "mobilenetv2-int8.onnx", info=tiny_info(name="mobilenetv2-int8", version="1.0.0",
+                                                                     quantized_from="mobilenetv2@1.0.0"))
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(models))
+
+    def models_in(csv_path):
+        return {r["model"] for r in csv.DictReader(csv_path.open())}
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    write_images(new, 3)
+    write_images(old, 3, seed=1)
+    assert main(["classify", str(new), "--csv", str(tmp_path / "new.csv")]) == 0
+    assert models_in(tmp_path / "new.csv") == {"mobilenetv2-int8@1.0.0"}  # the fast path, for a new folder
+    assert main(["classify", str(old), "--model", "mobilenetv2", "--csv", str(tmp_path / "float.csv")]) == 0
+    assert models_in(tmp_path / "float.csv") == {"mobilenetv2@1.0.0"}  # the exact float one, one option away
+    assert main(["classify", str(old), "--csv", str(tmp_path / "again.csv")]) == 0
+    assert models_in(tmp_path / "again.csv") == {"mobilenetv2@1.0.0"}  # remembered by the folder
+    ws = open_workspace(old)
+    ws.set_meta(ACTIVE_MODEL, None)  # a workspace from before models were remembered per folder
+    ws.close()
+    assert main(["classify", str(old), "--csv", str(tmp_path / "older.csv")]) == 0
+    assert models_in(tmp_path / "older.csv") == {"mobilenetv2@1.0.0"}  # its predictions' model, not the new default

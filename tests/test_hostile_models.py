@@ -163,6 +163,8 @@ BAD_FIELDS = [
     ({"metrics": {"n": -3}}, "metrics.n"), ({"metrics": {"tp": True}}, "metrics.tp"),
     ({"metrics": {"other": {"x": -INF}}}, "metrics.other.x"),
     ({"created": 20260101}, "created"), ({"description": ["x"]}, "description"), ({"base_model": 3}, "base_model"),
+    ({"quantized_from": "mobilenetv2"}, "quantized_from"), ({"quantized_from": 3}, "quantized_from"),
+    ({"quantized_from": "a@1@2"}, "quantized_from"), ({"quantized_from": "../x@1.0"}, "quantized_from"),
     ({"name": 5}, "name"), ({"version": 1.0}, "version"), ({"architecture": ["cnn"]}, "architecture"),
 ]
 

@@ -5,7 +5,7 @@ from factories import make_tiny_model, tiny_info
 
 from crackdesk.core.errors import ModelError
 from crackdesk.core.modelformat import FORMAT_VERSION, ModelInfo
-from crackdesk.core.models import ModelRegistry, load_model
+from crackdesk.core.models import DEFAULT_MODEL, ModelRegistry, float_original, load_model, origin
 
 
 def test_loads_and_round_trips_metadata(tiny_model):
@@ -58,14 +58,20 @@ def test_bad_metadata_is_refused_with_the_reason(change, message):
 def test_registry_lists_finds_imports_and_removes(tmp_path, tiny_model):
     shipped = tmp_path / "shipped"
     shipped.mkdir()
-    make_tiny_model(shipped / "mobilenetv2.onnx", info=tiny_info(name="mobilenetv2", version="1.0.0"))
     make_tiny_model(shipped / "cnn.onnx", info=tiny_info(name="cnn", version="1.0.0"))
+    make_tiny_model(shipped / "mobilenetv2.onnx", info=tiny_info(name="mobilenetv2", version="1.0.0"))
     (shipped / "broken.onnx").write_text("nope")
     registry = ModelRegistry(shipped, tmp_path / "user")
-    names = [e.info.name for e in registry.entries()]
-    assert names == ["mobilenetv2", "cnn"]  # the default first
-    assert len(registry.problems) == 1 and "broken.onnx" in str(registry.problems[0])
+    assert [e.info.name for e in registry.entries()] == ["mobilenetv2", "cnn"]  # without its fast path: the float
     assert registry.find().info.name == "mobilenetv2"
+    make_tiny_model(shipped / "mobilenetv2-int8.onnx", info=tiny_info(name="mobilenetv2-int8", version="1.0.0",
+                                                                      quantized_from="mobilenetv2@1.0.0"))
+    names = [e.info.name for e in registry.entries()]
+    assert names == ["mobilenetv2-int8", "mobilenetv2", "cnn"]  # the default, then the exact float one
+    assert len(registry.problems) == 1 and "broken.onnx" in str(registry.problems[0])
+    assert registry.find().info.name == DEFAULT_MODEL == registry.default().info.name
+    assert float_original(registry.find().info, registry).key == "mobilenetv2@1.0.0"
+    assert origin(registry.find(), short=True) == "int8 fast path of mobilenetv2@1.0.0"
     assert registry.find("cnn@1.0.0").info.name == "cnn"
     assert registry.find(str(tiny_model)).source == "file"
     with pytest.raises(ModelError, match="no model named 'resnet'"):
@@ -79,7 +85,7 @@ def test_registry_lists_finds_imports_and_removes(tmp_path, tiny_model):
     with pytest.raises(ModelError, match="shipped models cannot be removed"):
         registry.remove(registry.find("cnn"))
     registry.remove(imported)
-    assert [e.info.name for e in registry.entries()] == ["mobilenetv2", "cnn"]
+    assert [e.info.name for e in registry.entries()] == ["mobilenetv2-int8", "mobilenetv2", "cnn"]
 
 
 def test_import_refuses_a_bad_file_and_installs_nothing(tmp_path):

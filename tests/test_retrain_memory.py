@@ -300,3 +300,82 @@ def test_shipped_models_carry_their_own_memory(name, dim, shape, with_activation
     assert activations.activations.shape[1:] == shape
     assert (int((~activations.holdout).sum()), int(activations.holdout.sum())) == with_activations
     assert memory_path(model).stat().st_size < 40e6  # tens of MB, not hundreds
+
+
+def int8_copy(source, target):
+    """An int8 fast path of a model, made as scripts/make_int8_model.py makes the shipped one: quantized (a
+    few random calibration images), named NAME-int8, with `quantized_from` naming the float original."""
+    import dataclasses
+
+    from crackdesk.core.models import model_key, read_model_info
+    from training.export import with_metadata
+    from training.quantize import quantize_bytes
+
+    info = read_model_info(source)
+    size = info.preprocessing.input_size[0]
+    calibration = np.random.default_rng(0).integers(0, 256, (16, size, size, 3), dtype=np.uint8)
+    int8 = quantize_bytes(source.read_bytes(), calibration, info.preprocessing, float_first_conv=True)
+    target.write_bytes(with_metadata(int8, dataclasses.replace(info, name=f"{info.name}-int8", version="1.0.0",
+                                                               quantized_from=model_key(info))))
+    return target
+
+
+def test_retraining_an_int8_model_starts_from_its_float_original(base, site, tmp_path):
+    from crackdesk.core.models import load_model
+
+    int8 = int8_copy(base["path"], base["path"].with_name("basenet-int8.onnx"))  # beside its float original
+    try:
+        loaded = load_model(int8)
+        assert loaded.info.quantized_from == "basenet@1.0.0" and loaded.info.features is not None
+        assert {o.name for o in loaded.session.get_outputs()} >= {"p_crack", "features"}
+        out = tmp_path / "new.onnx"
+        rc, events, err = run_training([str(site), *SMALL, "--base", str(int8), "--epochs", "1", "--out", str(out),
+                                        "--events"])
+        assert rc == 0, err
+        notes = [e["message"] for e in events if e["event"] == "phase" and e["phase"] == "base"]
+        assert notes and notes[0].startswith("retraining starts from the float original basenet@1.0.0 of "
+                                             "basenet-int8@1.0.0")
+        start, done = start_of(events), events[-1]
+        assert start["base"] == str(base["path"]) and start["memory"] is not None  # the float one's memory
+        assert done["info"]["base_model"] == "basenet@1.0.0" and done["info"]["name"] == "basenet"
+        assert done["info"]["quantized_from"] is None and done["retention"] is not None
+    finally:
+        int8.unlink()
+
+    (tmp_path / "alone").mkdir()
+    alone = int8_copy(base["path"], tmp_path / "alone" / "basenet-int8.onnx")  # its float original nowhere
+    rc, events, err = run_training([str(site), *SMALL, "--base", str(alone), "--epochs", "1",
+                                    "--out", str(tmp_path / "other.onnx"), "--events"])
+    assert rc == 1 and not (tmp_path / "other.onnx").exists()
+    error = events[-1]
+    assert error["event"] == "error" and "\n" not in error["message"]
+    assert "int8 fast path of basenet@1.0.0" in error["message"] and "not installed" in error["message"]
+
+
+def test_retrain_dialog_starting_from_an_int8_model_says_it_retrains_the_float_original(qtbot, base, site, tmp_path):
+    from crackdesk.core.memory import memory_path
+    from crackdesk.core.models import ModelRegistry
+    from crackdesk.core.store import open_workspace
+    from crackdesk.ui.retrain_dialog import RetrainDialog
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    int8 = int8_copy(base["path"], shipped / "basenet-int8.onnx")
+    registry = ModelRegistry(shipped, tmp_path / "user")
+    ws = open_workspace(site)
+    try:
+        dialog = RetrainDialog(ws, registry, registry.find("basenet-int8"))
+        qtbot.addWidget(dialog)
+        assert "not installed" in dialog.memory_note.text()  # its float original is nowhere yet
+        for path in (base["path"], memory_path(base["path"])):
+            shutil.copy(path, shipped / path.name)
+        dialog._base_changed()
+        note = dialog.memory_note.text()
+        assert note.startswith("Starts from the float original basenet 1.0.0 of basenet-int8.") and "No dataset" in note
+        argv = dialog.command()
+        assert argv[argv.index("--base") + 1] == str(int8)  # training resolves it, and says so in its log
+        assert argv[argv.index("--name") + 1] == "basenet"  # the retrained model is a float model
+        dialog.handle({"event": "phase", "phase": "base", "message": "retraining starts from the float original"})
+        assert "retraining starts from the float original" in dialog.log.toPlainText()
+    finally:
+        ws.close()

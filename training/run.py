@@ -68,6 +68,14 @@ def train(args, reporter, cancel) -> None:
         from crackdesk.core.models import read_model_info
 
         base_info = read_model_info(args.base)
+        if base_info.quantized_from:  # an int8 fast path: retrain its float original (models.float_original)
+            from crackdesk.core.models import float_original
+
+            original = float_original(base_info)
+            reporter.phase("base", f"retraining starts from the float original {original.key} of "
+                                   f"{base_info.name}@{base_info.version} ({original.path})")
+            args.compare = args.compare or args.base  # compared with the model the user had
+            args.base, base_info = original.path, original.info
         prep = base_info.preprocessing  # retraining keeps the base's preprocessing
         if args.input_size and tuple(prep.input_size) != (args.input_size, args.input_size):
             raise CrackDeskError(f"--input-size {args.input_size} differs from the base model's input size "

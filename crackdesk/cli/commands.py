@@ -13,7 +13,7 @@ from ..core.datasets import CRACK, load_class_folders
 from ..core.errors import CrackDeskError, ModelError
 from ..core.inference import Classifier
 from ..core.metrics import binary_metrics
-from ..core.models import ModelRegistry, load_model
+from ..core.models import ModelRegistry, load_model, origin
 from ..core.csvfiles import write_csv
 from ..core.db import printable
 from ..core.session import FolderSession
@@ -158,8 +158,8 @@ def cmd_models(args) -> int:
             acc = e.info.metrics.get("accuracy")
             acc_text = f"test accuracy {acc:.2%}" if isinstance(acc, (int, float)) else "no test metrics"
             h, w = e.info.preprocessing.input_size
-            print(f"{e.info.name:<14} {e.info.version:<10} {e.info.architecture:<12} {w}x{h}  {acc_text:<24} "
-                  f"{e.source:<8} {e.path}")
+            print(f"{e.info.name:<18} {e.info.version:<10} {e.info.architecture:<12} {w}x{h}  {acc_text:<24} "
+                  f"{e.source:<8} {origin(e, short=True):<40} {e.path}")
     for problem in registry.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     return 0

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Crack heatmaps of large photos, classified tile by tile at the "
                                             "scale of the model's training patches.")
     p.add_argument("target", metavar="IMAGE|FOLDER")
-    p.add_argument("--model", help="shipped model name (cnn, mobilenetv2) or .onnx file (default mobilenetv2)")
+    p.add_argument("--model", help="model name (mobilenetv2-int8, mobilenetv2 for the exact float model, cnn) or .onnx file (default: the folder's model, else mobilenetv2-int8)")
     p.add_argument("--stride", type=_positive, metavar="PX",
                    help="pixels between window starts (default: the model's patch size, no overlap)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and CSVs (created)")

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="classify every image of a folder")
     p.add_argument("folder")
-    p.add_argument("--model", help="shipped model name (cnn, mobilenetv2) or .onnx file (default mobilenetv2)")
+    p.add_argument("--model", help="model name (mobilenetv2-int8, mobilenetv2 for the exact float model, cnn) or .onnx file (default: the folder's model, else mobilenetv2-int8)")
     p.add_argument("--csv", metavar="OUT", help="also write path,label,p_crack,model to this CSV file")
     p.add_argument("--threshold", type=_probability, help="decision threshold on P(crack) (default: the model's)")
     p.add_argument("--workspace", metavar="W", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")

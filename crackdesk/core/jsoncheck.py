@@ -73,6 +73,14 @@ def identifier(value, field: str) -> str:
     return value
 
 
+def model_key(value, field: str) -> str:
+    """`name@version` of another model, each part an identifier (the registry's key)."""
+    parts = value.split("@") if isinstance(value, str) else []
+    if not (len(parts) == 2 and all(IDENTIFIER.fullmatch(p) for p in parts)):
+        raise FieldError(field, f"must be a model key NAME@VERSION (each {IDENTIFIER_RULE}), got {shown(value)}")
+    return value
+
+
 def one_of(value, field: str, choices) -> str:
     if not (isinstance(value, str) and value in choices):
         raise FieldError(field, f"must be one of {', '.join(map(repr, choices))}, got {shown(value)}")

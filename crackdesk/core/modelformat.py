@@ -39,6 +39,7 @@ class ModelInfo:
     metrics: dict = field(default_factory=dict)  # test-split metrics: accuracy, precision, recall, f1, auc, ...
     features: dict | None = None  # {"output": name, "dim": D}: the graph's [N, D] penultimate features
     site: dict | None = None  # a site model: where its head was adapted, on how many labels, how well
+    quantized_from: str | None = None  # an int8 fast path: the key (name@version) of the float model it quantizes
     path: Path | None = None  # where it was loaded from; not stored in the file
 
     @property
@@ -64,6 +65,7 @@ class ModelInfo:
             "metrics": self.metrics,
             "features": self.features,
             "site": self.site,
+            "quantized_from": self.quantized_from,
         }
 
     def to_json(self) -> str:
@@ -106,13 +108,14 @@ RATE_METRICS = ("accuracy", "precision", "recall", "f1", "auc", "threshold")
 def read_fields(d: dict) -> dict:
     """ModelInfo's fields from a metadata document, each checked for type and range (FieldError names the
     first bad one). An absent optional key takes its default; a present one must be valid (null only for
-    base_model). A new key is one more line here."""
+    base_model, features, site, quantized_from). A new key is one more line here."""
     def optional(key, default):
         return d[key] if key in d else default
 
     class_names, positive = read_classes(optional("class_names", ["no_crack", "crack"]),
                                          optional("positive_class", "crack"))
     base_model = optional("base_model", None)
+    quantized_from = optional("quantized_from", None)
     return dict(
         name=jsoncheck.identifier(d["name"], "name"),
         version=jsoncheck.identifier(d["version"], "version"),
@@ -131,6 +134,7 @@ def read_fields(d: dict) -> dict:
         metrics=read_metrics(optional("metrics", {})),
         features=read_features(optional("features", None)),
         site=None if optional("site", None) is None else jsoncheck.json_object(d["site"], "site"),
+        quantized_from=None if quantized_from is None else jsoncheck.model_key(quantized_from, "quantized_from"),
     )
 
 

@@ -118,8 +118,15 @@ class FolderSession:
 
     # -- the folder's model and its site adaptation -------------------------------------------------
     def remembered_model(self) -> str | None:
-        """The model this folder was last classified with (a key or a file path), if any."""
-        return self._ws().meta(ACTIVE_MODEL)
+        """The model this folder was last classified with (a key or a file path), if any. A workspace from before
+        models were remembered per folder keeps the one model its predictions come from: a new default (the
+        int8 fast path) must not re-classify a folder behind the user's back."""
+        workspace = self._ws()
+        remembered = workspace.meta(ACTIVE_MODEL)
+        if remembered:
+            return remembered
+        models = workspace.prediction_models()
+        return models[0] if len(models) == 1 else None
 
     def use_model(self, entry, remember: bool = True) -> None:
         """Make `entry` (a ModelEntry) this folder's model; remembered in the workspace, not globally."""

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayo
                                QListWidgetItem, QMessageBox, QPushButton, QSplitter, QTextBrowser, QVBoxLayout)
 
 from ..core.errors import ModelError
+from ..core.models import origin as model_origin
 from . import theme
 from .screen_fit import fit_to_screen
 
@@ -46,20 +47,8 @@ def describe_model(entry) -> str:
 
 
 def origin(entry) -> str:
-    """Where a model came from, in a sentence: shipped, retrained from another, or adapted to a site."""
-    info = entry.info
-    site = info.site or {}
-    if site:
-        text = (f"adapted from {site.get('base_model', info.base_model)} to the site '{site.get('folder', '?')}' on "
-                f"{site.get('labels', 0)} labels ({site.get('crack', 0)} crack, {site.get('no_crack', 0)} no crack)")
-        retention = site.get("retention") or {}
-        if retention.get("site_accuracy") is not None:
-            text += (f"; concrete {100 * retention['base_accuracy']:.1f}% → {100 * retention['site_accuracy']:.1f}% "
-                     f"on {retention.get('held_out', 0)} held-out images")
-        return text
-    if info.base_model:
-        return f"retrained from {info.base_model}"
-    return "shipped with CrackDesk" if entry.source == "shipped" else "trained with CrackDesk"
+    """Where a model came from, in a sentence (core/models.py, shared with `crackdesk models`)."""
+    return model_origin(entry)
 
 
 class ModelsDialog(QDialog):

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QGrid
 from ..core.errors import ModelError
 from ..core.jsoncheck import IDENTIFIER, IDENTIFIER_RULE
 from ..core.memory import summarize_memory
+from ..core.models import float_original
 from ..core.paths import user_models_dir
 from ..core.estimates import accuracy_of_metrics
 from ..core.retrain_report import NEEDS, TOO_FEW, retention_text, site_text
@@ -196,6 +197,13 @@ class RetrainDialog(QDialog):
         """What the starting model's replay memory lets this retraining do, shown before it starts."""
         if entry is None:
             return "Nothing: training from scratch learns this folder's labels (and the dataset, if given) only."
+        if entry.info.quantized_from:  # an int8 fast path: training starts from its float original
+            try:
+                original = float_original(entry.info, self.registry)
+            except ModelError as e:
+                return f"<span style='color:{theme.CRACK.name()}'>{e.reason}</span>"
+            return (f"Starts from the float original {original.info.name} {original.info.version} of "
+                    f"{entry.info.name}. " + self._memory_text(original))
         try:
             memory = summarize_memory(entry.path)
         except ModelError as e:
@@ -232,7 +240,7 @@ class RetrainDialog(QDialog):
     def command(self) -> list[str]:
         base = self.base.currentData()
         arch = self.arch.currentData()
-        name = self.name.text().strip() or (base.info.name if base else arch)
+        name = self.name.text().strip() or (self._trained_name(base) if base else arch)
         version = time.strftime("%Y.%m.%d-%H%M%S")
         self.out_path = user_models_dir() / f"{name}-{version}.onnx"
         data = [str(self.ws.folder) if self.ws.db_path == default_workspace_path(self.ws.folder)
@@ -254,6 +262,12 @@ class RetrainDialog(QDialog):
         if arch == "mobilenetv2" and weights:
             args += ["--weights", weights]
         return crackdesk_command(*args)
+
+    def _trained_name(self, base) -> str:
+        """The retrained model is a float model: named after the float original of an int8 base."""
+        if base.info.quantized_from:
+            return base.info.quantized_from.split("@")[0]
+        return base.info.name
 
     def start(self) -> None:
         if self.process is not None:
@@ -334,6 +348,8 @@ class RetrainDialog(QDialog):
             for skipped in event.get("skipped") or []:
                 self.log.appendPlainText(f"skipped {skipped.get('path')}: {skipped.get('reason')}")
         elif kind == "phase":
+            if event.get("phase") == "base":  # which model training starts from: worth keeping in the log
+                self.log.appendPlainText(str(event.get("message", "")))
             self.phase.setText(f"{event.get('phase', '').capitalize()}: {event.get('message', '')}")
             self.progress.setRange(0, 0)
         elif kind == "progress":
