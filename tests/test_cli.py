@@ -118,7 +118,9 @@ def test_version_names_the_libraries():
 
 
 def test_large_photos_are_classified_by_sliding_window(tmp_path, tiny_model):
-    """A 5x4-patch photo gets the heatmap's verdict (its strongest tile) and its tiles are stored."""
+    """A 5x4-patch photo gets the heatmap's verdict (the photo rule over its tiles) and its tiles are stored."""
+    from crackdesk.core.photo_verdict import photo_verdict
+    from crackdesk.core.tiling import tiles_from_rows
     from crackdesk.core.demo import concrete_image
 
     folder = tmp_path / "site"
@@ -130,7 +132,8 @@ def test_large_photos_are_classified_by_sliding_window(tmp_path, tiny_model):
     rows = {r.path: r for r in ws.rows("tiny@0.1")}
     tiles = ws.tile_results(rows["photo.jpg"].hash, "tiny@0.1")
     assert len(tiles) == 20 and all(w == h == 227 for _, _, w, h, _ in tiles)
-    assert rows["photo.jpg"].p_crack == pytest.approx(max(p for *_, p in tiles))
+    assert rows["photo.jpg"].p_crack == pytest.approx(photo_verdict(tiles_from_rows(tiles, 227 * 5, 227 * 4, 0.5).probs,
+                                                                    0.5).p_crack)
     assert ws.tile_results(rows["img_000.png"].hash, "tiny@0.1") == []  # small images are not tiled
 
 
