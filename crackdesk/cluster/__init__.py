@@ -9,6 +9,7 @@ for; the desktop bundle does not carry it (Ray inside frozen executables is unre
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from contextlib import contextmanager
 
@@ -40,6 +41,7 @@ def connected(address: str):
     if not address or not address.strip():
         raise CrackDeskError("--cluster needs the address of a running Ray cluster (HOST:PORT, ray://HOST:PORT "
                              "or auto)")
+    check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except Exception as e:  # ConnectionError, ValueError, RuntimeError... whatever the address's problem was
@@ -51,6 +53,18 @@ def connected(address: str):
         yield ray
     finally:
         ray.shutdown()  # this driver's connection only
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT nobody answers on fails here, in seconds: Ray itself would wait for it indefinitely."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return  # `auto` and ray:// are resolved by Ray, which reports them itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise CrackDeskError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e} (is `ray start "
+                             f"--head --port {port}` running there, and the port open to this machine?)") from None
 
 
 def quiet_ray_data() -> None:
