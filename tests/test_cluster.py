@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -166,14 +167,12 @@ def test_a_worker_uses_the_shipped_bytes_not_the_path(site):
     index = np.concatenate([b["index"] for b in blocks])
     nparts = np.concatenate([b["nparts"] for b in blocks])
     assert index.tolist() == [7] + [8] * 9 + [9] and nparts.tolist() == [1] + [9] * 9 + [0]
-    import pickle
-
     facts = pickle.loads(blocks[0]["info"][0])
     assert facts["hash"] == bytes_hash(data) and facts["error"] is None and facts["size"] == (64, 64)
     assert pickle.loads(blocks[-1]["info"][-1])["error"].startswith("not an image")
     # Without bytes, the same row reads the path, and says so when it cannot.
     missing = list(prepare_batch({"index": np.array([0]), "path": np.array(["/nowhere/a.png"])}, info))
-    assert pickle.loads(missing[0]["info"][0])["error"].startswith("cannot read")
+    assert pickle.loads(missing[0]["info"][0])["error"].startswith("file not found")
 
 
 def test_evaluate_on_the_cluster_gives_the_local_metrics(head, model, tmp_path):
