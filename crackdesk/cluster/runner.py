@@ -32,7 +32,9 @@ from .worker import ModelStage, photo_verdict, prepare_batch, read_reason
 # pipeline full and the progress bar moving; Ray's per-task overhead (a few ms) stays a few percent.
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 8, 64
 MODEL_BATCH = 32  # model inputs per actor call
-PATH_WINDOW = 200_000  # photos per Ray Data job when workers read the files (a list of paths is small)
+# Photos per Ray Data job when workers read the files: a job's start costs ~10 s (its worker processes), so one
+# job for any real archive; a million paths are ~80 MB of Arrow blocks in the object store.
+PATH_WINDOW = 1_000_000
 SHIP_WINDOW_BYTES = 256 << 20  # bytes shipped per job with --ship-bytes: what the driver holds at most, twice
 SHIP_BLOCK_BYTES = 16 << 20
 TASK_RETRIES = 3  # a task whose worker died is re-run this often; past that the job stops with Ray's error
