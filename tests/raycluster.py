@@ -52,8 +52,8 @@ class RayHead:
 
     def start(self, timeout: float = 90) -> "RayHead":
         t0 = time.perf_counter()
-        self.holder = subprocess.Popen(["unshare", "-n", "--fork", "sh", "-c", "ip link set lo up; exec sleep infinity"],
-                                       start_new_session=True)
+        self.holder = subprocess.Popen(["unshare", "-n", "--fork", "sh", "-c",
+                                        "ip link set lo up; exec sleep infinity"], start_new_session=True)
         deadline = time.monotonic() + timeout
         while "UP" not in subprocess.run(self.ns(["ip", "-o", "link", "show", "lo"]), capture_output=True,
                                          text=True).stdout:

@@ -128,7 +128,8 @@ def test_classify_on_the_cluster_matches_the_local_run(head, model, site, tmp_pa
     assert f"on the Ray cluster at {head.address}" in remote.stderr
     assert "44 images: " in remote.stderr and "2 unreadable" in remote.stderr
     # Unreadable files are reported with the same reason as locally.
-    assert unreadable_lines(remote.stderr) == unreadable_lines(local.stderr) and len(unreadable_lines(local.stderr)) == 2
+    assert unreadable_lines(remote.stderr) == unreadable_lines(local.stderr)
+    assert len(unreadable_lines(local.stderr)) == 2
     rows = assert_same_as_local(site, tmp_path / "local.sqlite", tmp_path / "local.csv",
                                 tmp_path / "cluster.sqlite", tmp_path / "cluster.csv")
     # Every photo's prediction is stored; the large ones with their windows (and no features), the small

@@ -187,7 +187,8 @@ class ClusterSource:
             ds = ray.data.from_arrow(blocks)
             ds = ds.map_batches(prepare_batch, fn_kwargs={"info": info, "tile_large": self.tile_large},
                                 batch_size=None, num_cpus=layout["task_cpus"], max_retries=TASK_RETRIES)
-            ds = ds.map_batches(ModelStage, fn_constructor_kwargs={"model": [model_ref], "version": __version__}, batch_size=MODEL_BATCH,
+            ds = ds.map_batches(ModelStage, fn_constructor_kwargs={"model": [model_ref], "version": __version__},
+                                batch_size=MODEL_BATCH,
                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=layout["actors"]),
                                 num_cpus=layout["actor_cpus"], num_gpus=layout["actor_gpus"] or None,
                                 max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)
