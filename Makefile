@@ -37,7 +37,7 @@ $(VENV)/.sysdeps: Makefile
 # The constraints file pins torch to the local CPU wheel so pip fails loudly instead of pulling CUDA builds.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[train,test,bundle]'
+	$(PIP) install -q -c constraints.txt -e '.[train,test,bundle,cluster]'
 	@touch $@
 
 run: setup

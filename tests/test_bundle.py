@@ -108,3 +108,15 @@ def test_site_adaptation_labels_suggest_and_export_model(run, tmp_path):
     out = tmp_path / "site.csv"
     run("classify", folder, "--model", exported, "--no-adapt", "--csv", out)
     assert len(list(csv.DictReader(out.open()))) == 12
+
+
+def test_cluster_mode_says_how_to_run_it_from_a_python_install(clean_env, tmp_path):
+    """The bundle carries no Ray (crackdesk.spec excludes it): --cluster is one line saying where it works."""
+    folder = tmp_path / "photos"
+    write_images(folder, 3)
+    result = subprocess.run([str(EXE), "classify", str(folder), "--cluster", "auto"], env=clean_env,
+                            cwd=clean_env["HOME"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("crackdesk:")]
+    assert len(lines) == 1, result.stderr
+    assert "bundle does not include Ray" in lines[0] and "pip install 'crackdesk[cluster]'" in lines[0]

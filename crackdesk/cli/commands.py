@@ -17,6 +17,7 @@ from ..core.models import ModelRegistry, load_model, origin
 from ..core.csvfiles import write_csv
 from ..core.db import printable
 from ..core.session import FolderSession
+from ..cluster import cluster_source
 from .progress import ProgressBar
 
 
@@ -58,12 +59,13 @@ def cmd_classify(args) -> int:
             return 1
         entry = folder_model(session, args.model)
         classifier = Classifier(load_model(entry.path, spinning=False), threshold=args.threshold)
-        bar = ProgressBar(len(rows), "classify")
-        try:
-            report = session.classify(classifier, [(r.id, r.path) for r in rows],
-                                      on_batch=lambda pairs, done, total: bar.update(done))
-        finally:
-            bar.close()
+        with cluster_source(args.cluster, classifier, args.ship_bytes) as source:
+            bar = ProgressBar(len(rows), "classify")
+            try:
+                report = session.classify(classifier, [(r.id, r.path) for r in rows],
+                                          on_batch=lambda pairs, done, total: bar.update(done), source=source)
+            finally:
+                bar.close()
         seconds = time.perf_counter() - started
         current = session.current_predictions(entry.key, classifier.threshold, adapt=not args.no_adapt)
         how = adaptation_note(session, current, args.no_adapt)
@@ -78,7 +80,10 @@ def cmd_classify(args) -> int:
     rate = report.classified / seconds if seconds > 0 else 0.0
     print(f"{report.total + skipped} images: {crack} crack, {len(done) - crack} no crack, "
           f"{len(report.errors) + skipped} unreadable; {rate:.0f} images/s with {classifier.key} {how} "
-          f"(threshold {classifier.threshold:.3f})", file=sys.stderr)
+          f"(threshold {classifier.threshold:.3f}){'; ' + source.summary() if source else ''}", file=sys.stderr)
+    if source and source.interrupted:
+        print(source.interrupted_note(report.classified + len(report.errors), report.total), file=sys.stderr)
+        return 130
     return 0 if report.classified else 1
 
 
@@ -112,17 +117,28 @@ def cmd_evaluate(args) -> int:
     files = load_class_folders(args.folder)
     classifier = load_classifier(args.model, args.threshold)
     truth, scores, unreadable = [], [], []
+    paths = [f.path for f in files]
     bar = ProgressBar(len(files), "evaluate")
+    done = 0
     try:
-        for batch in classifier.classify([f.path for f in files], progress=lambda d, t: bar.update(d)):
-            for p in batch:
-                if p.p_crack is None:
-                    unreadable.append((str(p.path), p.error))
-                else:
-                    truth.append(files[p.index].label == CRACK)
-                    scores.append(p.p_crack)
+        # On a cluster: the same worker path as classify (large photos by window, as here); the metrics are
+        # computed on this machine either way.
+        with cluster_source(args.cluster, classifier, args.ship_bytes) as source:
+            batches = source(paths) if source else classifier.classify(paths, progress=lambda d, t: bar.update(d))
+            for batch in batches:
+                for p in batch:
+                    if p.p_crack is None:
+                        unreadable.append((str(p.path), p.error))
+                    else:
+                        truth.append(files[p.index].label == CRACK)
+                        scores.append(p.p_crack)
+                done += len(batch)
+                if source:
+                    bar.update(done)
     finally:
         bar.close()
+    if source and source.interrupted:
+        raise KeyboardInterrupt
     if not scores:
         print(f"crackdesk: {args.folder}: none of the {len(files)} images could be read", file=sys.stderr)
         return 1

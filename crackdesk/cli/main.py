@@ -51,12 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", metavar="W", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")
     p.add_argument("--no-adapt", action="store_true",
                    help="the base model alone, even when the folder has labels to adapt it to")
+    _cluster_options(p)
 
     p = sub.add_parser("evaluate", help="accuracy of a model on a folder with class sub-folders")
     p.add_argument("folder", help="folder with Positive/ and Negative/ (or crack/ and no_crack/ ...) sub-folders")
     p.add_argument("--model", required=True)
     p.add_argument("--threshold", type=_probability)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _cluster_options(p)
 
     p = sub.add_parser("models", help="list the available models")
     p.add_argument("--json", action="store_true")
@@ -78,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("report", help="the inspection report: HTML, PDF and GeoJSON (see crackdesk report --help)",
                    add_help=False)
     return parser
+
+
+def _cluster_options(p) -> None:
+    p.add_argument("--cluster", metavar="ADDRESS", help="run on a Ray cluster: HOST:PORT of its head, ray://HOST:PORT "
+                   "or auto (needs pip install 'crackdesk[cluster]'; see README, Cluster mode)")
+    p.add_argument("--ship-bytes", action="store_true", help="with --cluster: send the photos' bytes from this "
+                   "machine (default: the workers read them at the same path, on a shared filesystem)")
 
 
 def _probability(text: str) -> float:
