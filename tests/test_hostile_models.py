@@ -165,6 +165,9 @@ BAD_FIELDS = [
     ({"created": 20260101}, "created"), ({"description": ["x"]}, "description"), ({"base_model": 3}, "base_model"),
     ({"quantized_from": "mobilenetv2"}, "quantized_from"), ({"quantized_from": 3}, "quantized_from"),
     ({"quantized_from": "a@1@2"}, "quantized_from"), ({"quantized_from": "../x@1.0"}, "quantized_from"),
+    ({"screen": {"model": "cnn@1.0.0", "below": 0.5}}, "screen.below"),  # would settle windows it calls cracked
+    ({"screen": {"model": "cnn@1.0.0", "below": float("nan")}}, "screen.below"),
+    ({"screen": {"model": "cnn", "below": 0.03}}, "screen.model"), ({"screen": "cnn"}, "screen"),
     ({"name": 5}, "name"), ({"version": 1.0}, "version"), ({"architecture": ["cnn"]}, "architecture"),
 ]
 

@@ -23,6 +23,7 @@ def test_the_int8_model_is_the_default_and_names_its_float_original():
     assert registry.default().path == INT8
     info = load_model(INT8).info
     assert info.quantized_from == "mobilenetv2@1.0.0" and info.features == {"output": "features", "dim": 1280}
+    assert info.screen == {"model": "cnn@1.0.0", "below": 0.03}  # scripts/calibrate_screen.py
     assert float_original(info, registry).path == FLOAT
     memory = load_memory(INT8, dim=1280)
     assert memory.meta["model_sha256"] == hashlib.sha256(INT8.read_bytes()).hexdigest()

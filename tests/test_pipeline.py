@@ -123,3 +123,56 @@ def test_a_folder_of_large_photos_stores_tiles_and_verdicts(tiny_model, tmp_path
             assert rows[name].predicted == label, name
             tiles = ws.tile_results(rows[name].hash, classifier.key)
             assert len(tiles) == (6 if name.startswith("photo") else 0), name
+
+
+@pytest.fixture
+def screened(tmp_path):
+    """A model that names a screening model beside it (a cheaper one at a smaller input, as cnn is for
+    mobilenetv2-int8): the screen settles the windows it puts below 0.3."""
+    from factories import make_tiny_model, tiny_info
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    make_tiny_model(folder / "screen.onnx", 16, tiny_info(16, name="screen", version="1"))
+    return make_tiny_model(folder / "main.onnx", 32, tiny_info(32, name="main", version="1",
+                                                                screen={"model": "screen@1", "below": 0.3}))
+
+
+def test_a_screening_model_settles_the_clear_windows_and_the_model_runs_the_rest(screened, tmp_path, monkeypatch):
+    truth = np.zeros((3, 4), bool)
+    truth[1, 1] = truth[1, 2] = True
+    grid_mosaic(truth, seed=4).save(tmp_path / "m.png")
+    fast, exact = Classifier(screened, batch_size=8), Classifier(screened, batch_size=8, exact=True)
+    assert fast.screen is not None and fast.screen.key == "screen@1" and exact.screen is None
+    ran = []
+    real_run = fast.run_tensor
+    monkeypatch.setattr(fast, "run_tensor", lambda x: ran.append(len(x)) or real_run(x))
+    (p,) = [p for batch in fast.classify([tmp_path / "m.png"]) for p in batch]
+    (q,) = [p for batch in exact.classify([tmp_path / "m.png"]) for p in batch]
+    screen_p = heatmap_of_image(fast.screen, grid_mosaic(truth, seed=4)).probs.ravel()
+    passed = screen_p >= 0.3
+    assert 2 <= passed.sum() < 12 and sum(ran) == passed.sum()  # only the windows the screen let through ran
+    fast_p, exact_p = np.array([t[4] for t in p.tiles]), np.array([t[4] for t in q.tiles])
+    assert np.allclose(fast_p[passed], exact_p[passed], atol=1e-6)  # the model's own P where it ran
+    assert np.allclose(fast_p[~passed], screen_p[~passed], atol=1e-6)  # the screen's where it settled them
+    assert p.label == q.label == CRACK
+
+
+def test_a_missing_screening_model_means_every_window_runs_through_the_model(screened, tmp_path):
+    (screened.parent / "screen.onnx").unlink()
+    classifier = Classifier(screened)
+    assert classifier.screen is None and "screen@1" in classifier.screen_note and "every window" in \
+        classifier.screen_note
+
+
+def test_classify_exact_and_heatmap_exact_on_the_command_line(screened, tmp_path, capsys):
+    from crackdesk.cli.main import main
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    grid_mosaic(np.array([[True, True], [False, False]]), seed=1).save(folder / "m.png")
+    assert main(["heatmap", str(folder), "--model", str(screened), "--out", str(tmp_path / "o")]) == 0
+    assert "windows screened by screen@1" in capsys.readouterr().err
+    assert main(["heatmap", str(folder), "--model", str(screened), "--out", str(tmp_path / "o"), "--exact"]) == 0
+    assert "screened" not in capsys.readouterr().err
+    assert main(["classify", str(folder), "--model", str(screened), "--exact"]) == 0

@@ -21,9 +21,12 @@ from ..cluster import cluster_source
 from .progress import ProgressBar
 
 
-def load_classifier(name_or_path: str | None, threshold: float | None = None) -> Classifier:
+def load_classifier(name_or_path: str | None, threshold: float | None = None, exact: bool = False) -> Classifier:
     entry = ModelRegistry().find(name_or_path)
-    return Classifier(load_model(entry.path, spinning=False), threshold=threshold)
+    classifier = Classifier(load_model(entry.path, spinning=False), threshold=threshold, exact=exact)
+    if classifier.screen_note:
+        print(f"note: {classifier.screen_note}", file=sys.stderr)
+    return classifier
 
 
 def folder_model(session, requested: str | None, registry: ModelRegistry | None = None):
@@ -58,7 +61,11 @@ def cmd_classify(args) -> int:
                   file=sys.stderr)
             return 1
         entry = folder_model(session, args.model)
-        classifier = Classifier(load_model(entry.path, spinning=False), threshold=args.threshold)
+        # A cluster's workers run every window through the model (no screening): --cluster is --exact.
+        classifier = Classifier(load_model(entry.path, spinning=False), threshold=args.threshold,
+                                exact=args.exact or bool(args.cluster))
+        if classifier.screen_note:
+            print(f"note: {classifier.screen_note}", file=sys.stderr)
         with cluster_source(args.cluster, classifier, args.ship_bytes) as source:
             bar = ProgressBar(len(rows), "classify")
             try:

@@ -26,6 +26,7 @@ from ..core.tiling import heatmap_stream
 from ..core.atomic import atomic_writer
 from ..core.csvfiles import write_csv
 from .commands import load_classifier, report_scan_problems
+from .main import EXACT_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixels between window starts (default: the model's patch size, no overlap)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and CSVs (created)")
     p.add_argument("--workspace", metavar="W", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")
+    p.add_argument("--exact", action="store_true", help=EXACT_HELP)
     return p
 
 
@@ -86,7 +88,7 @@ def _targets(target: Path, workspace_arg: str | None):
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     target, out = Path(args.target), Path(args.out)
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, exact=args.exact)
     if args.stride and args.stride > classifier.info.patch_px:
         raise CrackDeskError(f"--stride {args.stride} is larger than the model's patch size "
                              f"({classifier.info.patch_px} px): the tiles would leave gaps")
@@ -146,7 +148,8 @@ def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, st
     seconds = time.perf_counter() - started
     print(f"{done} heatmaps ({unreadable} unreadable) in {seconds:.1f} s with {classifier.key} "
           f"(threshold {classifier.threshold:.3f}, patch {classifier.info.patch_px} px, "
-          f"stride {stride or classifier.info.patch_px} px) -> {out}", file=sys.stderr)
+          f"stride {stride or classifier.info.patch_px} px{'; ' + classifier.how if classifier.how else ''}) -> {out}",
+          file=sys.stderr)
     return 0 if done else 1
 
 

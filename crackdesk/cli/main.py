@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", metavar="W", help="workspace file (default: FOLDER/.crackdesk/workspace.sqlite)")
     p.add_argument("--no-adapt", action="store_true",
                    help="the base model alone, even when the folder has labels to adapt it to")
+    p.add_argument("--exact", action="store_true", help=EXACT_HELP)
     _cluster_options(p)
 
     p = sub.add_parser("evaluate", help="accuracy of a model on a folder with class sub-folders")
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("report", help="the inspection report: HTML, PDF and GeoJSON (see crackdesk report --help)",
                    add_help=False)
     return parser
+
+
+EXACT_HELP = ("every window of a large photo through the model itself (default: a model that names a screening "
+              "model, as mobilenetv2-int8 names cnn, lets it settle the windows it finds clearly free of cracks)")
 
 
 def _cluster_options(p) -> None:

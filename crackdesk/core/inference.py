@@ -46,7 +46,7 @@ def predicted_label(p_crack: float, threshold: float) -> str:
 
 class Classifier:
     def __init__(self, model: LoadedModel | str | Path, batch_size: int = 16, workers: int | None = None,
-                 threshold: float | None = None):
+                 threshold: float | None = None, exact: bool = False):
         # A session whose idle threads sleep instead of spinning, so decoding threads get the cores
         # while the model waits for the next batch.
         self.model = model if isinstance(model, LoadedModel) else load_model(model, spinning=False)
@@ -62,10 +62,39 @@ class Classifier:
         # Model format 2 graphs also output their penultimate features (what the site head is fitted on).
         self.features_name = self.info.features["output"] if self.info.features else None
         self.outputs = [self.session.get_outputs()[0].name] + ([self.features_name] if self.features_name else [])
+        # A model whose metadata names a screening model (`screen`) lets it settle the windows of large photos it
+        # puts below `below`; `exact` (or a screen that is not installed) runs every window through this model.
+        self.screen: Classifier | None = None
+        self.screen_below = 0.0
+        self.screen_note = ""
+        if self.info.screen and not exact:
+            self._attach_screen()
 
+    def _attach_screen(self) -> None:
+        from .errors import ModelError
+        from .models import related_model
+
+        key = self.info.screen["model"]
+        try:
+            entry = related_model(self.info, key)
+            if entry is None:
+                raise ModelError(f"{key} is not installed")
+            # one thread: it runs in the decoding pool's threads, which give the parallelism
+            self.screen = Classifier(load_model(entry.path, threads=1, spinning=False), exact=True)
+            self.screen_below = float(self.info.screen["below"])
+        except ModelError as e:
+            self.screen_note = (f"screening model {key} unavailable ({e.reason}): every window of a large photo runs "
+                                f"through {self.key}")
     @property
     def key(self) -> str:
         return self.model.key
+
+    @property
+    def how(self) -> str:
+        """How large photos' windows are classified, for summaries."""
+        if self.screen is None:
+            return ""
+        return f"windows screened by {self.screen.key} (below {self.screen_below:g} settled by it)"
 
     # -- the model alone --------------------------------------------------------------------------
     def predict_tensor(self, batch: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ class ModelInfo:
     features: dict | None = None  # {"output": name, "dim": D}: the graph's [N, D] penultimate features
     site: dict | None = None  # a site model: where its head was adapted, on how many labels, how well
     quantized_from: str | None = None  # an int8 fast path: the key (name@version) of the float model it quantizes
+    screen: dict | None = None  # {"model": key, "below": p}: windows the screening model puts below p skip this one
     path: Path | None = None  # where it was loaded from; not stored in the file
 
     @property
@@ -66,6 +67,7 @@ class ModelInfo:
             "features": self.features,
             "site": self.site,
             "quantized_from": self.quantized_from,
+            "screen": self.screen,
         }
 
     def to_json(self) -> str:
@@ -108,7 +110,7 @@ RATE_METRICS = ("accuracy", "precision", "recall", "f1", "auc", "threshold")
 def read_fields(d: dict) -> dict:
     """ModelInfo's fields from a metadata document, each checked for type and range (FieldError names the
     first bad one). An absent optional key takes its default; a present one must be valid (null only for
-    base_model, features, site, quantized_from). A new key is one more line here."""
+    base_model, features, site, quantized_from, screen). A new key is one more line here."""
     def optional(key, default):
         return d[key] if key in d else default
 
@@ -135,7 +137,18 @@ def read_fields(d: dict) -> dict:
         features=read_features(optional("features", None)),
         site=None if optional("site", None) is None else jsoncheck.json_object(d["site"], "site"),
         quantized_from=None if quantized_from is None else jsoncheck.model_key(quantized_from, "quantized_from"),
+        screen=read_screen(optional("screen", None)),
     )
+
+
+def read_screen(value) -> dict | None:
+    """Which cheaper model screens a large photo's windows, and below which of its P(crack) a window is settled
+    by it alone: below 0.5, or the screen would decide windows the model itself calls cracked."""
+    if value is None:
+        return None
+    screen = jsoncheck.json_object(value, "screen")
+    return {"model": jsoncheck.model_key(screen.get("model"), "screen.model"),
+            "below": jsoncheck.number(screen.get("below"), "screen.below", 0, 0.5, exclusive=True)}
 
 
 def read_features(value) -> dict | None:

@@ -247,9 +247,19 @@ def float_original(info: ModelInfo, registry: "ModelRegistry | None" = None) -> 
     key = info.quantized_from
     if not key:
         raise ModelError(f"{model_key(info)} is not a quantized model", info.path)
+    found = related_model(info, key, registry)
+    if found is None:
+        raise ModelError(f"{model_key(info)} is the int8 fast path of {key}, and retraining starts from that float "
+                         f"model, which is not installed (import {key}, or give its file with --base)", info.path)
+    return found
+
+
+def related_model(info: ModelInfo, key: str, registry: "ModelRegistry | None" = None) -> ModelEntry | None:
+    """The model `key` that `info` names (its float original, its screening model): looked for beside `info`'s
+    file first (a folder of models keeps them together; the newest file with that key, as `ModelRegistry.find`
+    picks), then among the installed ones (shipped, then the user's); None when it is nowhere."""
     folders = [info.path.parent] if info.path is not None else []
-    registry = registry or ModelRegistry()
-    for folder in folders:  # the newest file with that key, as `ModelRegistry.find` picks
+    for folder in folders:
         beside = []
         for path in model_files(folder):
             try:
@@ -260,11 +270,8 @@ def float_original(info: ModelInfo, registry: "ModelRegistry | None" = None) -> 
                 beside.append(candidate)
         if beside:
             return ModelEntry(beside[-1], "file")
-    installed = [entry for entry in registry.entries() if entry.key == key]
-    if installed:
-        return installed[-1]
-    raise ModelError(f"{model_key(info)} is the int8 fast path of {key}, and retraining starts from that float "
-                     f"model, which is not installed (import {key}, or give its file with --base)", info.path)
+    installed = [entry for entry in (registry or ModelRegistry()).entries() if entry.key == key]
+    return installed[-1] if installed else None
 
 
 def model_files(folder: Path) -> list[Path]:

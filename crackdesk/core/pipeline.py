@@ -59,7 +59,9 @@ class Photo:
     meta: PhotoMeta | None = None
     grid: TileGrid | None = None  # set for a photo classified by sliding window
     inputs: np.ndarray | None = field(default=None, repr=False)  # model inputs, NCHW float32 or NHWC uint8
-    probs: np.ndarray | None = field(default=None, repr=False)  # P(crack) per input, once the model ran
+    probs: np.ndarray | None = field(default=None, repr=False)  # P(crack) per input (per window), once run
+    # The windows the inputs are, when a screening model settled the others (their P is then the screen's)
+    input_windows: np.ndarray | None = field(default=None, repr=False)
     features: np.ndarray | None = field(default=None, repr=False)  # [D] of a small image (windows keep none)
     image: Image.Image | None = field(default=None, repr=False)  # the decoded photo, only when asked to keep it
     data: bytes | None = field(default=None, repr=False)  # a large photo's bytes, until its windows are cut
@@ -119,7 +121,12 @@ def cut_photo(classifier: Classifier, photo: Photo, stride: int | None = None, k
         image = load_for_heatmap(photo.path, photo.data)
         decoded = time.perf_counter()
         photo.grid = TileGrid.for_image(image.width, image.height, classifier.info.patch_px, stride)
-        if len(photo.grid) <= PRECUT_TILES:
+        screen = getattr(classifier, "screen", None)
+        if screen is not None and len(photo.grid) <= PRECUT_TILES:
+            photo.probs = screen_windows(screen, image, photo.grid)
+            photo.input_windows = np.flatnonzero(photo.probs >= classifier.screen_below)
+            photo.inputs = cut_windows(image, photo.grid, classifier, photo.input_windows)
+        elif len(photo.grid) <= PRECUT_TILES:
             photo.inputs = cut_tiles(image, photo.grid, classifier)
         else:  # a fine stride: thousands of windows, cut batch by batch from the photo instead
             photo.inputs = _LazyWindows(image, photo.grid, classifier)
@@ -129,6 +136,30 @@ def cut_photo(classifier: Classifier, photo: Photo, stride: int | None = None, k
     photo.image = image if keep_image else None
     photo.seconds.update(decode=decoded - started, cut=time.perf_counter() - decoded)
     return photo
+
+
+SCREEN_BATCH = 64
+
+
+def screen_windows(screen: Classifier, image, grid: TileGrid) -> np.ndarray:
+    """P(crack) of every window by the screening model (its own input size; runs here, in the pool)."""
+    from .tiling import cut_tiles
+
+    probs = np.empty(len(grid))
+    for start in range(0, len(grid), SCREEN_BATCH):
+        windows = cut_tiles(image, grid, screen, start, SCREEN_BATCH)
+        probs[start:start + len(windows)] = screen.predict_tensor(screen.pre.normalize(windows))
+    return probs
+
+
+def cut_windows(image, grid: TileGrid, classifier: Classifier, indices: np.ndarray) -> np.ndarray:
+    """N x H x W x 3 uint8: the windows `indices` (row-major) at the model's input size."""
+    h, w = classifier.pre.input_size
+    out = np.empty((len(indices), h, w, 3), np.uint8)
+    for k, i in enumerate(indices):
+        x, y, tw, th = grid.box(int(i))
+        out[k] = classifier.pre.to_uint8(image.crop((x, y, x + tw, y + th)))
+    return out
 
 
 class _LazyWindows:
@@ -237,7 +268,7 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
                 photo, future = ahead.popleft()
                 if future is not None:
                     future.result()
-                if photo.inputs is not None:
+                if photo.inputs is not None and photo.probs is None:
                     photo.probs = np.empty(photo.n_inputs)
                 waiting.append(photo)
                 first = 0
@@ -269,7 +300,8 @@ def _run_batch(classifier: Classifier, running: list[tuple[Photo, int, int]]) ->
     seconds = time.perf_counter() - started
     offset = 0
     for photo, a, b in running:
-        photo.probs[a:b] = p[offset:offset + b - a]
+        where = slice(a, b) if photo.input_windows is None else photo.input_windows[a:b]
+        photo.probs[where] = p[offset:offset + b - a]
         if feats is not None and not photo.tiled:
             photo.features = feats[offset]
         photo.seconds["model"] = photo.seconds.get("model", 0.0) + seconds * (b - a) / len(p)
