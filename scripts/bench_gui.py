@@ -92,8 +92,8 @@ class Labeller:
         self.phase, self.left, self.then = "", 0, None
         real = window._adapted
 
-        def adapted(session, ids, state, probs, rank):
-            real(session, ids, state, probs, rank)
+        def adapted(session, ids, state, probs, rank, **kwargs):
+            real(session, ids, state, probs, rank, **kwargs)
             if state is not None:
                 self.refreshed.append((state.n_labels, time.monotonic()))
         window._adapted = adapted

@@ -3,7 +3,10 @@ session refits the folder's site head in a worker, and the grid, its filters and
 probabilities as soon as they exist; cross-validation and retention follow a moment later in the sidebar.
 
 Refits never queue up: one runs at a time, and labels saved meanwhile mark it stale, so one more runs after it
-on everything saved by then. The grid is only touched on the GUI thread, with arrays made in the worker."""
+on everything saved by then. A refit's slower half (cross-validation and retention, for the sidebar) does not hold
+the next refit back: once the new probabilities are shown, the next label's refit may start beside it (at 40,000
+photos that half takes about as long as a typist's pause between labels). The grid is only touched on the GUI
+thread, with arrays made in the worker."""
 
 from __future__ import annotations
 
@@ -61,14 +64,18 @@ class SiteFlow:
             return  # the store's rows are not in the grid yet
         job = adapt_job(self.session, ids, self)
         session = self.session
-        job.partial.connect(lambda result, s=session: self._adapted(s, *result))
+        job.partial.connect(lambda result, s=session, j=job: self._adapted(s, *result, job=j))
         job.succeeded.connect(lambda result, s=session: self._assessed(s, *result))
-        job.over.connect(self._adapt_over)
+        job.over.connect(lambda j=job: self._adapt_over(j))
         self.site_job = job
         self.sidebar.set_site_busy(True)
         self.start_job(job, in_bar=False)
 
-    def _adapted(self, session, ids, state, probs, rank) -> None:
+    def _adapted(self, session, ids, state, probs, rank, job=None) -> None:
+        if job is not None and self.site_job is job:  # only its assessment is left: the next refit may start
+            self.site_job = None
+            if self.site_stale:
+                self.schedule_adapt()
         if session is not self.session or not np.array_equal(ids, self.model.ids):
             return  # another folder, or the grid was reloaded meanwhile: the next refit covers it
         current = self.current_id()
@@ -89,7 +96,9 @@ class SiteFlow:
         if state is self.site_state or self.site_state is None:
             self.sidebar.set_site(state, session.adaptation_problem)
 
-    def _adapt_over(self) -> None:
+    def _adapt_over(self, job=None) -> None:
+        if job is not None and self.site_job is not None and self.site_job is not job:
+            return  # its refit was shown earlier and a newer one runs now: that one's end says when all is done
         self.site_job = None
         self.sidebar.set_site_busy(False)
         if self.site_stale:
