@@ -187,8 +187,11 @@ def main() -> int:
         budget = len(grid) / med["m_float"] / 1.5
         print(f"\nmodels: float {registry.find(args.model).key}, fast {registry.find(args.fast).key}; "
               f"{os.cpu_count()} cores; medians of {args.rounds} interleaved rounds")
-        print(f"model alone, pre-decoded windows   float {med['m_float']:7.0f} tiles/s   fast "
-              f"{med['m_fast']:7.0f} tiles/s ({med['m_fast'] / med['m_float']:.2f}x)")
+        print(f"model alone, pre-decoded windows   float {med['m_float']:7.0f} tiles/s   fast (its graph alone, "
+              f"every window) {med['m_fast']:7.0f} tiles/s ({med['m_fast'] / med['m_float']:.2f}x)")
+        screen = Classifier(models["fast"]).screen
+        if screen is not None:
+            print(f"the fast path's pipeline screens windows with {screen.key} (model metadata 'screen')")
         for key in ("fast", "float"):
             s = med[f"p_{key}"]
             print(f"pipeline end to end, {key:<5}        {s:.3f} s/photo = {1 / s:5.2f} photos/s = "
