@@ -29,6 +29,9 @@ from .gallery_model import RowArrays
 
 
 BACKGROUND_NICE = 10
+# A refit the inspector waits for (a fraction of a second) goes before throughput work such as classification,
+# and still after the GUI thread (nice 0).
+WAITED_FOR_NICE = 4
 
 
 def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
@@ -60,6 +63,7 @@ class Job(QThread):
         super().__init__(parent)
         self.title = title
         self.fn = fn
+        self.nice = BACKGROUND_NICE
         self.cancel_event = threading.Event()
         self.started_at = 0.0
         self.done = 0
@@ -103,7 +107,7 @@ class Job(QThread):
         return (self.total - self.done) / r if r else None
 
     def run(self) -> None:
-        lower_thread_priority()
+        lower_thread_priority(self.nice)
         self.started_at = time.monotonic()
         try:
             result = self.fn(self)

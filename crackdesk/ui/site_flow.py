@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QTimer
 
-from .jobs import Job
+from .jobs import WAITED_FOR_NICE, Job
 
 DEBOUNCE_MS = 30  # coalesces a burst of saves (a bulk label, a fast typist) into one refit
 
@@ -34,7 +34,9 @@ def adapt_job(session, ids: np.ndarray, parent=None) -> Job:
         job._partial.emit((ids, state, probs, rank))
         return ids, adapter.assess(state, job.cancel_event)
 
-    return Job("Adapting to this site", work, parent)
+    job = Job("Adapting to this site", work, parent)
+    job.nice = WAITED_FOR_NICE  # the inspector waits for it; classification can wait a moment
+    return job
 
 
 class SiteFlow:
