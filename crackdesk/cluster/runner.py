@@ -26,6 +26,7 @@ from .. import __version__
 from ..core.errors import CrackDeskError
 from ..core.hashing import read_file
 from ..core.inference import Classifier, Prediction
+from ..core.tiling import heatmap_of_rows
 from .worker import ModelStage, prepare_batch, read_reason
 
 # Photos per input block (one task each): results stream back a block at a time, so small blocks keep the
@@ -251,7 +252,8 @@ class Assembler:
                 del self.partial[index]
                 facts, probs = pending["facts"], pending["probs"]
                 tiles = [(*box, float(p)) for box, p in zip(facts["boxes"], probs)]
-                done.append(self._prediction(index, facts, self.classifier.photo_p(tiles), None, tiles))
+                grid = heatmap_of_rows(tiles, self.classifier.info.threshold).probs
+                done.append(self._prediction(index, facts, self.classifier.photo_p(grid), None, tiles))
         return done
 
     def _prediction(self, index: int, facts: dict, p: float | None, vector, tiles) -> Prediction:

@@ -148,19 +148,15 @@ class Classifier:
             p = float(photo.probs[0])
             return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size,
                               photo.features, photo.meta)
-        tiles = self.heatmap(photo).tiles()
-        p = self.photo_p(tiles)
+        heatmap = self.heatmap(photo)
+        p = self.photo_p(heatmap.probs)
         return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size, None,
-                          photo.meta, tiles)
+                          photo.meta, heatmap.tiles())
 
-    def photo_p(self, tiles: list) -> float:
-        """A tiled photo's P(crack) from its (x, y, w, h, p) windows by the verdict rule (core/photo_verdict.py), at
-        the model's own threshold: the one the workspace records (a run's --threshold only labels the run)."""
-        from .tiling import tiles_from_rows
-
-        width, height = max(t[0] + t[2] for t in tiles), max(t[1] + t[3] for t in tiles)
-        return photo_verdict(tiles_from_rows(tiles, width, height, self.info.threshold).probs,
-                             self.info.threshold).p_crack
+    def photo_p(self, grid: np.ndarray) -> float:
+        """A tiled photo's P(crack) from its windows' grid by the verdict rule (core/photo_verdict.py), at the
+        model's own threshold: the one the workspace records (a run's --threshold only labels the run)."""
+        return photo_verdict(grid, self.info.threshold).p_crack
 
     def heatmap(self, photo):
         from .tiling import Heatmap

@@ -169,6 +169,11 @@ def tiles_from_rows(rows: Sequence[tuple[int, int, int, int, float]], width: int
     return Heatmap(grid, probs, threshold, model_key)
 
 
+def heatmap_of_rows(rows: Sequence[tuple[int, int, int, int, float]], threshold: float) -> Heatmap:
+    """`tiles_from_rows` when the photo's size is not at hand: the windows end at its borders, so they span it."""
+    return tiles_from_rows(rows, max(r[0] + r[2] for r in rows), max(r[1] + r[3] for r in rows), threshold)
+
+
 def check_heatmap_size(path: str | Path, data: bytes | None = None, max_pixels: int = MAX_HEATMAP_PIXELS) -> tuple[int, int]:
     """(width, height) from the header; ImageError, before any decoding, when the image is too large."""
     with open_image(path, max_pixels=max_pixels, data=data) as image:

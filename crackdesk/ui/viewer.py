@@ -155,10 +155,9 @@ class ViewerDialog(QDialog):
         prediction panel then says why the photo got its verdict (e.g. one isolated tile is not enough)."""
         self.heat.show_tiles(tiles, threshold, None, tile_labels)
         if tiles and "tiles: " not in self.prediction.text():
-            from ..core.tiling import tiles_from_rows
+            from ..core.tiling import heatmap_of_rows
 
-            width, height = max(t[0] + t[2] for t in tiles), max(t[1] + t[3] for t in tiles)
-            verdict = tiles_from_rows(tiles, width, height, threshold).photo
+            verdict = heatmap_of_rows(tiles, threshold).photo
             self.prediction.setText(self.prediction.text() + f"<br><small>{len(tiles)} tiles: {verdict.reason}</small>")
 
     def show_image(self, path: Path, relpath: str, label: str | None, p: float | None, threshold: float,
