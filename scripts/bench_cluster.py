@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,22 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # raycluster: the same namespaced head 
 
 MODEL = ROOT / "models" / "mobilenetv2.onnx"
 
-
-def image_folder(n: int, work: Path) -> Path:
-    folder = work / "images"
-    folder.mkdir()
-    source = ROOT.parent / "shared" / "data" / "ccic"
-    if (source / "Positive").is_dir():
-        files = (sorted((source / "Positive").glob("*.jpg"))[: n // 2]
-                 + sorted((source / "Negative").glob("*.jpg"))[: n - n // 2])
-        for i, f in enumerate(files):
-            shutil.copyfile(f, folder / f"{i:06d}.jpg")
-        return folder
-    from crackdesk.core.demo import concrete_image
-
-    for i in range(n):
-        concrete_image(i, i % 3 == 0).save(folder / f"{i:06d}.jpg", quality=90)
-    return folder
+from bench_classify import image_folder  # noqa: E402  (hard links to ccic, else generated)
 
 
 def timed_run(command: list[str], env: dict, n: int) -> dict:
@@ -146,7 +130,7 @@ def main() -> None:
         raise SystemExit(f"cannot start a test cluster here: {reason}")
     with tempfile.TemporaryDirectory(prefix="crk-bench-") as tmp:
         work = Path(tmp)
-        folder = image_folder(args.images, work)
+        folder = image_folder(args.images, ROOT.parent / "shared" / "data" / "ccic", work)
         head = RayHead(cpus=os.cpu_count() or 1).start()
         print(f"{args.images} photos, {os.cpu_count()} cores; Ray head started in {head.start_seconds:.1f} s "
               "(not counted below)", flush=True)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_classify import _vm_hwm_kb  # noqa: E402
+from bench_classify import peak_memory_mb  # noqa: E402
 from crackdesk.core.classify import classify_into_workspace  # noqa: E402
 from crackdesk.core.inference import Classifier  # noqa: E402
 from crackdesk.core.models import ModelRegistry, create_session, load_model  # noqa: E402
@@ -119,27 +119,6 @@ def end_to_end(model_path: Path, folder: Path, work: Path, tag: str) -> tuple[fl
     return seconds / len(items), verdicts
 
 
-def peak_memory(model_path: Path, folder: Path, n: int, work: Path) -> tuple[float, float]:
-    """Peak RSS (MB) and s per photo of `crackdesk classify` on n photos (hard links to the folder's)."""
-    import subprocess
-
-    many = work / "many"
-    many.mkdir()
-    files = sorted(folder.iterdir())
-    for i in range(n):
-        os.link(files[i % len(files)], many / f"{i:04}.jpg")
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "crackdesk", "classify", str(many), "--model", str(model_path),
-                              "--workspace", str(work / "many.sqlite")], stderr=subprocess.DEVNULL, cwd=ROOT)
-    peak_kb = 0
-    while child.poll() is None:
-        peak_kb = max(peak_kb, _vm_hwm_kb(child.pid))
-        time.sleep(0.1)
-    if child.returncode:
-        raise SystemExit(f"crackdesk classify failed with exit status {child.returncode}")
-    return peak_kb / 1024, (time.perf_counter() - start) / n
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenetv2", help="the float model (the reference)")
@@ -208,7 +187,8 @@ def main() -> int:
                       f"{false_alarms}/{clean} clean photos, misses {len(wrong) - false_alarms}/"
                       f"{len(truth) - clean} cracked photos {wrong if wrong else ''}")
         if args.memory_photos:
-            peak, per_photo = peak_memory(models["fast"], folder, args.memory_photos, work)
+            peak, rate, _ = peak_memory_mb(models["fast"], folder, args.memory_photos, work)
+            per_photo = 1 / rate
             print(f"crackdesk classify on {args.memory_photos} such photos (fast path): peak RSS {peak:.0f} MB, "
                   f"{per_photo:.3f} s/photo including start-up")
     return 0
