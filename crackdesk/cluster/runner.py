@@ -27,7 +27,8 @@ from ..core.errors import CrackDeskError
 from ..core.hashing import read_file
 from ..core.inference import Classifier, Prediction
 from ..core.tiling import heatmap_of_rows
-from .worker import ModelStage, prepare_batch, read_reason
+from ..core.pipeline import failure_reason
+from .worker import ModelStage, prepare_batch
 
 # Photos per input block (one task each): results stream back a block at a time, so small blocks keep the
 # pipeline full and the progress bar moving; Ray's per-task overhead (a few ms) stays a few percent.
@@ -160,7 +161,7 @@ class ClusterSource:
             try:
                 data = read_file(path)
             except Exception as e:
-                early.append(Prediction(end, Path(path), None, None, None, read_reason(e)))
+                early.append(Prediction(end, Path(path), None, None, None, failure_reason(e)))
             else:
                 rows.append((end, str(path), data))
                 block_bytes += len(data)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.modelformat import ModelInfo
-from ..core.pipeline import Photo, _failure, cut_photo, read_photo
+from ..core.pipeline import cut_photo, read_photo
 
 ROWS_PER_OUTPUT = 64  # model inputs per block a task yields: a 4032x3024 photo alone is 252 windows (19 MB)
 
@@ -45,11 +45,6 @@ class _Preparer:
 
     def __init__(self, info: ModelInfo):
         self.info, self.pre = info, info.preprocessing
-
-
-def read_reason(error: BaseException) -> str:
-    """The per-photo error text, worded as the local pipeline words it (core/pipeline.py)."""
-    return _failure(Photo(0, Path(".")), error).error
 
 
 def prepare_photo(path: str, data: bytes | None, info: ModelInfo) -> PhotoInputs:

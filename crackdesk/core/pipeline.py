@@ -76,13 +76,17 @@ class Photo:
         return 0 if self.inputs is None else len(self.inputs)
 
 
-def _failure(photo: Photo, e: BaseException) -> Photo:
+def failure_reason(e: BaseException) -> str:
+    """What a photo that could not be read or decoded is reported with (here and on a cluster's workers)."""
     if isinstance(e, CrackDeskError):
-        photo.error = e.reason
-    elif isinstance(e, OSError):
-        photo.error = f"cannot read: {e.strerror or e}"
-    else:  # a decoder bug on one odd file must not stop a folder of thousands
-        photo.error = f"cannot decode ({type(e).__name__}: {e})"
+        return e.reason
+    if isinstance(e, OSError):
+        return f"cannot read: {e.strerror or e}"
+    return f"cannot decode ({type(e).__name__}: {e})"  # a decoder bug on one odd file must not stop a folder
+
+
+def _failure(photo: Photo, e: BaseException) -> Photo:
+    photo.error = failure_reason(e)
     photo.inputs = photo.data = photo.image = None
     return photo
 
