@@ -194,3 +194,65 @@ def test_a_labelled_tile_of_a_large_photo_is_a_site_label_of_its_own(tmp_path):
         assert state.adapted and state.n_labels == 1 and state.n_tiles == 1  # features computed on demand
         (found, missing, missing_tiles) = session.workspace.labelled_features(session.entry.key)
         assert len(found) == 1 and not missing_tiles
+
+
+def test_features_classified_after_the_adapter_loaded_reach_it_without_a_reread(tmp_path):
+    """Classification hands each batch's features to the site adapter (no re-read of 40,000 rows after it), and
+    the matrix it keeps is the one a fresh read of the workspace gives."""
+    model = make_adaptable_model(tmp_path / "models")
+    truth = brick_site(tmp_path / "site")
+    session = FolderSession.open(tmp_path / "site")
+    entry = ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model))
+    session.use_model(entry)
+    rows = session.rows()
+    ids = np.array([r.id for r in rows], np.int64)
+    session.adapt(ids)  # features loaded while nothing is classified
+    adapter = session.adapter()
+    assert not adapter.features.present.any()
+    half = [(r.id, r.path) for r in rows[::2]]
+    session.classify(Classifier(entry.path), half)
+    assert not adapter.features_stale
+    assert adapter.features.present.sum() == len(half)
+    session.classify(Classifier(entry.path))
+    live = adapter.features
+    adapter.load_features(ids)
+    np.testing.assert_array_equal(live.present, adapter.features.present)
+    assert live.present.all()
+    np.testing.assert_array_equal(live.codes, adapter.features.codes)
+    np.testing.assert_allclose(live.scale, adapter.features.scale)
+    # a label given during classification: the next batches are scored by the refitted head
+    names = sorted(truth)
+    by_path = {r.path: r.id for r in rows}
+    session.submit_labels({by_path[n]: truth[n] for n in names[:8]}).result()
+    state = session.adapt()
+    assert state.adapted and session.site_head() is state.head
+    session.close()
+
+
+def test_the_feature_matrix_reads_stored_vectors_in_bulk_as_it_does_one_by_one():
+    from crackdesk.core import features as codec
+    from crackdesk.core.feature_matrix import FeatureMatrix
+    from crackdesk.core.site import _PositionIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.random((6, 16)).astype(np.float32) * 4
+    vectors[2] -= 1.0  # one with negative values: the signed layout
+    blobs = [codec.encode(v) for v in vectors]
+    one, bulk, live = FeatureMatrix(8, 16), FeatureMatrix(8, 16), FeatureMatrix(8, 16)
+    rows = np.array([7, 0, 3, 5, 1, 2])
+    for r, b in zip(rows, blobs):
+        one.set_row(int(r), b)
+    bulk.set_blobs(rows, blobs)
+    live.set_vectors(rows, vectors)
+    for m in (bulk, live):
+        np.testing.assert_array_equal(m.codes, one.codes)
+        np.testing.assert_array_equal(m.scale, one.scale)
+        np.testing.assert_array_equal(m.offset, one.offset)
+        np.testing.assert_array_equal(m.present, one.present)
+    assert one.present.sum() == 6 and one.offset[3] < 0
+    np.testing.assert_allclose(one.rows([7])[0], vectors[0], atol=float(vectors[0].max()) / 255)
+    with pytest.raises(ValueError, match="4 values"):
+        bulk.set_blobs(np.array([4]), [codec.encode(np.ones(4, np.float32))])
+    index = _PositionIndex(np.array([40, 10, 30, 20]))
+    np.testing.assert_array_equal(index.positions(np.array([10, 99, 40, 5, 20])), [1, -1, 0, -1, 3])
+    assert list(_PositionIndex(np.zeros(0, np.int64)).positions(np.array([1]))) == [-1]

@@ -148,6 +148,11 @@ class FolderSession:
                 self.adaptation_problem = str(e)
         return self._adapter
 
+    def site_head(self):
+        """The latest refit's site head (core/sitehead.Head), or None: the base model alone (or not adapted yet)."""
+        adapter = self._adapter
+        return adapter.state.head if adapter is not None else None
+
     def adapt(self, ids=None, cancel: threading.Event | None = None, full: bool = True):
         """Refit the site head on the folder's labels (features of `ids`, default every image, are loaded first
         if needed); the SiteState, or None when the model cannot be adapted."""
@@ -193,11 +198,21 @@ class FolderSession:
         (see classify_into_workspace) computes them elsewhere, e.g. on a cluster."""
         if items is None:
             items = [(r.id, r.path) for r in self.rows()]
+        adapter = self._adapter if self._adapter is not None and self._adapter.model_key == classifier.key else None
+        if adapter is not None:  # the site head sees each batch's features as soon as they are stored
+            report_batch = on_batch
+
+            def on_batch(pairs, done, total):
+                with_features = [(image_id, p.features) for image_id, p in pairs if p.features is not None]
+                if with_features:
+                    adapter.add_features([i for i, _ in with_features], np.stack([f for _, f in with_features]))
+                if report_batch is not None:
+                    report_batch(pairs, done, total)
         try:
             return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source)
         finally:
-            if self._adapter is not None:
-                self._adapter.features_stale = True  # new features for the site head to read
+            if self._adapter is not None and adapter is None:
+                self._adapter.features_stale = True  # another model's features: re-read before the next refit
 
     def submit_labels(self, labels: dict[int, str | None], source: str = "user") -> Future:
         """Label images by id; the Future gives the LabelChange once on disk, or the CrackDeskError."""

@@ -129,7 +129,9 @@ class SiteAdapter:
         self.base = sitehead.Head(np.asarray(weights, np.float64), float(bias), info.threshold)
         self.ids = np.zeros(0, np.int64)
         self.features = FeatureMatrix(0, info.features["dim"])
-        self.features_stale = True  # images were classified since the features were read
+        self._index = _PositionIndex(self.ids)
+        self._arrived: list | None = None  # features added while load_features reads (see there)
+        self.features_stale = True  # not read yet, or images were classified without add_features
         self.state = SiteState(None)
         self._classifier = None  # the base model, loaded only to compute features nobody stored yet
         self._recent: OrderedDict[str, SiteState] = OrderedDict()  # heads by labels: undo and redo are instant
@@ -137,25 +139,41 @@ class SiteAdapter:
 
     # -- features of the folder's images ---------------------------------------------------------
     def load_features(self, ids: np.ndarray) -> None:
-        """Read every stored feature vector of the base model for these image ids (the grid's order)."""
+        """Read every stored feature vector of the base model for these image ids (the grid's order). Vectors
+        that classification adds meanwhile (add_features) are kept: a read that began before they were stored
+        would miss them."""
         ids = np.asarray(ids, np.int64)
-        matrix = FeatureMatrix(len(ids), self.features.dim)
-        position = {int(i): k for k, i in enumerate(ids.tolist())}
+        index = _PositionIndex(ids)
+        with self._lock:
+            self._arrived = []  # add_features records here until the new matrix is in place
+        found, blobs = [], []
         for image_id, blob in self.workspace.feature_rows(self.model_key):
-            k = position.get(image_id)
-            if k is not None:
-                matrix.set_row(k, blob)
+            found.append(image_id)
+            blobs.append(blob)
+        matrix = FeatureMatrix(len(ids), self.features.dim)
+        rows = index.positions(np.array(found, np.int64))
+        known = rows >= 0
+        matrix.set_blobs(rows[known], [b for b, k in zip(blobs, known.tolist()) if k])
         with self._lock:
-            self.ids, self.features, self.features_stale = ids, matrix, False
+            arrived, self._arrived = self._arrived, None
+            self.ids, self._index, self.features, self.features_stale = ids, index, matrix, False
+            for batch_ids, vectors in arrived:
+                self._add(batch_ids, vectors)
 
-    def update_features(self, rows: list[tuple[int, bytes]]) -> None:
-        """Newly classified images' features (image id, stored bytes)."""
+    def add_features(self, ids, vectors: np.ndarray) -> None:
+        """Newly classified images' features (float, as the model gave them): the site head sees every image as
+        soon as it is classified, without re-reading the folder's features (0.3 s or more at 40,000)."""
+        ids = np.asarray(ids, np.int64)
         with self._lock:
-            position = {int(i): k for k, i in enumerate(self.ids.tolist())}
-            for image_id, blob in rows:
-                k = position.get(image_id)
-                if k is not None:
-                    self.features.set_row(k, blob)
+            if self._arrived is not None:
+                self._arrived.append((ids, vectors))
+            self._add(ids, vectors)
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        rows = self._index.positions(ids)
+        known = rows >= 0
+        if known.any():
+            self.features.set_vectors(rows[known], np.asarray(vectors)[known])
 
     # -- the refit -------------------------------------------------------------------------------
     def labels_key(self, labelled: list[tuple[str, str]]) -> str:
@@ -235,16 +253,22 @@ class SiteAdapter:
 
     def labelled_mask(self) -> np.ndarray:
         """Which of the loaded rows have a human label."""
-        position = {int(i): k for k, i in enumerate(self.ids.tolist())}
         mask = np.zeros(len(self.ids), bool)
-        for image_id in self.workspace.labelled_ids():
-            k = position.get(image_id)
-            if k is not None:
-                mask[k] = True
+        rows = self._index.positions(np.fromiter(self.workspace.labelled_ids(), np.int64))
+        mask[rows[rows >= 0]] = True
         return mask
 
     def _store(self, state: SiteState) -> None:
         self.workspace.set_site_head(self.model_key, (state.head.weights, state.head.bias, state.key, state.to_json()))
+
+    def prepare_for_unclassified(self) -> None:
+        """Load the base model now if some images have no features yet, so that labelling one of them (during
+        classification, or a large photo's tile) computes its features at once instead of first spending half a
+        second loading the model."""
+        if self._classifier is None and not self.features.present.all():
+            from .inference import Classifier
+
+            self._classifier = Classifier(self.info.path)
 
     def _compute_missing(self, images: list[tuple[int, str]], tiles: list) -> list[str]:
         """Features of labelled images (and tiles) the model has not seen yet, computed and stored now."""
@@ -261,6 +285,7 @@ class SiteAdapter:
                 for p in batch:
                     if p.features is not None and p.hash:
                         rows.append((p.hash, features_codec.encode(p.features)))
+                        self._add(np.array([images[p.index][0]]), p.features[None])
                     elif p.error:
                         notes.append(f"{images[p.index][1]}: {p.error} (its label is not used)")
             self.workspace.set_features(self.model_key, rows)
@@ -276,3 +301,20 @@ class SiteAdapter:
         state = state or self.state
         head = state.head or self.base
         return sitehead.sigmoid(self.features.logits(head.weights, head.bias))
+
+
+class _PositionIndex:
+    """Image id -> row of the loaded matrix, for many ids at once (a sorted copy and a binary search: no dict of
+    40,000 entries rebuilt per classified batch)."""
+
+    def __init__(self, ids: np.ndarray):
+        self.order = np.argsort(ids, kind="stable")
+        self.sorted = ids[self.order]
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Each id's row, -1 for ids not loaded."""
+        ids = np.asarray(ids, np.int64)
+        if not len(self.sorted) or not len(ids):
+            return np.full(len(ids), -1, np.int64)
+        at = np.searchsorted(self.sorted, ids).clip(0, len(self.sorted) - 1)
+        return np.where(self.sorted[at] == ids, self.order[at], -1)

@@ -40,7 +40,7 @@ class ClassifyFlow:
             return
         if self.hasher is not None:
             self.hasher.cancel()  # classification hashes the images itself
-        job = classify_job(self.session, self.entry.path, items, self.site_head(), self)
+        job = classify_job(self.session, self.entry.path, items, self)
         job.partial.connect(self._buffer_probs)
         job.succeeded.connect(self._classified)
         job.over.connect(self._classify_over)

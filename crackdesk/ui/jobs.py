@@ -150,15 +150,17 @@ def hash_job(session, parent=None) -> Job:
                                                             lambda d, t: job._progress.emit(d, t)), parent)
 
 
-def classify_job(session, model_path, items: list[tuple[int, str]], head=None, parent=None) -> Job:
+def classify_job(session, model_path, items: list[tuple[int, str]], parent=None) -> Job:
     """Partial results: {image id: (base P(crack), current P(crack)) or None} per batch, as soon as the batch is
-    stored; the current one is the site head's when the folder is adapted (`head`). Result: the ClassifyReport."""
+    stored; the current one is the site head's when the folder is adapted (the head of the latest refit, so
+    labels given during classification count for the images classified after them). Result: the ClassifyReport."""
 
     def work(job: Job):
         classifier = Classifier(model_path)
         job._progress.emit(0, len(items))
 
         def on_batch(pairs, done, total):
+            head = session.site_head()
             out = {}
             for image_id, pred in pairs:
                 if pred.p_crack is None:

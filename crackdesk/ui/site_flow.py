@@ -32,7 +32,9 @@ def adapt_job(session, ids: np.ndarray, parent=None) -> Job:
         probs = adapter.probabilities(state) if state.adapted else None
         _, rank = adapter.suggestions(state=state)
         job._partial.emit((ids, state, probs, rank))
-        return ids, adapter.assess(state, job.cancel_event)
+        state = adapter.assess(state, job.cancel_event)
+        adapter.prepare_for_unclassified()  # once: the next label of an unclassified photo is not kept waiting
+        return ids, state
 
     job = Job("Adapting to this site", work, parent)
     job.nice = WAITED_FOR_NICE  # the inspector waits for it; classification can wait a moment
@@ -113,7 +115,3 @@ class SiteFlow:
             self.statusBar().showMessage("Every photo shown is labelled", 4000)
             return
         self.select_id(int(self.model.ids[k]))
-
-    def site_head(self):
-        """The current site head (core/sitehead.Head), or None: the base model alone."""
-        return self.site_state.head if self.site_state is not None else None
