@@ -3,7 +3,8 @@
 On the same folder of 227x227 JPEGs and the same model it measures
   (a) CrackDesk end to end: read, hash, decode, preprocess, infer, store (classify_into_workspace),
   (b) the naive loop: per image, Pillow decode + resize, one onnxruntime call with batch 1,
-  (c) the model alone: onnxruntime on pre-decoded tensors at its best batch size,
+  (c) the model alone: onnxruntime on pre-decoded tensors, the better of one session at its best batch size and
+      the pipeline's way (two batches side by side on single-threaded runs, inference.model_lanes),
   (d) decode + preprocess alone, on one core,
   (e) PyTorch eager on the same images (when torch and the training module are installed),
 and the machine's limit L = 1 / (1/c + 1/(cores * d)): every core busy all the time.
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from crackdesk.core.classify import classify_into_workspace  # noqa: E402
 from crackdesk.core.images import load_rgb  # noqa: E402
-from crackdesk.core.inference import Classifier  # noqa: E402
+from crackdesk.core.inference import Classifier, model_lanes  # noqa: E402
 from crackdesk.core.models import ModelRegistry, create_session, load_model  # noqa: E402
 from crackdesk.core.scan import scan_folder  # noqa: E402
 from crackdesk.core.store import open_workspace  # noqa: E402
@@ -52,8 +54,8 @@ def image_folder(n: int, source: Path | None, work: Path) -> Path:
     return folder
 
 
-def bench_end_to_end(model_path: Path, folder: Path, work: Path) -> float:
-    classifier = Classifier(model_path)
+def bench_end_to_end(model_path: Path, folder: Path, work: Path, lanes: int | None = None) -> float:
+    classifier = Classifier(model_path, lanes=lanes)
     work.mkdir(exist_ok=True)
     with open_workspace(folder, work / "ws.sqlite") as ws:
         ws.sync(scan_folder(folder))
@@ -86,6 +88,28 @@ def bench_model_alone(model_path: Path, tensors: np.ndarray) -> tuple[float, int
             done += len(chunk)
         best = max(best, (done / (time.perf_counter() - start), batch))
     return best
+
+
+def bench_model_lanes(model_path: Path, tensors: np.ndarray, lanes: int, batch: int = 16) -> float:
+    """The model alone the way the pipeline runs it: `lanes` batches side by side, each on one session with its share
+    of the cores (inference.model_lanes). (c) is the better of this and the one-session best."""
+    cores = os.cpu_count() or 1
+    session = create_session(model_path, threads=max(1, cores // lanes), spinning=False)
+    name = session.get_inputs()[0].name
+    session.run(None, {name: tensors[:batch]})
+    starts = list(range(0, len(tensors), batch))
+
+    def lane(k):
+        for i in starts[k::lanes]:
+            session.run(None, {name: tensors[i:i + batch]})
+
+    threads = [threading.Thread(target=lane, args=(k,)) for k in range(lanes)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(tensors) / (time.perf_counter() - start)
 
 
 def bench_decode(paths: list[Path], pre) -> tuple[float, np.ndarray]:
@@ -165,6 +189,7 @@ def main() -> int:
     model_path = ModelRegistry().find(args.model).path
     info = load_model(model_path).info
     cores = os.cpu_count() or 1
+    lanes = model_lanes(cores)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         folder = image_folder(args.images, args.data, work)
@@ -172,17 +197,22 @@ def main() -> int:
         rounds = []
         for r in range(args.rounds):  # the machine is shared: each round's rates are compared with each other
             d, tensors = bench_decode(paths, info.preprocessing)
-            c, best_batch = bench_model_alone(model_path, tensors)
+            c_one, best_batch = bench_model_alone(model_path, tensors)
+            c_lanes = bench_model_lanes(model_path, tensors, lanes) if lanes > 1 else 0.0
+            c = max(c_one, c_lanes)
             b = bench_naive(model_path, paths, info.preprocessing)
             a = bench_end_to_end(model_path, folder, work / f"round{r}")
+            a_one = bench_end_to_end(model_path, folder, work / f"round{r}-one-lane", lanes=1) if lanes > 1 else a
             limit = 1.0 / (1.0 / c + 1.0 / (cores * d))
-            rounds.append({"a": a, "b": b, "c": c, "d": d, "L": limit, "best_batch": best_batch})
-            print(f"round {r + 1}: (a) {a:.0f}  (b) {b:.0f}  (c) {c:.0f}  (d) {d:.0f}  L {limit:.0f}: "
-                  f"a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop", file=sys.stderr)
+            rounds.append({"a": a, "a_one_lane": a_one, "b": b, "c": c, "c_one_session": c_one, "c_lanes": c_lanes,
+                           "d": d, "L": limit, "best_batch": best_batch})
+            print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f})  (b) {b:.0f}  (c) {c:.0f} (one session "
+                  f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f})  (d) {d:.0f}  L {limit:.0f}: a = {a / limit:.1%} of L, "
+                  f"{a / b:.2f}x the naive loop", file=sys.stderr)
         e = bench_torch(info, tensors[:512])
         memory_mb, memory_rate, scan_seconds = (peak_memory_mb(model_path, folder, args.memory_images, work)
                                                 if args.memory_images else (None, None, None))
-    median = {k: statistics.median(r[k] for r in rounds) for k in ("a", "b", "c", "d", "L")}
+    median = {k: statistics.median(r[k] for r in rounds) for k in ("a", "a_one_lane", "b", "c", "d", "L")}
     a, b, c, d, limit = (median[k] for k in ("a", "b", "c", "d", "L"))
     best_batch = rounds[-1]["best_batch"]
     fractions = [r["a"] / r["L"] for r in rounds]
@@ -190,7 +220,7 @@ def main() -> int:
     result = {
         "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
-        "a_end_to_end": a, "b_naive": b, "c_model_alone": c, "c_best_batch": best_batch,
+        "a_end_to_end": a, "a_one_lane": median["a_one_lane"], "model_lanes": lanes, "b_naive": b, "c_model_alone": c, "c_best_batch": best_batch,
         "d_decode_per_core": d, "e_torch_eager": e, "limit_L": limit,
         "a_fraction_of_L_per_round": fractions, "a_over_b_per_round": speedups,
         "a_fraction_of_L": a / limit, "b_fraction_of_L": b / limit,
@@ -203,8 +233,12 @@ def main() -> int:
     print(f"model {result['model']}, {len(paths)} {result['source']} 227x227 JPEGs, {cores} cores (images/s, "
           f"medians of {len(rounds)} interleaved rounds)")
     print(f"(a) CrackDesk end to end          {a:8.0f}   {a / limit:5.1%} of L")
+    if lanes > 1:
+        print(f"    the same with one model lane  {median['a_one_lane']:8.0f}   {median['a_one_lane'] / limit:5.1%} of L "
+              f"(before {lanes} lanes ran side by side)")
     print(f"(b) naive loop, batch 1           {b:8.0f}   {b / limit:5.1%} of L")
-    print(f"(c) model alone (batch {best_batch:>2})         {c:8.0f}")
+    print(f"(c) model alone                   {c:8.0f}   (the better of one session at batch {best_batch} and "
+          f"{lanes} lanes at 16)")
     print(f"(d) decode + preprocess, 1 core   {d:8.0f}")
     print(f"(e) PyTorch eager                 {e:8.0f}" if e else "(e) PyTorch eager                 skipped")
     print(f"L = 1/(1/c + 1/(cores*d))         {limit:8.0f}")

@@ -39,6 +39,12 @@ def read_and_hash(path: Path) -> tuple[bytes, str]:
     return data, bytes_hash(data)
 
 
+def model_lanes(cores: int) -> int:
+    """How many model batches run side by side: two where there are two cores or more (measured on 2 cores:
+    BENCHMARKS.md, "Classification"), each with half the cores."""
+    return 2 if cores >= 2 else 1
+
+
 def predicted_label(p_crack: float, threshold: float) -> str:
     """The one definition of "predicted": crack when P(crack) reaches the threshold."""
     return CRACK if p_crack >= threshold else NO_CRACK
@@ -46,10 +52,17 @@ def predicted_label(p_crack: float, threshold: float) -> str:
 
 class Classifier:
     def __init__(self, model: LoadedModel | str | Path, batch_size: int = 16, workers: int | None = None,
-                 threshold: float | None = None, exact: bool = False):
-        # A session whose idle threads sleep instead of spinning, so decoding threads get the cores
-        # while the model waits for the next batch.
-        self.model = model if isinstance(model, LoadedModel) else load_model(model, spinning=False)
+                 threshold: float | None = None, exact: bool = False, lanes: int | None = None):
+        # The pipeline runs `lanes` model batches side by side (pipeline._ModelLanes), each on a session with its
+        # share of the cores; a session whose idle threads sleep instead of spinning, so decoding threads get the
+        # cores while the model waits for the next batch. A model loaded by the caller keeps its own threads.
+        cores = max(1, os.cpu_count() or 1)
+        if isinstance(model, LoadedModel):
+            self.lanes = lanes or 1
+            self.model = model
+        else:
+            self.lanes = lanes or model_lanes(cores)
+            self.model = load_model(model, threads=max(1, cores // self.lanes), spinning=False)
         self.info = self.model.info
         self.pre = self.info.preprocessing
         self.batch_size = max(1, int(batch_size))

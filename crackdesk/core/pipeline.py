@@ -256,6 +256,7 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
         running: list[tuple[Photo, int, int]] = []  # (photo, first, stop) slices of the next model batch
         filled = 0
         waiting: deque[Photo] = deque()  # taken from `ahead`, in order, until all their inputs have run
+        lanes = _ModelLanes(classifier)
         try:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -263,9 +264,10 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
                 fill_ahead()
                 if not ahead:  # everything read: run what is left, and stop
                     if running:
-                        _run_batch(classifier, running)
+                        lanes.submit(running)
                         running, filled = [], 0
-                    finished = _finished(waiting, running)
+                    lanes.drain()
+                    finished = _finished(waiting, running, lanes)
                     if finished:
                         yield finished
                     break
@@ -281,18 +283,22 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
                     running.append((photo, first, first + take))
                     filled, first = filled + take, first + take
                     if filled == batch_size:
-                        _run_batch(classifier, running)
+                        lanes.submit(running)
                         running, filled = [], 0
                         if cancel is not None and cancel.is_set():
                             return
-                finished = _finished(waiting, running)
+                finished = _finished(waiting, running, lanes)
                 if finished:
                     yield finished
         finally:
+            lanes.close()
             chunks.cancel()
             for _, future in ahead:
                 if future is not None:
                     future.cancel()
+
+
+_SECONDS_LOCK = threading.Lock()
 
 
 def _run_batch(classifier: Classifier, running: list[tuple[Photo, int, int]]) -> None:
@@ -308,13 +314,53 @@ def _run_batch(classifier: Classifier, running: list[tuple[Photo, int, int]]) ->
         photo.probs[where] = p[offset:offset + b - a]
         if feats is not None and not photo.tiled:
             photo.features = feats[offset]
-        photo.seconds["model"] = photo.seconds.get("model", 0.0) + seconds * (b - a) / len(p)
+        with _SECONDS_LOCK:  # two lanes may finish slices of one photo at once
+            photo.seconds["model"] = photo.seconds.get("model", 0.0) + seconds * (b - a) / len(p)
         offset += b - a
 
 
-def _finished(waiting: deque[Photo], running: list) -> list[Photo]:
-    """Photos at the front whose inputs have all run (none in the batch being filled); their inputs freed."""
-    pending = {id(photo) for photo, _, _ in running}
+class _ModelLanes:
+    """Model batches in flight, up to `classifier.lanes` at once, each run on a thread of its own by a session with
+    fewer intra-op threads. On 2 cores, two single-threaded runs side by side beat one run on two threads (10-20%,
+    BENCHMARKS.md): no per-operator barrier waits for a thread that a decoder has just taken the core from."""
+
+    def __init__(self, classifier: Classifier):
+        self.classifier = classifier
+        self.count = max(1, getattr(classifier, "lanes", 1))
+        self.pool = ThreadPoolExecutor(self.count, thread_name_prefix="crackdesk-model") if self.count > 1 else None
+        self.flight: deque[tuple[Future, list]] = deque()  # (its run, the slices it covers), oldest first
+
+    def submit(self, running: list[tuple[Photo, int, int]]) -> None:
+        if self.pool is None:
+            _run_batch(self.classifier, running)
+            return
+        while len(self.flight) >= self.count:  # every lane busy: wait for the oldest run
+            self.flight.popleft()[0].result()
+        self.flight.append((self.pool.submit(_run_batch, self.classifier, running), running))
+
+    def busy(self) -> set[int]:
+        """ids of the photos with inputs in a run not finished yet (a finished run's error is raised here)."""
+        for item in [item for item in self.flight if item[0].done()]:
+            self.flight.remove(item)
+            item[0].result()
+        return {id(photo) for _, running in self.flight for photo, _, _ in running}
+
+    def drain(self) -> None:
+        while self.flight:
+            self.flight.popleft()[0].result()
+
+    def close(self) -> None:
+        """Wait for the runs in flight (they write into photos the caller may still hold), then stop."""
+        if self.pool is not None:
+            for future, _ in self.flight:
+                future.cancel()
+            self.pool.shutdown(wait=True)
+
+
+def _finished(waiting: deque[Photo], running: list, lanes: _ModelLanes) -> list[Photo]:
+    """Photos at the front whose inputs have all run (none in the batch being filled or a run in flight); their
+    inputs freed."""
+    pending = {id(photo) for photo, _, _ in running} | lanes.busy()
     out = []
     while waiting and id(waiting[0]) not in pending:
         photo = waiting.popleft()
