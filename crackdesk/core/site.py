@@ -268,7 +268,7 @@ class SiteAdapter:
         if self._classifier is None and not self.features.present.all():
             from .inference import Classifier
 
-            self._classifier = Classifier(self.info.path)
+            self._classifier = Classifier(self.info.path, exact=True)  # features of whole images: no screen
 
     def _compute_missing(self, images: list[tuple[int, str]], tiles: list) -> list[str]:
         """Features of labelled images (and tiles) the model has not seen yet, computed and stored now."""
@@ -276,7 +276,7 @@ class SiteAdapter:
         from .tile_features import tile_feature_rows
 
         if self._classifier is None:
-            self._classifier = Classifier(self.info.path)
+            self._classifier = Classifier(self.info.path, exact=True)  # features of whole images: no screen
         notes = []
         if images:
             paths = [self.workspace.abspath(path) for _, path in images]
