@@ -179,3 +179,27 @@ def test_classify_exact_and_heatmap_exact_on_the_command_line(screened, tmp_path
     assert main(["heatmap", str(folder), "--model", str(screened), "--out", str(tmp_path / "o"), "--exact"]) == 0
     assert "screened" not in capsys.readouterr().err
     assert main(["classify", str(folder), "--model", str(screened), "--exact"]) == 0
+
+
+def test_a_hold_keeps_model_batches_back_until_released(classifier, tmp_path, monkeypatch):
+    """Classifier.hold (set while a refit the inspector waits for runs) stops new model batches, never for long."""
+    truth = mixed_folder(tmp_path / "f")
+    paths = sorted((tmp_path / "f").iterdir())
+    runs = []
+    real_run = classifier.run_tensor
+    monkeypatch.setattr(classifier, "run_tensor", lambda x: runs.append(time.monotonic()) or real_run(x))
+    classifier.hold.set()
+    out = []
+    worker = threading.Thread(target=lambda: out.extend(p for b in classifier.classify(paths) for p in b))
+    worker.start()
+    time.sleep(0.4)
+    assert runs == []  # held
+    released = time.monotonic()
+    classifier.hold.clear()
+    worker.join(30)
+    assert runs and min(runs) >= released and len(out) == len(paths)
+    assert {p.path.name: p.label for p in out if p.path.name in truth} == truth
+    monkeypatch.setattr(pipeline, "HOLD_AT_MOST_S", 0.2)  # a hold nobody releases delays, never stops
+    classifier.hold.set()
+    assert len([p for b in classifier.classify(paths) for p in b]) == len(paths)
+    classifier.hold.clear()

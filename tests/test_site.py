@@ -256,3 +256,25 @@ def test_the_feature_matrix_reads_stored_vectors_in_bulk_as_it_does_one_by_one()
     index = _PositionIndex(np.array([40, 10, 30, 20]))
     np.testing.assert_array_equal(index.positions(np.array([10, 99, 40, 5, 20])), [1, -1, 0, -1, 3])
     assert list(_PositionIndex(np.zeros(0, np.int64)).positions(np.array([1]))) == [-1]
+
+
+def test_a_refit_waited_for_holds_the_running_classification(tmp_path):
+    model = make_adaptable_model(tmp_path / "models")
+    brick_site(tmp_path / "site", count=6)
+    session = FolderSession.open(tmp_path / "site")
+    entry = ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model))
+    session.use_model(entry)
+    with session.waited_for():  # nothing to hold
+        pass
+    classifier, seen = Classifier(entry.path), []
+
+    def on_batch(pairs, done, total):
+        with session.waited_for():
+            seen.append(classifier.hold.is_set())
+        seen.append(classifier.hold.is_set())
+
+    session.classify(classifier, on_batch=on_batch)
+    assert seen[:2] == [True, False]
+    with session.waited_for():
+        assert not classifier.hold.is_set()  # that classification is over
+    session.close()

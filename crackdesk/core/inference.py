@@ -41,7 +41,11 @@ def read_and_hash(path: Path) -> tuple[bytes, str]:
 
 def model_lanes(cores: int) -> int:
     """How many model batches run side by side: two where there are two cores or more (measured on 2 cores:
-    BENCHMARKS.md, "Classification"), each with half the cores."""
+    BENCHMARKS.md, "Classification"), each with half the cores. CRACKDESK_MODEL_LANES overrides it (1: one batch
+    at a time on every core, as before; for comparisons and for machines where that measures faster)."""
+    override = os.environ.get("CRACKDESK_MODEL_LANES", "").strip()
+    if override.isdigit() and int(override) >= 1:
+        return min(int(override), cores)
     return 2 if cores >= 2 else 1
 
 
@@ -80,6 +84,9 @@ class Classifier:
         self.screen: Classifier | None = None
         self.screen_below = 0.0
         self.screen_note = ""
+        # Set while work the user is waiting for runs (a site refit after a label): the pipeline starts no model
+        # batch meanwhile, so that work is not starved of the GIL and the cores by throughput work.
+        self.hold = threading.Event()
         if self.info.screen and not exact:
             self._attach_screen()
 

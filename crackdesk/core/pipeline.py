@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # squashed into one model input, a hairline crack would vanish.
 TILE_FACTOR = 2
 TILE_TASKS_AHEAD = 3  # large photos decoded and cut ahead of the model: enough to keep 2 cores busy
+HOLD_AT_MOST_S = 2.0  # a hold never stops classification for longer (a refit takes a fraction of a second)
 FIRST_CHUNK = 2  # photos per pool task until the folder shows it holds small images (then up to a batch)
 
 
@@ -331,6 +332,9 @@ class _ModelLanes:
         self.flight: deque[tuple[Future, list]] = deque()  # (its run, the slices it covers), oldest first
 
     def submit(self, running: list[tuple[Photo, int, int]]) -> None:
+        hold, held = getattr(self.classifier, "hold", None), time.monotonic()
+        while hold is not None and hold.is_set() and time.monotonic() - held < HOLD_AT_MOST_S:
+            time.sleep(0.005)  # someone is waiting for a refit (Classifier.hold)
         if self.pool is None:
             _run_batch(self.classifier, running)
             return

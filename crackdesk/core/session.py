@@ -8,6 +8,7 @@ is one piece of code, testable without a window (tests/test_session.py).
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class FolderSession:
         self.entry = None  # the folder's model (a ModelEntry), see use_model
         self._adapter = None
         self.adaptation_problem: str | None = None
+        self._classifying = None  # the Classifier of a classification in progress
 
     @classmethod
     def open(cls, folder, workspace_path=None, cancel: threading.Event | None = None) -> "FolderSession":
@@ -148,6 +150,21 @@ class FolderSession:
                 self.adaptation_problem = str(e)
         return self._adapter
 
+    @contextmanager
+    def waited_for(self):
+        """Work the inspector is waiting for (a refit after a label) runs inside this: a classification running
+        meanwhile starts no model batch until it is done (at most pipeline.HOLD_AT_MOST_S), so the refit is not
+        starved of the cores and the GIL by throughput work."""
+        classifier = self._classifying
+        if classifier is None or not hasattr(classifier, "hold"):
+            yield
+            return
+        classifier.hold.set()
+        try:
+            yield
+        finally:
+            classifier.hold.clear()
+
     def site_head(self):
         """The latest refit's site head (core/sitehead.Head), or None: the base model alone (or not adapted yet)."""
         adapter = self._adapter
@@ -198,6 +215,7 @@ class FolderSession:
         (see classify_into_workspace) computes them elsewhere, e.g. on a cluster."""
         if items is None:
             items = [(r.id, r.path) for r in self.rows()]
+        self._classifying = classifier
         adapter = self._adapter if self._adapter is not None and self._adapter.model_key == classifier.key else None
         if adapter is not None:  # the site head sees each batch's features as soon as they are stored
             report_batch = on_batch
@@ -211,6 +229,7 @@ class FolderSession:
         try:
             return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source)
         finally:
+            self._classifying = None
             if self._adapter is not None and adapter is None:
                 self._adapter.features_stale = True  # another model's features: re-read before the next refit
 

@@ -26,11 +26,12 @@ def adapt_job(session, ids: np.ndarray, parent=None) -> Job:
         adapter = session.adapter()
         if adapter is None:
             return ids, None
-        if adapter.features_stale or len(adapter.ids) != len(ids) or not np.array_equal(adapter.ids, ids):
-            adapter.load_features(ids)
-        state = adapter.refit(job.cancel_event, full=False)
-        probs = adapter.probabilities(state) if state.adapted else None
-        _, rank = adapter.suggestions(state=state)
+        with session.waited_for():  # the inspector waits for these probabilities, not for the classification
+            if adapter.features_stale or len(adapter.ids) != len(ids) or not np.array_equal(adapter.ids, ids):
+                adapter.load_features(ids)
+            state = adapter.refit(job.cancel_event, full=False)
+            probs = adapter.probabilities(state) if state.adapted else None
+            _, rank = adapter.suggestions(state=state)
         job._partial.emit((ids, state, probs, rank))
         state = adapter.assess(state, job.cancel_event)
         adapter.prepare_for_unclassified()  # once: the next label of an unclassified photo is not kept waiting
