@@ -160,3 +160,11 @@ def test_sixty_seconds_of_arc_rounded_up_by_a_camera_still_count():
     exif = camera_exif(10.0, 20.0)
     exif.get_ifd(0x8825)[2] = (IFDRational(10), IFDRational(29), IFDRational(60))
     assert meta_of(Image.new("RGB", (8, 8)), "JPEG", exif).lat == pytest.approx(10.5)
+
+
+def test_photo_meta_rows_follow_the_columns():
+    from crackdesk.core.exif import COLUMNS, PhotoMeta
+
+    values = tuple(range(len(COLUMNS)))
+    meta = PhotoMeta(*values)
+    assert meta.row() == values and PhotoMeta.from_row(meta.row()) == meta

@@ -278,3 +278,20 @@ def test_a_refit_waited_for_holds_the_running_classification(tmp_path):
     with session.waited_for():
         assert not classifier.hold.is_set()  # that classification is over
     session.close()
+
+
+def test_features_encoded_a_batch_at_a_time_are_the_bytes_of_one_at_a_time():
+    from crackdesk.core import features as codec
+
+    rng = np.random.default_rng(1)
+    vectors = (rng.random((40, 1280)) * rng.choice([0.01, 1, 6], (40, 1))).astype(np.float32)
+    vectors[3] = 0.0  # all zero: scale 1
+    vectors[7] -= 0.5  # negative values: the signed layout
+    vectors[9] = 2.5  # constant
+    vectors[11, ::7] = 0.0
+    assert codec.encode_many(vectors) == [codec.encode(v) for v in vectors]
+    assert codec.encode_many(vectors[:0]) == []
+    vectors[5, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        codec.encode_many(vectors)
+

@@ -8,7 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from .features import encode as encode_features
+import numpy as np
+
+from .features import encode_many as encode_features
 from .inference import Classifier, Prediction
 from .store import Workspace
 
@@ -82,8 +84,10 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
             hashes.extend((ids[p.index], p.hash) for p in batch if p.hash)
             predictions.extend((p.hash, p.p_crack, classifier.stored_label(p.p_crack)) for p in batch
                                if p.p_crack is not None and p.hash)
-            features.extend((p.hash, encode_features(p.features)) for p in batch
-                            if p.features is not None and p.hash)
+            with_features = [p for p in batch if p.features is not None and p.hash]
+            if with_features:
+                features.extend(zip((p.hash for p in with_features),
+                                    encode_features(np.stack([p.features for p in with_features]))))
             metas.extend((p.hash, p.meta) for p in batch if p.meta is not None and p.hash)
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 flush()

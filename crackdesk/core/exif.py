@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -47,7 +47,9 @@ class PhotoMeta:
         return cls(*row)
 
     def row(self) -> tuple:
-        return astuple(self)
+        # Field by field: dataclasses.astuple deep-copies every value (0.06 ms a photo, on the thread storing results)
+        return (self.captured, self.lat, self.lon, self.alt, self.make, self.model, self.width, self.height,
+                self.orientation)
 
     @property
     def has_gps(self) -> bool:

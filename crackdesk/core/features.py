@@ -49,4 +49,26 @@ def decode_into(out: np.ndarray, row: int, blob: bytes) -> None:
 
 
 def encode_many(vectors: np.ndarray) -> list[bytes]:
-    return [encode(v) for v in np.asarray(vectors)]
+    """`encode` of every row, the same bytes, in a few array operations (a model batch's features are stored on
+    the thread that also feeds the pipeline: one vector at a time cost it 0.08 ms an image)."""
+    V = np.asarray(vectors, dtype=np.float32)
+    if V.ndim != 2 or not len(V):
+        return [encode(v) for v in V]
+    finite = np.isfinite(V).all(axis=1)
+    low, high = V.min(axis=1).astype(np.float64), V.max(axis=1).astype(np.float64)
+    unsigned = finite & (low >= 0.0)
+    out: list[bytes | None] = [None] * len(V)
+    if unsigned.any():
+        part = V[unsigned]
+        top = high[unsigned]
+        scale = np.where(top > 0, top / 255.0, 1.0).astype(np.float32)  # as encode's Python float, then float32
+        codes = np.rint(part / scale[:, None]).clip(0, 255).astype(np.uint8)
+        table = np.empty((len(part), 5 + V.shape[1]), np.uint8)
+        table[:, 0] = _UNSIGNED
+        table[:, 1:5] = scale.view(np.uint8).reshape(-1, 4)
+        table[:, 5:] = codes
+        for k, row in zip(np.flatnonzero(unsigned).tolist(), table):
+            out[k] = row.tobytes()
+    for k in np.flatnonzero(~unsigned).tolist():  # signed rows are rare (another model's features); errors raise
+        out[k] = encode(V[k])
+    return out
