@@ -295,3 +295,21 @@ def test_features_encoded_a_batch_at_a_time_are_the_bytes_of_one_at_a_time():
     with pytest.raises(ValueError, match="NaN"):
         codec.encode_many(vectors)
 
+
+
+def test_an_assessment_cancelled_for_a_newer_refit_stores_the_head_without_figures(adapted_site):
+    import threading
+
+    session, truth, entry = adapted_site
+    ids = {r.path: r.id for r in session.rows()}
+    session.submit_labels({ids[n]: truth[n] for n in sorted(truth)[:8]}).result()
+    session.adapt(full=False)
+    adapter = session.adapter()
+    cancel = threading.Event()
+    cancel.set()
+    state = adapter.assess(adapter.state, cancel)
+    assert state.cv is None and state.retention is None
+    assert state.key not in adapter._recent  # an undo back to it refits rather than show a head without figures
+    assert session.workspace.site_head(entry.key)[1] == state.key  # the head itself is kept
+    full = adapter.assess(adapter.state)
+    assert full.cv is not None and full.retention is not None and full.cv.n == 8

@@ -228,11 +228,14 @@ class SiteAdapter:
         if not (cancel is not None and cancel.is_set()):
             z = self.features.logits(state.head.weights, state.head.bias)
             unlabelled = ~np.isnan(z) & ~self.labelled_mask()
-            state.cv, state.estimate = sitehead.assess_labels(X, y, self.memory, self.base, state.head, z[unlabelled])
+            state.cv, state.estimate = sitehead.assess_labels(X, y, self.memory, self.base, state.head, z[unlabelled],
+                                                              cancel=cancel)
             state.n_unlabelled = int(unlabelled.sum())
-            state.retention = sitehead.retention(state.head, self.base, self.memory)
+            if state.cv is not None:
+                state.retention = sitehead.retention(state.head, self.base, self.memory)
         with self._lock:
-            self._recent[state.key] = state
+            if state.cv is not None:  # a head left without its figures (cancelled) is not reused for undo
+                self._recent[state.key] = state
             while len(self._recent) > RECENT_HEADS:
                 self._recent.popitem(last=False)
             if self.state is state:  # not overtaken by a newer refit meanwhile

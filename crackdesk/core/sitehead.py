@@ -135,8 +135,10 @@ def _lbfgs(fg, x0: np.ndarray, memory: int = 10, max_iter: int = 300, gtol: floa
 
 
 def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, head: Head,
-                  z_unlabelled: np.ndarray, folds: int = CV_FOLDS, seed: int = 0) -> tuple[Accuracy, float | None]:
-    """(k-fold accuracy on the folder's labels, estimated accuracy on its unlabelled photos or None).
+                  z_unlabelled: np.ndarray, folds: int = CV_FOLDS, seed: int = 0,
+                  cancel=None) -> tuple[Accuracy | None, float | None]:
+    """(k-fold accuracy on the folder's labels, estimated accuracy on its unlabelled photos or None); (None, None)
+    when `cancel` (a threading.Event) is set between folds.
 
     Labels chosen by "most useful next" are the folder's hardest photos, so accuracy cross-validated on them
     describes those (it read 14-17 points below the rest of the folder on walls from 50 labels up), and is worded
@@ -153,6 +155,8 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
         fold[members] = np.arange(len(members)) % folds
     z_out = np.full(n, np.nan)
     for k in range(min(folds, n)):
+        if cancel is not None and cancel.is_set():
+            return None, None
         test = fold == k
         if not test.any() or test.all():
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QTimer
 
-from .jobs import WAITED_FOR_NICE, Job
+from .jobs import BACKGROUND_NICE, WAITED_FOR_NICE, Job, lower_thread_priority
 
 DEBOUNCE_MS = 30  # coalesces a burst of saves (a bulk label, a fast typist) into one refit
 
@@ -33,6 +33,7 @@ def adapt_job(session, ids: np.ndarray, parent=None) -> Job:
             probs = adapter.probabilities(state) if state.adapted else None
             _, rank = adapter.suggestions(state=state)
         job._partial.emit((ids, state, probs, rank))
+        lower_thread_priority(BACKGROUND_NICE)  # the figures for the sidebar: after the next label's refit
         state = adapter.assess(state, job.cancel_event)
         adapter.prepare_for_unclassified()  # once: the next label of an unclassified photo is not kept waiting
         return ids, state
@@ -47,6 +48,7 @@ class SiteFlow:
 
     def init_site_flow(self) -> None:
         self.site_job = None
+        self.site_assessing: list = []  # refits shown, still computing their figures (cross-validation, retention)
         self.site_stale = False
         self.site_state = None
         self._site_timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -67,6 +69,8 @@ class SiteFlow:
         ids = self.model.ids.copy()
         if not len(ids) or (ids < 0).any():
             return  # the store's rows are not in the grid yet
+        for older in self.site_assessing:  # its figures would describe a head about to be replaced: the head is
+            older.cancel()  # still stored, the figures skipped, and the cores go to the refit the inspector awaits
         job = adapt_job(self.session, ids, self)
         session = self.session
         job.partial.connect(lambda result, s=session, j=job: self._adapted(s, *result, job=j))
@@ -79,6 +83,7 @@ class SiteFlow:
     def _adapted(self, session, ids, state, probs, rank, job=None) -> None:
         if job is not None and self.site_job is job:  # only its assessment is left: the next refit may start
             self.site_job = None
+            self.site_assessing.append(job)
             if self.site_stale:
                 self.schedule_adapt()
         if session is not self.session or not np.array_equal(ids, self.model.ids):
@@ -102,6 +107,8 @@ class SiteFlow:
             self.sidebar.set_site(state, session.adaptation_problem)
 
     def _adapt_over(self, job=None) -> None:
+        if job in self.site_assessing:
+            self.site_assessing.remove(job)
         if job is not None and self.site_job is not None and self.site_job is not job:
             return  # its refit was shown earlier and a newer one runs now: that one's end says when all is done
         self.site_job = None
