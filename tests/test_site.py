@@ -243,7 +243,7 @@ def test_the_feature_matrix_reads_stored_vectors_in_bulk_as_it_does_one_by_one()
     for r, b in zip(rows, blobs):
         one.set_row(int(r), b)
     bulk.set_blobs(rows, blobs)
-    live.set_vectors(rows, vectors)
+    live.set_blobs(rows, codec.encode_many(vectors))  # a batch encoded at once, as classification stores it
     for m in (bulk, live):
         np.testing.assert_array_equal(m.codes, one.codes)
         np.testing.assert_array_equal(m.scale, one.scale)

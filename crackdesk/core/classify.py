@@ -47,14 +47,16 @@ PredictionSource = Callable[[Sequence, threading.Event | None], Iterable[list[Pr
 def classify_into_workspace(workspace: Workspace, classifier: Classifier, items: Sequence[tuple[int, str]],
                             cancel: threading.Event | None = None,
                             on_batch: Callable[[list[tuple[int, Prediction]], int, int], None] | None = None,
-                            source: PredictionSource | None = None) -> ClassifyReport:
+                            source: PredictionSource | None = None,
+                            on_features: Callable[[list[int], list[bytes]], None] | None = None) -> ClassifyReport:
     """Classify (image id, relative path) items, streaming each batch to `on_batch(pairs, done, total)`.
     Hashes and predictions are committed at most `FLUSH_SECONDS` apart (each commit is an fsync; per batch
     they cost ~10% of the throughput) and always before returning, even on cancel or error: a crash loses
     at most half a second of predictions, which a re-run recomputes. Labels are never at stake here.
     Large photos get the sliding-window verdict, with their tiles stored.
     `source(paths, cancel)` yields the batches of Predictions (index = position in `items`); by default the
-    local pipeline, `classifier.classify`. Whatever the source, this thread alone stores the results."""
+    local pipeline, `classifier.classify`. Whatever the source, this thread alone stores the results.
+    `on_features(image ids, stored feature bytes)` gets each batch's features as they are stored (encoded once)."""
     report = ClassifyReport(total=len(items))
     ids = [i for i, _ in items]
     paths = _JoinedPaths(workspace.folder, [p for _, p in items])
@@ -86,8 +88,10 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
                                if p.p_crack is not None and p.hash)
             with_features = [p for p in batch if p.features is not None and p.hash]
             if with_features:
-                features.extend(zip((p.hash for p in with_features),
-                                    encode_features(np.stack([p.features for p in with_features]))))
+                blobs = encode_features(np.stack([p.features for p in with_features]))
+                features.extend(zip((p.hash for p in with_features), blobs))
+                if on_features:
+                    on_features([ids[p.index] for p in with_features], blobs)
             metas.extend((p.hash, p.meta) for p in batch if p.meta is not None and p.hash)
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 flush()

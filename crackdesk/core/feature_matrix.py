@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import encode_many
-
 CHUNK = 4096
 
 
@@ -53,12 +51,6 @@ class FeatureMatrix:
             self.present[target] = True
         for k in np.flatnonzero(~same):  # signed vectors (another model's features), or a bad length: one by one
             self.set_row(int(rows[k]), blobs[k])
-
-    def set_vectors(self, rows: np.ndarray, vectors: np.ndarray) -> None:
-        """Fill rows from float features as features.encode would store them (the same codes, scale and offset),
-        so a matrix kept up to date during classification equals one read back from the workspace."""
-        for row, blob in zip(np.asarray(rows, np.int64).tolist(), encode_many(vectors)):
-            self.set_row(row, blob)
 
     def rows(self, index) -> np.ndarray:
         """float32 features of some rows (for fitting: the labelled ones)."""

@@ -216,18 +216,11 @@ class FolderSession:
         if items is None:
             items = [(r.id, r.path) for r in self.rows()]
         self._classifying = classifier
+        # The site head sees each batch's features as soon as they are stored.
         adapter = self._adapter if self._adapter is not None and self._adapter.model_key == classifier.key else None
-        if adapter is not None:  # the site head sees each batch's features as soon as they are stored
-            report_batch = on_batch
-
-            def on_batch(pairs, done, total):
-                with_features = [(image_id, p.features) for image_id, p in pairs if p.features is not None]
-                if with_features:
-                    adapter.add_features([i for i, _ in with_features], np.stack([f for _, f in with_features]))
-                if report_batch is not None:
-                    report_batch(pairs, done, total)
         try:
-            return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source)
+            return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source,
+                                           on_features=adapter.add_features if adapter is not None else None)
         finally:
             self._classifying = None
             if self._adapter is not None and adapter is None:
