@@ -21,6 +21,7 @@ import time
 import traceback
 from typing import Callable
 
+import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
 
 from ..core.errors import CrackDeskError
@@ -160,15 +161,14 @@ def classify_job(session, model_path, items: list[tuple[int, str]], parent=None)
         job._progress.emit(0, len(items))
 
         def on_batch(pairs, done, total):
+            out = {image_id: None if pred.p_crack is None else (pred.p_crack, pred.p_crack) for image_id, pred in pairs}
             head = session.site_head()
-            out = {}
-            for image_id, pred in pairs:
-                if pred.p_crack is None:
-                    out[image_id] = None
-                elif head is not None and pred.features is not None:
-                    out[image_id] = (pred.p_crack, float(head.probabilities(pred.features[None])[0]))
-                else:
-                    out[image_id] = (pred.p_crack, pred.p_crack)
+            adapted = [(image_id, pred) for image_id, pred in pairs
+                       if pred.p_crack is not None and pred.features is not None]
+            if head is not None and adapted:  # the batch's site probabilities in one product, not one per image
+                site = head.probabilities(np.stack([pred.features for _, pred in adapted]))
+                for (image_id, pred), p in zip(adapted, site.tolist()):
+                    out[image_id] = (pred.p_crack, p)
             job._partial.emit(out)
             job._progress.emit(done, total)
 
