@@ -327,13 +327,13 @@ class _ModelLanes:
 
     def __init__(self, classifier: Classifier):
         self.classifier = classifier
-        self.count = max(1, getattr(classifier, "lanes", 1))
+        self.count = classifier.lanes
         self.pool = ThreadPoolExecutor(self.count, thread_name_prefix="crackdesk-model") if self.count > 1 else None
         self.flight: deque[tuple[Future, list]] = deque()  # (its run, the slices it covers), oldest first
 
     def submit(self, running: list[tuple[Photo, int, int]]) -> None:
-        hold, held = getattr(self.classifier, "hold", None), time.monotonic()
-        while hold is not None and hold.is_set() and time.monotonic() - held < HOLD_AT_MOST_S:
+        held = time.monotonic()
+        while self.classifier.hold.is_set() and time.monotonic() - held < HOLD_AT_MOST_S:
             time.sleep(0.005)  # someone is waiting for a refit (Classifier.hold)
         if self.pool is None:
             _run_batch(self.classifier, running)

@@ -156,7 +156,7 @@ class FolderSession:
         meanwhile starts no model batch until it is done (at most pipeline.HOLD_AT_MOST_S), so the refit is not
         starved of the cores and the GIL by throughput work."""
         classifier = self._classifying
-        if classifier is None or not hasattr(classifier, "hold"):
+        if classifier is None:
             yield
             return
         classifier.hold.set()
