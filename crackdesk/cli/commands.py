@@ -13,7 +13,7 @@ from ..core.datasets import CRACK, load_class_folders
 from ..core.errors import CrackDeskError, ModelError
 from ..core.inference import Classifier
 from ..core.metrics import binary_metrics
-from ..core.models import ModelRegistry, load_model, origin
+from ..core.models import ModelRegistry, origin
 from ..core.csvfiles import write_csv
 from ..core.db import printable
 from ..core.session import FolderSession
@@ -23,7 +23,7 @@ from .progress import ProgressBar
 
 def load_classifier(name_or_path: str | None, threshold: float | None = None, exact: bool = False) -> Classifier:
     entry = ModelRegistry().find(name_or_path)
-    classifier = Classifier(load_model(entry.path, spinning=False), threshold=threshold, exact=exact)
+    classifier = Classifier(entry.path, threshold=threshold, exact=exact)  # its own threads: model lanes
     if classifier.screen_note:
         print(f"note: {classifier.screen_note}", file=sys.stderr)
     return classifier
@@ -62,7 +62,7 @@ def cmd_classify(args) -> int:
             return 1
         entry = folder_model(session, args.model)
         # A cluster's workers run every window through the model (no screening): --cluster is --exact.
-        classifier = Classifier(load_model(entry.path, spinning=False), threshold=args.threshold,
+        classifier = Classifier(entry.path, threshold=args.threshold,
                                 exact=args.exact or bool(args.cluster))
         if classifier.screen_note:
             print(f"note: {classifier.screen_note}", file=sys.stderr)
