@@ -220,7 +220,8 @@ def main() -> int:
     result = {
         "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
-        "a_end_to_end": a, "a_one_lane": median["a_one_lane"], "model_lanes": lanes, "b_naive": b, "c_model_alone": c, "c_best_batch": best_batch,
+        "a_end_to_end": a, "a_one_lane": median["a_one_lane"], "model_lanes": lanes, "b_naive": b,
+        "c_model_alone": c, "c_best_batch": best_batch,
         "d_decode_per_core": d, "e_torch_eager": e, "limit_L": limit,
         "a_fraction_of_L_per_round": fractions, "a_over_b_per_round": speedups,
         "a_fraction_of_L": a / limit, "b_fraction_of_L": b / limit,
@@ -234,7 +235,8 @@ def main() -> int:
           f"medians of {len(rounds)} interleaved rounds)")
     print(f"(a) CrackDesk end to end          {a:8.0f}   {a / limit:5.1%} of L")
     if lanes > 1:
-        print(f"    the same with one model lane  {median['a_one_lane']:8.0f}   {median['a_one_lane'] / limit:5.1%} of L "
+        one = median["a_one_lane"]
+        print(f"    the same with one model lane  {one:8.0f}   {one / limit:5.1%} of L "
               f"(before {lanes} lanes ran side by side)")
     print(f"(b) naive loop, batch 1           {b:8.0f}   {b / limit:5.1%} of L")
     print(f"(c) model alone                   {c:8.0f}   (the better of one session at batch {best_batch} and "
