@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from crackdesk.core.classify import classify_into_workspace  # noqa: E402
 from crackdesk.core.images import load_rgb  # noqa: E402
-from crackdesk.core.inference import Classifier, model_lanes  # noqa: E402
+from crackdesk.core.inference import IMAGES_IN_FLIGHT, Classifier, model_lanes  # noqa: E402
 from crackdesk.core.models import ModelRegistry, create_session, load_model  # noqa: E402
 from crackdesk.core.scan import scan_folder  # noqa: E402
 from crackdesk.core.store import open_workspace  # noqa: E402
@@ -90,10 +90,11 @@ def bench_model_alone(model_path: Path, tensors: np.ndarray) -> tuple[float, int
     return best
 
 
-def bench_model_lanes(model_path: Path, tensors: np.ndarray, lanes: int, batch: int = 16) -> float:
+def bench_model_lanes(model_path: Path, tensors: np.ndarray, lanes: int, batch: int | None = None) -> float:
     """The model alone the way the pipeline runs it: `lanes` batches side by side, each on one session with its share
     of the cores (inference.model_lanes). (c) is the better of this and the one-session best."""
     cores = os.cpu_count() or 1
+    batch = batch or IMAGES_IN_FLIGHT // lanes  # each lane's batch, as the Classifier sizes it
     session = create_session(model_path, threads=max(1, cores // lanes), spinning=False)
     name = session.get_inputs()[0].name
     session.run(None, {name: tensors[:batch]})
@@ -240,7 +241,7 @@ def main() -> int:
               f"(before {lanes} lanes ran side by side)")
     print(f"(b) naive loop, batch 1           {b:8.0f}   {b / limit:5.1%} of L")
     print(f"(c) model alone                   {c:8.0f}   (the better of one session at batch {best_batch} and "
-          f"{lanes} lanes at 16)")
+          f"{lanes} lanes at {IMAGES_IN_FLIGHT // lanes})")
     print(f"(d) decode + preprocess, 1 core   {d:8.0f}")
     print(f"(e) PyTorch eager                 {e:8.0f}" if e else "(e) PyTorch eager                 skipped")
     print(f"L = 1/(1/c + 1/(cores*d))         {limit:8.0f}")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_classify import bench_model_lanes, peak_memory_mb  # noqa: E402
 from crackdesk.core.classify import classify_into_workspace  # noqa: E402
-from crackdesk.core.inference import Classifier, model_lanes  # noqa: E402
+from crackdesk.core.inference import IMAGES_IN_FLIGHT, Classifier, model_lanes  # noqa: E402
 from crackdesk.core.models import ModelRegistry, create_session, load_model  # noqa: E402
 from crackdesk.core.scan import scan_folder  # noqa: E402
 from crackdesk.core.store import open_workspace  # noqa: E402
@@ -102,7 +102,7 @@ def model_alone(model_path: Path, windows: np.ndarray) -> tuple[float, int]:
         best = max(best, (done / (time.perf_counter() - start), batch))
     lanes = model_lanes(os.cpu_count() or 1)
     if lanes > 1:  # the pipeline's own way, when it is faster: the reference must be the model's best
-        best = max(best, (bench_model_lanes(model_path, windows, lanes), 16))
+        best = max(best, (bench_model_lanes(model_path, windows, lanes), IMAGES_IN_FLIGHT // lanes))
     return best
 
 
