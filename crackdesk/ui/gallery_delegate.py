@@ -1,19 +1,29 @@
 """Painting one gallery card: thumbnail, file name, the model's P(crack) as a coloured bar with its value,
-the human label as a badge, and a corner mark where the human and the model disagree."""
+the human label as a badge, and a corner mark where the human and the model disagree.
+
+A screenful is 40-60 cards and is repainted on every label, refit and classified batch, while the classification
+threads want the GIL: each card is a few cached pixmaps and laid-out texts, not a dozen antialiased shapes and
+text layouts (24 ms a screen before, measured in BENCHMARKS.md)."""
 
 from __future__ import annotations
 
 import math
 
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPolygonF
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap, QPolygonF, QStaticText
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 
+from ..core.db import printable
 from . import theme
-from .gallery_model import LABEL_ROLE, PROB_ROLE
 
 PAD = 6
 FOOTER = 38
+SELECTED_CARD = QColor("#2a3039")
+THUMB_BACKGROUND = QColor("#1b1f25")
+BAR_TRACK = QColor("#3a414d")
+CENTERED_WRAPPED = Qt.AlignCenter | Qt.TextWordWrap
+SELECTED = QStyle.State_Selected
+TEXT_CACHE_SIZE = 4096  # laid-out names kept; a screenful is about 60
 
 
 def prob_color(p: float, threshold: float, band: float) -> QColor:
@@ -32,74 +42,157 @@ class GalleryDelegate(QStyledItemDelegate):
         self._small.setPointSizeF(8.5)
         self._bold = QFont(self._small)
         self._bold.setBold(True)
+        self._sprites: dict = {}  # (what, size, device pixel ratio) -> QPixmap
+        self._names: dict[tuple[str, int], QStaticText] = {}  # (path, width) -> the elided name, laid out
+        self._values: dict[str, QStaticText] = {}  # "0.73" -> laid out
 
     def set_thumb_size(self, px: int) -> None:
         self.thumb_size = px
+        self._sprites.clear()
+        self._names.clear()
 
-    def sizeHint(self, option, index) -> QSize:
+    def card_size(self) -> QSize:
         return QSize(self.thumb_size + 2 * PAD, self.thumb_size + FOOTER + 2 * PAD)
 
-    def paint(self, painter: QPainter, option, index) -> None:
-        path = self.model.path_at(index.row())  # from Python: a file name need not survive a QString
-        label = index.data(LABEL_ROLE)
-        p = index.data(PROB_ROLE)
-        selected = bool(option.state & QStyle.State_Selected)
-        painter.save()
-        painter.setRenderHint(QPainter.Antialiasing)
-        card = QRectF(option.rect).adjusted(3, 3, -3, -3)
-        painter.setPen(QPen(theme.ACCENT, 2.5) if selected else QPen(theme.BORDER, 1))
-        painter.setBrush(QColor("#2a3039") if selected else theme.PANEL)
-        painter.drawRoundedRect(card, 6, 6)
+    def sizeHint(self, option, index) -> QSize:
+        return self.card_size()
 
+    def paint(self, painter: QPainter, option, index) -> None:
+        path, label, p = self.model.card(index.row())
+        selected = bool(option.state & SELECTED)
+        rect = option.rect
+        dpr = painter.device().devicePixelRatioF()
         side = self.thumb_size
-        image_rect = QRect(option.rect.x() + PAD, option.rect.y() + PAD, side, side)
+        painter.drawPixmap(rect.topLeft(), self._card(selected, rect.size(), dpr))
+        image_rect = QRect(rect.x() + PAD, rect.y() + PAD, side, side)
         self._paint_thumbnail(painter, image_rect, path)
         threshold, band = self.model.threshold, self.model.band
         if label >= 0:
-            self._paint_badge(painter, image_rect, "crack" if label == 1 else "no_crack")
+            painter.drawPixmap(image_rect.x() + 5, image_rect.y() + 5, self._badge(label, dpr))
         has_p = not math.isnan(p)
         if has_p and label >= 0 and (label == 1) != (p >= threshold):
-            self._paint_disagree(painter, image_rect)
+            painter.drawPixmap(image_rect.right() - 24, image_rect.y(), self._disagree(dpr))
 
         # Footer: name, then the probability bar.
-        text_rect = QRect(image_rect.x(), image_rect.bottom() + 4, side, 15)
-        painter.setFont(self._small)
         painter.setPen(theme.TEXT if selected else theme.MUTED)
-        name = index.data(Qt.DisplayRole)
-        painter.drawText(text_rect, Qt.AlignLeft | Qt.AlignVCenter,
-                         QFontMetrics(self._small).elidedText(name, Qt.ElideMiddle, side))
+        painter.setFont(self._small)  # a QStaticText is drawn in the painter's font
+        name = self._name(path, side)
+        painter.drawStaticText(QPointF(image_rect.x(), image_rect.bottom() + 4 + (15 - name.size().height()) / 2), name)
         bar = QRectF(image_rect.x(), image_rect.bottom() + 23, side - 40, 7)
-        painter.setPen(Qt.NoPen)
-        painter.setBrush(QColor("#3a414d"))
-        painter.drawRoundedRect(bar, 3, 3)
-        value_rect = QRect(int(bar.right()) + 4, int(bar.y()) - 5, 36, 16)
+        value_right = int(bar.right()) + 40
         if has_p:
             color = prob_color(p, threshold, band)
+            painter.save()
+            painter.setRenderHint(QPainter.Antialiasing)
+            painter.setPen(Qt.NoPen)
             painter.setBrush(color)
             painter.drawRoundedRect(QRectF(bar.x(), bar.y(), max(3.0, bar.width() * p), bar.height()), 3, 3)
             tick = bar.x() + bar.width() * threshold
             painter.setPen(QPen(theme.TEXT, 1))
             painter.drawLine(QPointF(tick, bar.y() - 2), QPointF(tick, bar.bottom() + 2))
-            painter.setFont(self._bold)
+            painter.restore()
             painter.setPen(color)
-            painter.drawText(value_rect, Qt.AlignRight | Qt.AlignVCenter, f"{p:.2f}")
+            painter.setFont(self._bold)
+            text = self._value(f"{p:.2f}", self._bold)
         else:
-            painter.setFont(self._small)
             painter.setPen(theme.MUTED)
-            painter.drawText(value_rect, Qt.AlignRight | Qt.AlignVCenter, "–")
-        painter.restore()
+            text = self._value("–", self._small)
+        size = text.size()
+        painter.drawStaticText(QPointF(value_right - size.width(), bar.y() + 3 - size.height() / 2), text)
+
+    # -- cached pieces ----------------------------------------------------------------------------
+    def _sprite(self, key, size: QSize, dpr: float, draw, background=Qt.transparent) -> QPixmap:
+        """A piece drawn once per thumbnail size and screen, antialiased, at the screen's pixel density. An opaque
+        one (on the grid's own background) is copied, not blended: a third of the time."""
+        pixmap = self._sprites.get((key, size.width(), size.height(), dpr))
+        if pixmap is None:
+            pixmap = QPixmap(size * dpr)
+            pixmap.setDevicePixelRatio(dpr)
+            pixmap.fill(background)
+            sprite = QPainter(pixmap)
+            sprite.setRenderHint(QPainter.Antialiasing)
+            draw(sprite)
+            sprite.end()
+            self._sprites[(key, size.width(), size.height(), dpr)] = pixmap
+        return pixmap
+
+    def _card(self, selected: bool, size: QSize, dpr: float) -> QPixmap:
+        """The card, the thumbnail's backdrop and the empty probability bar."""
+        def draw(painter: QPainter) -> None:
+            side = self.thumb_size
+            painter.setPen(QPen(theme.ACCENT, 2.5) if selected else QPen(theme.BORDER, 1))
+            painter.setBrush(SELECTED_CARD if selected else theme.PANEL)
+            painter.drawRoundedRect(QRectF(0, 0, size.width(), size.height()).adjusted(3, 3, -3, -3), 6, 6)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(THUMB_BACKGROUND)
+            painter.drawRoundedRect(QRectF(PAD, PAD, side, side), 4, 4)
+            painter.setBrush(BAR_TRACK)
+            painter.drawRoundedRect(QRectF(PAD, PAD + side - 1 + 23, side - 40, 7), 3, 3)
+        return self._sprite(("card", selected), size, dpr, draw, theme.BASE)
+
+    def _badge(self, label: int, dpr: float) -> QPixmap:
+        pixmap = self._sprites.get(("badge", label, dpr))
+        if pixmap is None:
+            pixmap = self._sprites[("badge", label, dpr)] = self._draw_badge(label, dpr)
+        return pixmap
+
+    def _draw_badge(self, label: int, dpr: float) -> QPixmap:
+        name = "crack" if label == 1 else "no_crack"
+        text = "CRACK" if label == 1 else "NO CRACK"
+        width = QFontMetrics(self._bold).horizontalAdvance(text) + 12
+
+        def draw(painter: QPainter) -> None:
+            badge = QRectF(0, 0, width, 17)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(theme.LABEL_COLORS[name])
+            painter.drawRoundedRect(badge, 8, 8)
+            painter.setPen(QColor("white"))
+            painter.setFont(self._bold)
+            painter.drawText(badge, Qt.AlignCenter, text)
+        return self._sprite(("badge-drawn", label), QSize(width + 1, 18), dpr, draw)
+
+    def _disagree(self, dpr: float) -> QPixmap:
+        """A corner flag: the human label differs from the model's prediction."""
+        def draw(painter: QPainter) -> None:
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(theme.UNCERTAIN)
+            painter.drawPolygon(QPolygonF([QPointF(0, 0), QPointF(25, 0), QPointF(25, 24)]))
+            painter.setPen(QColor("#1e2229"))
+            painter.setFont(self._bold)
+            painter.drawText(QRect(12, 1, 12, 12), Qt.AlignCenter, "!")
+        return self._sprite("disagree", QSize(25, 25), dpr, draw)
+
+    def _name(self, path: str, width: int) -> QStaticText:
+        text = self._names.get((path, width))
+        if text is None:
+            if len(self._names) >= TEXT_CACHE_SIZE:
+                self._names.clear()
+            name = printable(path.rsplit("/", 1)[-1])  # from Python: a file name need not survive a QString
+            text = self._laid_out(QFontMetrics(self._small).elidedText(name, Qt.ElideMiddle, width), self._small)
+            self._names[(path, width)] = text
+        return text
+
+    def _value(self, value: str, font: QFont) -> QStaticText:
+        text = self._values.get(value)
+        if text is None:
+            text = self._values[value] = self._laid_out(value, font)
+        return text
+
+    @staticmethod
+    def _laid_out(value: str, font: QFont) -> QStaticText:
+        text = QStaticText(value)
+        text.setTextFormat(Qt.PlainText)
+        text.prepare(font=font)
+        return text
 
     def _paint_thumbnail(self, painter: QPainter, rect: QRect, path: str) -> None:
-        painter.setPen(Qt.NoPen)
-        painter.setBrush(QColor("#1b1f25"))
-        painter.drawRoundedRect(QRectF(rect), 4, 4)
         pixmap = self.thumbnails.pixmap(path)
         if pixmap is None:
             error = self.thumbnails.error(path)
-            painter.setPen(theme.CRACK if error else theme.MUTED)
-            painter.setFont(self._small)
-            painter.drawText(rect.adjusted(6, 6, -6, -6), Qt.AlignCenter | Qt.TextWordWrap,
-                             f"Cannot read\n{error}" if error else "")
+            if error:
+                painter.setPen(theme.CRACK)
+                painter.setFont(self._small)
+                painter.drawText(rect.adjusted(6, 6, -6, -6), CENTERED_WRAPPED, f"Cannot read\n{error}")
             return
         size = pixmap.size()
         if size.width() > rect.width() or size.height() > rect.height():  # until the resized one arrives
@@ -108,27 +201,3 @@ class GalleryDelegate(QStyledItemDelegate):
         target.moveCenter(rect.center())
         painter.drawPixmap(target, pixmap)  # already the shown size: no scaling while painting
         self.thumbnails.note_painted()
-
-    def _paint_badge(self, painter: QPainter, rect: QRect, label: str) -> None:
-        text = "CRACK" if label == "crack" else "NO CRACK"
-        metrics = QFontMetrics(self._bold)
-        width = metrics.horizontalAdvance(text) + 12
-        badge = QRectF(rect.x() + 5, rect.y() + 5, width, 17)
-        painter.setPen(Qt.NoPen)
-        painter.setBrush(theme.LABEL_COLORS[label])
-        painter.drawRoundedRect(badge, 8, 8)
-        painter.setPen(QColor("white"))
-        painter.setFont(self._bold)
-        painter.drawText(badge, Qt.AlignCenter, text)
-
-    def _paint_disagree(self, painter: QPainter, rect: QRect) -> None:
-        """A corner flag: the human label differs from the model's prediction."""
-        size = 24
-        corner = QPolygonF([QPointF(rect.right() - size, rect.y()), QPointF(rect.right() + 1, rect.y()),
-                            QPointF(rect.right() + 1, rect.y() + size)])
-        painter.setPen(Qt.NoPen)
-        painter.setBrush(theme.UNCERTAIN)
-        painter.drawPolygon(corner)
-        painter.setPen(QColor("#1e2229"))
-        painter.setFont(self._bold)
-        painter.drawText(QRect(rect.right() - 12, rect.y() + 1, 12, 12), Qt.AlignCenter, "!")

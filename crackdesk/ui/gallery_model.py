@@ -245,6 +245,12 @@ class GalleryModel(QAbstractListModel):
     def path_at(self, row: int) -> str:
         return self.paths[self.view[row]]
 
+    def card(self, row: int) -> tuple[str, int, float]:
+        """What a card shows, in one Python call: (path, label code -1/0/1, P(crack) or NaN). The delegate
+        reads it here rather than through index.data(), each of which is a round trip through Qt."""
+        k = self.view[row]
+        return self.paths[k], int(self.labels[k]), float(self.probs[k])
+
     def label_of_id(self, image_id: int) -> str | None:
         k = self._index_of_id.get(image_id)
         return None if k is None else CODE_LABELS[int(self.labels[k])]

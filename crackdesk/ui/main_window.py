@@ -330,6 +330,7 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
     def set_thumb_size(self, px: int) -> None:
         px = min(320, max(80, int(px)))
         self.delegate.set_thumb_size(px)
+        self.view.set_card_size(self.delegate.card_size())
         self.thumbnails.set_display_size(px)
         self.settings.thumb_size = px
         self.actions.thumb_slider.blockSignals(True)
