@@ -95,3 +95,19 @@ def test_import_refuses_a_bad_file_and_installs_nothing(tmp_path):
     with pytest.raises(ModelError):
         registry.import_model(bad)
     assert list((tmp_path / "user").glob("*")) == []  # an absent folder globs to nothing as well
+
+
+def test_shared_model_is_loaded_once_per_file_and_thread_count(tmp_path):
+    from crackdesk.core.inference import Classifier
+    from crackdesk.core.models import shared_model
+
+    path = make_tiny_model(tmp_path / "m.onnx", info=tiny_info(version="1.0.0"))
+    first = Classifier(path)
+    assert Classifier(path).session is first.session  # the app's classification and site adapter: one session
+    assert shared_model(path, threads=first.model.session.get_session_options().intra_op_num_threads) is first.model
+    assert shared_model(path, threads=7) is not first.model  # another thread count: its own session
+    make_tiny_model(path, info=tiny_info(version="2.0.10"))  # the file replaced in place (another size)
+    replaced = Classifier(path)
+    assert replaced.session is not first.session and replaced.info.version == "2.0.10"
+    with pytest.raises(ModelError, match="model file not found"):
+        shared_model(tmp_path / "gone.onnx", threads=1)

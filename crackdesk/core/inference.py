@@ -13,7 +13,7 @@ import numpy as np
 from .datasets import CRACK, NO_CRACK
 from .exif import PhotoMeta
 from .hashing import bytes_hash, read_file
-from .models import LoadedModel, load_model
+from .models import LoadedModel, shared_model
 from .photo_verdict import photo_verdict
 
 
@@ -69,7 +69,7 @@ class Classifier:
             self.model = model
         else:
             self.lanes = lanes or model_lanes(cores)
-            self.model = load_model(model, threads=max(1, cores // self.lanes), spinning=False)
+            self.model = shared_model(model, threads=max(1, cores // self.lanes))
         self.info = self.model.info
         self.pre = self.info.preprocessing
         # Images in flight stay IMAGES_IN_FLIGHT whatever the lanes: two lanes of 8 ran as fast as two of 16 and
@@ -105,7 +105,7 @@ class Classifier:
             if entry is None:
                 raise ModelError(f"{key} is not installed")
             # one thread: it runs in the decoding pool's threads, which give the parallelism
-            self.screen = Classifier(load_model(entry.path, threads=1, spinning=False), exact=True)
+            self.screen = Classifier(shared_model(entry.path, threads=1), exact=True)
             self.screen_below = float(self.info.screen["below"])
         except ModelError as e:
             self.screen_note = (f"screening model {key} unavailable ({e.reason}): every window of a large photo runs "

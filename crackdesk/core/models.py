@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,28 @@ def load_model(path: str | Path, threads: int | None = None, spinning: bool = Tr
     info = ModelInfo.from_json(meta[METADATA_KEY], path)
     validate_graph(info, session.get_inputs(), session.get_outputs(), path)
     return LoadedModel(info, session)
+
+
+_shared: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (file, size, mtime, threads) -> model
+_sharing = threading.Lock()
+
+
+def shared_model(path: str | Path, threads: int, spinning: bool = False) -> LoadedModel:
+    """The model file's session as this process already holds it (load_model's otherwise): the app's
+    classification, its site adapter and its screening share one copy instead of loading the model two or three
+    times, at the same moment, when a folder opens. A session runs batches from several threads at once. A file
+    replaced in place (another size or time) is loaded afresh."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        raise ModelError("model file not found", path) from None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, threads, spinning)
+    with _sharing:  # a second caller waits for the first one's load rather than loading it again
+        model = _shared.get(key)
+        if model is None:
+            model = _shared[key] = load_model(path, threads, spinning)
+    return model
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
