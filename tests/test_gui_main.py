@@ -280,3 +280,25 @@ def test_thumbnail_cache_is_reused_and_pruned(qtbot, loaded):
     assert cached
     assert prune_cache(loaded.thumbnails.cache_dir, limit=0) == len(cached)
     assert not list(loaded.thumbnails.cache_dir.glob("??/*.jpg"))
+
+
+def test_cyclic_collector_is_off_only_while_a_folder_opens(qtbot, tmp_path):
+    """Opening builds the folder's rows in workers with the collector off (a full pass stalled the grid); it is
+    back on once the folder is loaded, and after an open that is cut short."""
+    import gc
+
+    from crackdesk.core.demo import write_demo_folder
+    from crackdesk.ui.main_window import MainWindow
+    from crackdesk.ui.settings import Settings
+
+    write_demo_folder(tmp_path / "photos", count=6, seed=1)
+    window = MainWindow(Settings(tmp_path / "settings.ini"))
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.folder_loaded, timeout=30000):
+        window.open_folder(tmp_path / "photos")
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    window.open_folder(tmp_path / "photos")
+    assert not gc.isenabled()
+    window.close_folder()  # cut short
+    assert gc.isenabled()

@@ -166,7 +166,8 @@ class Workspace(SiteStore, PhotoStore):
 
         def apply(db):
             known = {path_from_db(p): (s, m) for p, s, m in db.execute("SELECT path, size, mtime_ns FROM images")}
-            new = [(path_to_db(f.relpath), f.size, f.mtime_ns, now_iso()) for f in scanned if f.relpath not in known]
+            added = now_iso()
+            new = [(path_to_db(f.relpath), f.size, f.mtime_ns, added) for f in scanned if f.relpath not in known]
             changed = [(f.size, f.mtime_ns, path_to_db(f.relpath)) for f in scanned
                        if f.relpath in known and known[f.relpath] != (f.size, f.mtime_ns)]
             db.executemany("INSERT INTO images(path, size, mtime_ns, added) VALUES (?,?,?,?)", new)

@@ -162,6 +162,9 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
         self.setWindowTitle(f"{printable(self.folder.name)} — CrackDesk")
         self.thumbnails.set_root(self.folder)
         self.pages.setCurrentWidget(self.view)
+        # No cyclic collection while the folder's rows are built in the workers: a full pass over them held the
+        # GIL for up to 70 ms (a stall of the grid); they are frozen out of the collector once loaded.
+        gc.disable()
         job = open_folder_job(session, self.registry, self)
         job.partial.connect(lambda paths, s=session: self._scanned(s, paths))
         job.succeeded.connect(self._loaded)
@@ -197,9 +200,11 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
         # Everything alive now (modules, widgets, the folder's arrays) lives as long as the folder is open:
         # keep it out of the cyclic collector's full passes, which would pause every thread.
         gc.freeze()
+        gc.enable()
         self.folder_loaded.emit()
 
     def _open_failed(self, session) -> None:
+        gc.enable()
         session.close()
         if session is self.session:
             self.session = None
@@ -270,6 +275,7 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
         self.scan_problems = []
         self.undo_stack.clear()
         self.model.clear()
+        gc.enable()  # an open cut short never reaches _loaded
 
     # -- jobs -------------------------------------------------------------------------------------
     def start_job(self, job, in_bar: bool = True) -> None:
