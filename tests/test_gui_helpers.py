@@ -39,3 +39,24 @@ def demo_folder(tmp_path: Path, count: int = 40, seed: int = 2) -> Path:
     folder = tmp_path / "photos"
     write_demo_folder(folder, count=count, seed=seed)
     return folder
+
+
+def test_grid_scrolls_to_a_card_beyond_the_first_layout_turn(qtbot):
+    """Right after the rows are reset, Qt has laid out only the first 100 cards and its scrollTo stops short;
+    the grid's scroll_to keeps trying as the layout grows."""
+    from crackdesk.ui.gallery_model import GalleryModel
+    from crackdesk.ui.gallery_view import GalleryView
+
+    model = GalleryModel()
+    view = GalleryView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.resize(900, 600)
+    view.show()
+    model.set_paths([f"part{i // 1000}/img_{i:05d}.jpg" for i in range(6000)])
+    target = model.index(5000)
+    view.scrollTo(target)
+    assert not view.viewport().rect().intersects(view.visualRect(target))  # Qt's own stops short
+    view.scroll_to(target)
+    qtbot.waitUntil(lambda: view.viewport().rect().intersects(view.visualRect(target)), timeout=10000)
+    assert view.verticalScrollBar().value() > 0

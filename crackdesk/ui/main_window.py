@@ -304,7 +304,7 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
             return
         index = self.model.index(row)
         self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.ClearAndSelect)
-        self.view.scrollTo(index)
+        self.view.scroll_to(index)
         self.refresh_viewer()
 
     def select_id(self, image_id: int | None) -> None:
