@@ -313,3 +313,36 @@ def test_an_assessment_cancelled_for_a_newer_refit_stores_the_head_without_figur
     assert session.workspace.site_head(entry.key)[1] == state.key  # the head itself is kept
     full = adapter.assess(adapter.state)
     assert full.cv is not None and full.retention is not None and full.cv.n == 8
+
+
+def test_a_fold_s_fit_stops_as_soon_as_a_newer_refit_cancels_it(adapted_site):
+    """The figures' fits check the cancel at every optimisation step, not only between folds."""
+    import threading
+
+    from crackdesk.core import sitehead
+
+    class SetAfter(threading.Event):
+        """Set from its n-th check on: a newer refit arriving while a fold is being fitted."""
+
+        def __init__(self, n):
+            super().__init__()
+            self.n, self.checks = n, 0
+
+        def is_set(self):
+            self.checks += 1
+            return self.checks >= self.n
+
+    session, truth, entry = adapted_site
+    ids = {r.path: r.id for r in session.rows()}
+    session.submit_labels({ids[n]: truth[n] for n in sorted(truth)[:8]}).result()
+    session.adapt(full=False)
+    adapter = session.adapter()
+    X, y = adapter.state.training
+    start = adapter.state.head
+    stopped = sitehead.fit(X, y, adapter.memory, adapter.base, start=start, cancel=SetAfter(1))
+    assert np.array_equal(stopped.weights, start.weights)  # not one step taken
+    moved = sitehead.fit(X[:-2], y[:-2], adapter.memory, adapter.base, start=start)
+    assert not np.array_equal(moved.weights, start.weights)
+    cancel = SetAfter(2)  # the first fold's start passes; its fit's first step sees the cancel
+    assert sitehead.assess_labels(X, y, adapter.memory, adapter.base, start, np.zeros(3), cancel=cancel) == (None, None)
+    assert cancel.checks == 3  # fold start, the fit's first step, the check after the fit: no second fold

@@ -67,13 +67,14 @@ def row_weights(y_memory: np.ndarray, y_site: np.ndarray, site_share: float = SI
 
 
 def fit(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, start: Head | None = None,
-        lam: float = LAMBDA) -> Head:
-    """The site head for these labels (rows of features, 0/1) and the model's replay memory."""
+        lam: float = LAMBDA, cancel=None) -> Head:
+    """The site head for these labels (rows of features, 0/1) and the model's replay memory. `cancel` (a
+    threading.Event) ends the optimisation early: the head is then unfinished, for a caller that discards it."""
     X = np.concatenate([memory.fit_features, np.asarray(X_site, np.float32).reshape(-1, memory.features.shape[1])])
     y = np.concatenate([memory.fit_labels, np.asarray(y_site, np.float64)])
     a = row_weights(memory.fit_labels, np.asarray(y_site, np.float64))
     x0 = np.append((start or base).weights, (start or base).bias)
-    theta = _lbfgs(_objective(X.astype(np.float32), y, a, np.zeros_like(base.weights), lam), x0)
+    theta = _lbfgs(_objective(X.astype(np.float32), y, a, np.zeros_like(base.weights), lam), x0, cancel=cancel)
     return Head(theta[:-1], float(theta[-1]), THRESHOLD)
 
 
@@ -93,13 +94,13 @@ def _objective(X: np.ndarray, y: np.ndarray, a: np.ndarray, w_prior: np.ndarray,
 
 
 def _lbfgs(fg, x0: np.ndarray, memory: int = 10, max_iter: int = 300, gtol: float = 1e-5,
-           ftol: float = 1e-11) -> np.ndarray:
+           ftol: float = 1e-11, cancel=None) -> np.ndarray:
     """Limited-memory BFGS (two-loop recursion, backtracking Armijo line search)."""
     x = np.asarray(x0, np.float64).copy()
     f, g = fg(x)
     S, Y = [], []
     for _ in range(max_iter):
-        if np.max(np.abs(g)) < gtol:
+        if np.max(np.abs(g)) < gtol or (cancel is not None and cancel.is_set()):
             break
         q, alphas = g.copy(), []
         for s, yv in zip(reversed(S), reversed(Y)):
@@ -138,7 +139,8 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
                   z_unlabelled: np.ndarray, folds: int = CV_FOLDS, seed: int = 0,
                   cancel=None) -> tuple[Accuracy | None, float | None]:
     """(k-fold accuracy on the folder's labels, estimated accuracy on its unlabelled photos or None); (None, None)
-    when `cancel` (a threading.Event) is set between folds.
+    when `cancel` (a threading.Event) is set, checked at every step of every fold's fit: a newer refit should not
+    share the cores and the GIL with figures about to be replaced.
 
     Labels chosen by "most useful next" are the folder's hardest photos, so accuracy cross-validated on them
     describes those (it read 14-17 points below the rest of the folder on walls from 50 labels up), and is worded
@@ -160,7 +162,10 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
         test = fold == k
         if not test.any() or test.all():
             continue
-        z_out[test] = fit(X_site[~test], y[~test], memory, base, start=head).logits(X_site[test])
+        fold_head = fit(X_site[~test], y[~test], memory, base, start=head, cancel=cancel)
+        if cancel is not None and cancel.is_set():
+            return None, None  # that fold's head is unfinished
+        z_out[test] = fold_head.logits(X_site[test])
     known = ~np.isnan(z_out)
     crack = int(y.sum())
     cv = Accuracy(int(((z_out[known] >= 0) == (y[known] == 1)).sum()), int(known.sum()), crack, n - crack)
