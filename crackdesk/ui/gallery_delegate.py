@@ -13,8 +13,8 @@ from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap, QPolygonF, QStaticText
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 
-from ..core.db import printable
 from . import theme
+from .gallery_model import card_name
 
 PAD = 6
 FOOTER = 38
@@ -23,6 +23,7 @@ THUMB_BACKGROUND = QColor("#1b1f25")
 BAR_TRACK = QColor("#3a414d")
 CENTERED_WRAPPED = Qt.AlignCenter | Qt.TextWordWrap
 SELECTED = QStyle.State_Selected
+BADGE_TEXT = {1: "CRACK", 0: "NO CRACK"}  # by label code
 TEXT_CACHE_SIZE = 4096  # laid-out names kept; a screenful is about 60
 
 
@@ -42,6 +43,9 @@ class GalleryDelegate(QStyledItemDelegate):
         self._small.setPointSizeF(8.5)
         self._bold = QFont(self._small)
         self._bold.setBold(True)
+        metrics = QFontMetrics(self._bold)
+        self._badge_sizes = {label: QSize(metrics.horizontalAdvance(text) + 13, 18)  # 1 px for the antialiased edge
+                             for label, text in BADGE_TEXT.items()}
         self._sprites: dict = {}  # (what, size, device pixel ratio) -> QPixmap
         self._names: dict[tuple[str, int], QStaticText] = {}  # (path, width) -> the elided name, laid out
         self._values: dict[str, QStaticText] = {}  # "0.73" -> laid out
@@ -101,73 +105,66 @@ class GalleryDelegate(QStyledItemDelegate):
         painter.drawStaticText(QPointF(value_right - size.width(), bar.y() + 3 - size.height() / 2), text)
 
     # -- cached pieces ----------------------------------------------------------------------------
-    def _sprite(self, key, size: QSize, dpr: float, draw, background=Qt.transparent) -> QPixmap:
-        """A piece drawn once per thumbnail size and screen, antialiased, at the screen's pixel density. An opaque
-        one (on the grid's own background) is copied, not blended: a third of the time."""
+    def _sprite(self, key: tuple, size: QSize, dpr: float, background=Qt.transparent) -> QPixmap:
+        """A piece drawn once per thumbnail size and screen (`_draw_<key[0]>`), antialiased, at the screen's pixel
+        density. An opaque one (on the grid's own background) is copied, not blended: a third of the time."""
         pixmap = self._sprites.get((key, size.width(), size.height(), dpr))
         if pixmap is None:
             pixmap = QPixmap(size * dpr)
             pixmap.setDevicePixelRatio(dpr)
             pixmap.fill(background)
-            sprite = QPainter(pixmap)
-            sprite.setRenderHint(QPainter.Antialiasing)
-            draw(sprite)
-            sprite.end()
+            painter = QPainter(pixmap)
+            painter.setRenderHint(QPainter.Antialiasing)
+            getattr(self, f"_draw_{key[0]}")(painter, size, *key[1:])
+            painter.end()
             self._sprites[(key, size.width(), size.height(), dpr)] = pixmap
         return pixmap
 
     def _card(self, selected: bool, size: QSize, dpr: float) -> QPixmap:
-        """The card, the thumbnail's backdrop and the empty probability bar."""
-        def draw(painter: QPainter) -> None:
-            side = self.thumb_size
-            painter.setPen(QPen(theme.ACCENT, 2.5) if selected else QPen(theme.BORDER, 1))
-            painter.setBrush(SELECTED_CARD if selected else theme.PANEL)
-            painter.drawRoundedRect(QRectF(0, 0, size.width(), size.height()).adjusted(3, 3, -3, -3), 6, 6)
-            painter.setPen(Qt.NoPen)
-            painter.setBrush(THUMB_BACKGROUND)
-            painter.drawRoundedRect(QRectF(PAD, PAD, side, side), 4, 4)
-            painter.setBrush(BAR_TRACK)
-            painter.drawRoundedRect(QRectF(PAD, PAD + side - 1 + 23, side - 40, 7), 3, 3)
-        return self._sprite(("card", selected), size, dpr, draw, theme.BASE)
+        return self._sprite(("card", selected), size, dpr, theme.BASE)
 
     def _badge(self, label: int, dpr: float) -> QPixmap:
-        pixmap = self._sprites.get(("badge", label, dpr))
-        if pixmap is None:
-            pixmap = self._sprites[("badge", label, dpr)] = self._draw_badge(label, dpr)
-        return pixmap
-
-    def _draw_badge(self, label: int, dpr: float) -> QPixmap:
-        name = "crack" if label == 1 else "no_crack"
-        text = "CRACK" if label == 1 else "NO CRACK"
-        width = QFontMetrics(self._bold).horizontalAdvance(text) + 12
-
-        def draw(painter: QPainter) -> None:
-            badge = QRectF(0, 0, width, 17)
-            painter.setPen(Qt.NoPen)
-            painter.setBrush(theme.LABEL_COLORS[name])
-            painter.drawRoundedRect(badge, 8, 8)
-            painter.setPen(QColor("white"))
-            painter.setFont(self._bold)
-            painter.drawText(badge, Qt.AlignCenter, text)
-        return self._sprite(("badge-drawn", label), QSize(width + 1, 18), dpr, draw)
+        return self._sprite(("badge", label), self._badge_sizes[label], dpr)
 
     def _disagree(self, dpr: float) -> QPixmap:
+        return self._sprite(("disagree",), QSize(25, 25), dpr)
+
+    def _draw_card(self, painter: QPainter, size: QSize, selected: bool) -> None:
+        """The card, the thumbnail's backdrop and the empty probability bar."""
+        side = self.thumb_size
+        painter.setPen(QPen(theme.ACCENT, 2.5) if selected else QPen(theme.BORDER, 1))
+        painter.setBrush(SELECTED_CARD if selected else theme.PANEL)
+        painter.drawRoundedRect(QRectF(0, 0, size.width(), size.height()).adjusted(3, 3, -3, -3), 6, 6)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(THUMB_BACKGROUND)
+        painter.drawRoundedRect(QRectF(PAD, PAD, side, side), 4, 4)
+        painter.setBrush(BAR_TRACK)
+        painter.drawRoundedRect(QRectF(PAD, PAD + side - 1 + 23, side - 40, 7), 3, 3)
+
+    def _draw_badge(self, painter: QPainter, size: QSize, label: int) -> None:
+        badge = QRectF(0, 0, size.width() - 1, 17)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(theme.LABEL_COLORS["crack" if label == 1 else "no_crack"])
+        painter.drawRoundedRect(badge, 8, 8)
+        painter.setPen(QColor("white"))
+        painter.setFont(self._bold)
+        painter.drawText(badge, Qt.AlignCenter, BADGE_TEXT[label])
+
+    def _draw_disagree(self, painter: QPainter, size: QSize) -> None:
         """A corner flag: the human label differs from the model's prediction."""
-        def draw(painter: QPainter) -> None:
-            painter.setPen(Qt.NoPen)
-            painter.setBrush(theme.UNCERTAIN)
-            painter.drawPolygon(QPolygonF([QPointF(0, 0), QPointF(25, 0), QPointF(25, 24)]))
-            painter.setPen(QColor("#1e2229"))
-            painter.setFont(self._bold)
-            painter.drawText(QRect(12, 1, 12, 12), Qt.AlignCenter, "!")
-        return self._sprite("disagree", QSize(25, 25), dpr, draw)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(theme.UNCERTAIN)
+        painter.drawPolygon(QPolygonF([QPointF(0, 0), QPointF(25, 0), QPointF(25, 24)]))
+        painter.setPen(QColor("#1e2229"))
+        painter.setFont(self._bold)
+        painter.drawText(QRect(12, 1, 12, 12), Qt.AlignCenter, "!")
 
     def _name(self, path: str, width: int) -> QStaticText:
         text = self._names.get((path, width))
         if text is None:
             if len(self._names) >= TEXT_CACHE_SIZE:
                 self._names.clear()
-            name = printable(path.rsplit("/", 1)[-1])  # from Python: a file name need not survive a QString
+            name = card_name(path)  # from Python: a file name need not survive a QString
             text = self._laid_out(QFontMetrics(self._small).elidedText(name, Qt.ElideMiddle, width), self._small)
             self._names[(path, width)] = text
         return text

@@ -46,6 +46,11 @@ LABEL_FILTERS = {"disagree", "not_reviewed", "reviewed"}
 PROB_FILTERS = {"pred_crack", "pred_no_crack", "uncertain", "disagree"}
 
 
+def card_name(path: str) -> str:
+    """The name a card shows for a folder-relative path."""
+    return printable(PurePosixPath(path).name)
+
+
 class RowArrays:
     """The store's rows as arrays; built in a worker thread so the GUI thread only swaps them in."""
 
@@ -286,7 +291,7 @@ class GalleryModel(QAbstractListModel):
             return None
         k = int(self.view[row])
         if role == Qt.DisplayRole:
-            return printable(PurePosixPath(self.paths[k]).name)
+            return card_name(self.paths[k])
         if role == PATH_ROLE:
             return printable(self.paths[k])
         if role == LABEL_ROLE:
