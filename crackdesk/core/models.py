@@ -92,21 +92,22 @@ _shared: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (file, s
 _sharing = threading.Lock()
 
 
-def shared_model(path: str | Path, threads: int, spinning: bool = False) -> LoadedModel:
+def shared_model(path: str | Path, threads: int) -> LoadedModel:
     """The model file's session as this process already holds it (load_model's otherwise): the app's
     classification, its site adapter and its screening share one copy instead of loading the model two or three
     times, at the same moment, when a folder opens. A session runs batches from several threads at once. A file
-    replaced in place (another size or time) is loaded afresh."""
+    replaced in place (another size or time) is loaded afresh. Its idle threads sleep rather than spin, so
+    decoding threads get the cores while the model waits for the next batch."""
     path = Path(path)
     try:
         stat = path.stat()
     except OSError:
         raise ModelError("model file not found", path) from None
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, threads, spinning)
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, threads)
     with _sharing:  # a second caller waits for the first one's load rather than loading it again
         model = _shared.get(key)
         if model is None:
-            model = _shared[key] = load_model(path, threads, spinning)
+            model = _shared[key] = load_model(path, threads, spinning=False)
     return model
 
 

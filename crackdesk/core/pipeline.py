@@ -2,7 +2,8 @@
 
 A pool of threads reads, hashes and decodes the files while onnxruntime runs the previous batches (two side by
 side on 2 cores or more, one thread each: `_ModelLanes`), so every core stays busy. A small image becomes one
-model input, decoded at the model's size and normalised in the pool. A large photo (shorter side at least `TILE_FACTOR` training patches) is classified the way the model was trained, by
+model input, decoded at the model's size and normalised in the pool. A large photo (shorter side at least
+`TILE_FACTOR` training patches) is classified the way the model was trained, by
 sliding window: its bytes are read and hashed once in the pool, then a second pool task decodes it once at full
 resolution and cuts its windows (`tiling.cut_tiles`), and the model's batches are filled with the windows of
 consecutive photos, so the model never runs half-empty batches and the next photos are decoded while it works.
