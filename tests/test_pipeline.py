@@ -96,8 +96,8 @@ def test_memory_stays_bounded_a_few_large_photos_ahead(classifier, tmp_path, mon
                 assert photo.inputs is None  # windows freed as soon as the photo is done
                 alive.discard(photo.index)
     # 3 cut ahead (TILE_TASKS_AHEAD), the one whose windows fill the next batch, and those of the runs in flight
-    # (a batch of 8 covers 2 photos of 4 windows): never the folder's 14
-    assert 1 <= peak[0] <= pipeline.TILE_TASKS_AHEAD + 1 + 2 * classifier.lanes
+    # or queued (a batch of 8 covers 2 photos of 4 windows): never the folder's 14
+    assert 1 <= peak[0] <= pipeline.TILE_TASKS_AHEAD + 1 + 2 * (classifier.lanes + pipeline.QUEUED_BATCHES)
 
 
 def test_cancel_stops_between_model_runs(classifier, tmp_path):
@@ -203,3 +203,31 @@ def test_a_hold_keeps_model_batches_back_until_released(classifier, tmp_path, mo
     classifier.hold.set()
     assert len([p for b in classifier.classify(paths) for p in b]) == len(paths)
     classifier.hold.clear()
+
+
+def test_a_batch_waits_queued_behind_busy_lanes(tiny_model, monkeypatch):
+    """Every lane busy: one more batch is accepted (so a lane that finishes starts it at once, without waiting for
+    the thread feeding the pipeline), and the one after waits for the oldest run."""
+    classifier = Classifier(tiny_model, lanes=2)
+    release, started = threading.Event(), []
+    monkeypatch.setattr(pipeline, "_run_batch", lambda c, running: started.append(running) or release.wait(10))
+    lanes = pipeline._ModelLanes(classifier)
+    accepted = []
+
+    def feed():
+        for k in range(lanes.count + pipeline.QUEUED_BATCHES + 1):
+            lanes.submit([k])
+            accepted.append(k)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    time.sleep(0.5)
+    try:
+        assert len(started) == lanes.count == 2  # both lanes run, the third batch waits in the queue
+        assert accepted == [0, 1, 2]  # ...accepted; the fourth submit blocks
+    finally:
+        release.set()
+        feeder.join(10)
+        lanes.drain()
+        lanes.close()
+    assert accepted == [0, 1, 2, 3] and sorted(map(tuple, started)) == [(0,), (1,), (2,), (3,)]

@@ -39,7 +39,7 @@ def read_and_hash(path: Path) -> tuple[bytes, str]:
     return data, bytes_hash(data)
 
 
-IMAGES_IN_FLIGHT = 16  # model inputs in the runs in flight together (one batch per lane)
+IMAGES_IN_FLIGHT = 16  # model inputs running together, one batch per lane (pipeline._ModelLanes queues one more)
 
 
 def model_lanes(cores: int) -> int:
