@@ -205,7 +205,7 @@ def test_a_hold_keeps_model_batches_back_until_released(classifier, tmp_path, mo
     classifier.hold.clear()
 
 
-def test_a_batch_waits_queued_behind_busy_lanes(tiny_model, monkeypatch):
+def test_a_batch_waits_queued_behind_busy_lanes(tiny_model, tmp_path, monkeypatch):
     """Every lane busy: one more batch is accepted (so a lane that finishes starts it at once, without waiting for
     the thread feeding the pipeline), and the one after waits for the oldest run."""
     classifier = Classifier(tiny_model, lanes=2)
@@ -214,9 +214,11 @@ def test_a_batch_waits_queued_behind_busy_lanes(tiny_model, monkeypatch):
     lanes = pipeline._ModelLanes(classifier)
     accepted = []
 
+    photos = [pipeline.Photo(k, tmp_path / f"{k}.jpg", slices_to_run=1) for k in range(4)]
+
     def feed():
-        for k in range(lanes.count + pipeline.QUEUED_BATCHES + 1):
-            lanes.submit([k])
+        for k, photo in enumerate(photos):
+            lanes.submit([(photo, 0, 1)])
             accepted.append(k)
 
     feeder = threading.Thread(target=feed)
@@ -230,4 +232,5 @@ def test_a_batch_waits_queued_behind_busy_lanes(tiny_model, monkeypatch):
         feeder.join(10)
         lanes.drain()
         lanes.close()
-    assert accepted == [0, 1, 2, 3] and sorted(map(tuple, started)) == [(0,), (1,), (2,), (3,)]
+    assert accepted == [0, 1, 2, 3] and sorted(running[0][0].index for running in started) == [0, 1, 2, 3]
+    assert [photo.slices_to_run for photo in photos] == [0, 0, 0, 0]  # each run counted off its photo

@@ -68,6 +68,7 @@ class Photo:
     features: np.ndarray | None = field(default=None, repr=False)  # [D] of a small image (windows keep none)
     image: Image.Image | None = field(default=None, repr=False)  # the decoded photo, only when asked to keep it
     data: bytes | None = field(default=None, repr=False)  # a large photo's bytes, until its windows are cut
+    slices_to_run: int = 0  # slices of its inputs handed to model batches and not run yet (run_photos' thread only)
     seconds: dict = field(default_factory=dict)  # read / decode / cut / model, for benchmarks
 
     @property
@@ -201,11 +202,12 @@ class _Chunks:
             return False
         start, stop = self.next, min(len(self.paths), self.next + self.size)
         self.next = stop
-        self.pending.append(self.pool.submit(self._read, start, self.paths[start:stop],
-                                             self.datas[start:stop] if self.datas is not None else None))
+        self.pending.append(self.pool.submit(self._read, start, stop))
         return True
 
-    def _read(self, start: int, paths: Sequence, datas) -> list[Photo]:
+    def _read(self, start: int, stop: int) -> list[Photo]:
+        paths = self.paths[start:stop]  # sliced here, in the pool: building Paths is not the feeding thread's work
+        datas = self.datas[start:stop] if self.datas is not None else None
         photos = [read_photo(self.classifier, start + i, Path(p), datas[i] if datas is not None else None,
                              self.tile_all) for i, p in enumerate(paths)]
         small = [p for p in photos if p.inputs is not None]
@@ -242,9 +244,10 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
             if not chunks.submit():
                 break
         ahead: deque[tuple[Photo, Future | None]] = deque()  # read, in order; large ones being cut
+        cutting = 0  # entries of `ahead` with a cut task
 
         def fill_ahead() -> None:
-            cutting = sum(f is not None for _, f in ahead)
+            nonlocal cutting
             while chunks.pending and cutting < TILE_TASKS_AHEAD and len(ahead) < workers * batch_size:
                 if ahead and not chunks.pending[0].done() and (cutting or len(ahead) >= batch_size):
                     break  # enough to feed the model meanwhile: do not wait for the pool
@@ -270,12 +273,13 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
                         lanes.submit(running)
                         running, filled = [], 0
                     lanes.drain()
-                    finished = _finished(waiting, running, lanes)
+                    finished = _finished(waiting, lanes)
                     if finished:
                         yield finished
                     break
                 photo, future = ahead.popleft()
                 if future is not None:
+                    cutting -= 1
                     future.result()
                 if photo.inputs is not None and photo.probs is None:
                     photo.probs = np.empty(photo.n_inputs)
@@ -284,13 +288,14 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
                 while first < photo.n_inputs:  # its inputs, split across model batches
                     take = min(batch_size - filled, photo.n_inputs - first)
                     running.append((photo, first, first + take))
+                    photo.slices_to_run += 1
                     filled, first = filled + take, first + take
                     if filled == batch_size:
                         lanes.submit(running)
                         running, filled = [], 0
                         if cancel is not None and cancel.is_set():
                             return
-                finished = _finished(waiting, running, lanes)
+                finished = _finished(waiting, lanes)
                 if finished:
                     yield finished
         finally:
@@ -348,21 +353,27 @@ class _ModelLanes:
     def submit(self, running: list[tuple[Photo, int, int]]) -> None:
         if self.pool is None:
             _run_when_free(self.classifier, running)
+            _ran(running)
             return
         while len(self.flight) >= self.count + QUEUED_BATCHES:  # all busy, the queue full: wait for the oldest
-            self.flight.popleft()[0].result()
+            self._reap(self.flight.popleft())
         self.flight.append((self.pool.submit(_run_when_free, self.classifier, running), running))
 
-    def busy(self) -> set[int]:
-        """ids of the photos with inputs in a run not finished yet (a finished run's error is raised here)."""
-        for item in [item for item in self.flight if item[0].done()]:
-            self.flight.remove(item)
-            item[0].result()
-        return {id(photo) for _, running in self.flight for photo, _, _ in running}
+    def reap(self) -> None:
+        """Count the finished runs off their photos (a finished run's error is raised here)."""
+        if any(future.done() for future, _ in self.flight):
+            for item in [item for item in self.flight if item[0].done()]:
+                self.flight.remove(item)
+                self._reap(item)
+
+    @staticmethod
+    def _reap(item: tuple[Future, list]) -> None:
+        item[0].result()
+        _ran(item[1])
 
     def drain(self) -> None:
         while self.flight:
-            self.flight.popleft()[0].result()
+            self._reap(self.flight.popleft())
 
     def close(self) -> None:
         """Wait for the runs in flight (they write into photos the caller may still hold), then stop."""
@@ -372,12 +383,17 @@ class _ModelLanes:
             self.pool.shutdown(wait=True)
 
 
-def _finished(waiting: deque[Photo], running: list, lanes: _ModelLanes) -> list[Photo]:
+def _ran(running: list[tuple[Photo, int, int]]) -> None:
+    for photo, _, _ in running:
+        photo.slices_to_run -= 1
+
+
+def _finished(waiting: deque[Photo], lanes: _ModelLanes) -> list[Photo]:
     """Photos at the front whose inputs have all run (none in the batch being filled or a run in flight); their
-    inputs freed."""
-    pending = {id(photo) for photo, _, _ in running} | lanes.busy()
+    inputs freed. Counting slices per photo keeps this a few steps a photo, whatever the runs in flight."""
+    lanes.reap()
     out = []
-    while waiting and id(waiting[0]) not in pending:
+    while waiting and waiting[0].slices_to_run == 0:
         photo = waiting.popleft()
         photo.inputs = None
         out.append(photo)
