@@ -7,7 +7,8 @@ On the same folder of 227x227 JPEGs and the same model it measures
       the pipeline's way (two batches side by side on single-threaded runs, inference.model_lanes),
   (d) decode + preprocess alone, on one core,
   (e) PyTorch eager on the same images (when torch and the training module are installed),
-and the machine's limit L = 1 / (1/c + 1/(cores * d)): every core busy all the time.
+and the machine's limit L = 1 / (1/c + 1/(cores * d)): every core busy all the time. c and d are measured right
+before and right after (a) in each round and averaged, so the VM's drift does not fall on one side of (a).
 Then the peak memory of `crackdesk classify` on --memory-images images (hard links), in a child process.
 """
 
@@ -75,11 +76,11 @@ def bench_naive(model_path: Path, paths: list[Path], pre) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def bench_model_alone(model_path: Path, tensors: np.ndarray) -> tuple[float, int]:
+def bench_model_alone(model_path: Path, tensors: np.ndarray, batches=(1, 4, 16, 32)) -> tuple[float, int]:
     session = create_session(model_path)
     name = session.get_inputs()[0].name
     best = (0.0, 1)
-    for batch in (1, 4, 16, 32):
+    for batch in batches:
         session.run(None, {name: tensors[:batch]})  # warm-up
         start, done = time.perf_counter(), 0
         while done < len(tensors):
@@ -183,7 +184,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ccic")
     parser.add_argument("--memory-images", type=int, default=40000, help="0 to skip the memory run")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of (d), (c), (b), (a): each fraction is against its own round's L")
+                        help="interleaved rounds of (b), (d), (c), (a), (d), (c): each fraction is against its own "
+                             "round's L, measured before and after (a)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -197,19 +199,27 @@ def main() -> int:
         paths = sorted(folder.iterdir())
         rounds = []
         for r in range(args.rounds):  # the machine is shared: each round's rates are compared with each other
-            d, tensors = bench_decode(paths, info.preprocessing)
+            # L is measured right before and right after (a), and averaged: the VM's speed drifts within a minute,
+            # and a limit measured on one side only would credit or charge (a) with that drift.
+            b = bench_naive(model_path, paths, info.preprocessing)
+            d_before, tensors = bench_decode(paths, info.preprocessing)
             c_one, best_batch = bench_model_alone(model_path, tensors)
             c_lanes = bench_model_lanes(model_path, tensors, lanes) if lanes > 1 else 0.0
-            c = max(c_one, c_lanes)
-            b = bench_naive(model_path, paths, info.preprocessing)
             a = bench_end_to_end(model_path, folder, work / f"round{r}")
+            d_after, _ = bench_decode(paths, info.preprocessing)
+            c_after = max(bench_model_alone(model_path, tensors, (best_batch,))[0],
+                          bench_model_lanes(model_path, tensors, lanes) if lanes > 1 else 0.0)
             a_one = bench_end_to_end(model_path, folder, work / f"round{r}-one-lane", lanes=1) if lanes > 1 else a
+            c = (max(c_one, c_lanes) + c_after) / 2
+            d = (d_before + d_after) / 2
             limit = 1.0 / (1.0 / c + 1.0 / (cores * d))
             rounds.append({"a": a, "a_one_lane": a_one, "b": b, "c": c, "c_one_session": c_one, "c_lanes": c_lanes,
-                           "d": d, "L": limit, "best_batch": best_batch})
-            print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f})  (b) {b:.0f}  (c) {c:.0f} (one session "
-                  f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f})  (d) {d:.0f}  L {limit:.0f}: a = {a / limit:.1%} of L, "
-                  f"{a / b:.2f}x the naive loop", file=sys.stderr)
+                           "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after, "L": limit,
+                           "best_batch": best_batch})
+            print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f})  (b) {b:.0f}  (c) {c:.0f} (before: one session "
+                  f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f}; after {c_after:.0f})  (d) {d:.0f} (before {d_before:.0f}, "
+                  f"after {d_after:.0f})  L {limit:.0f}: a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop",
+                  file=sys.stderr)
         e = bench_torch(info, tensors[:512])
         memory_mb, memory_rate, scan_seconds = (peak_memory_mb(model_path, folder, args.memory_images, work)
                                                 if args.memory_images else (None, None, None))
@@ -241,8 +251,8 @@ def main() -> int:
               f"(before {lanes} lanes ran side by side)")
     print(f"(b) naive loop, batch 1           {b:8.0f}   {b / limit:5.1%} of L")
     print(f"(c) model alone                   {c:8.0f}   (the better of one session at batch {best_batch} and "
-          f"{lanes} lanes at {IMAGES_IN_FLIGHT // lanes})")
-    print(f"(d) decode + preprocess, 1 core   {d:8.0f}")
+          f"{lanes} lanes at {IMAGES_IN_FLIGHT // lanes}; the mean of before and after (a))")
+    print(f"(d) decode + preprocess, 1 core   {d:8.0f}   (the mean of before and after (a))")
     print(f"(e) PyTorch eager                 {e:8.0f}" if e else "(e) PyTorch eager                 skipped")
     print(f"L = 1/(1/c + 1/(cores*d))         {limit:8.0f}")
     print(f"(a) per round: {', '.join(f'{f:.1%}' for f in fractions)} of that round's L; "
