@@ -212,9 +212,8 @@ def test_a_batch_waits_queued_behind_busy_lanes(tiny_model, tmp_path, monkeypatc
     release, started = threading.Event(), []
     monkeypatch.setattr(pipeline, "_run_batch", lambda c, running: started.append(running) or release.wait(10))
     lanes = pipeline._ModelLanes(classifier)
-    accepted = []
-
     photos = [pipeline.Photo(k, tmp_path / f"{k}.jpg", slices_to_run=1) for k in range(4)]
+    accepted = []
 
     def feed():
         for k, photo in enumerate(photos):

@@ -342,7 +342,7 @@ class _ModelLanes:
     (10-20%, BENCHMARKS.md): no per-operator barrier waits for a thread that a decoder has just taken the core from.
     One more batch waits queued behind them, so a lane that finishes starts the next batch at once instead of idling
     until the thread feeding the pipeline (busy storing results, or waiting for the GIL) hands it one: that took the
-    cores' idle time from 6-8% to 3-4% on 2,000 patches (BENCHMARKS.md, run G)."""
+    cores' idle time from 5-8% to 2-5% on 2,000 patches (BENCHMARKS.md, "Classification", runs G-I)."""
 
     def __init__(self, classifier: Classifier):
         self.classifier = classifier
