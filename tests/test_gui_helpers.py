@@ -44,6 +44,8 @@ def demo_folder(tmp_path: Path, count: int = 40, seed: int = 2) -> Path:
 def test_grid_scrolls_to_a_card_beyond_the_first_layout_turn(qtbot):
     """Right after the rows are reset, Qt has laid out only the first 100 cards and its scrollTo stops short;
     the grid's scroll_to keeps trying as the layout grows."""
+    from PySide6.QtCore import QSize
+
     from crackdesk.ui.gallery_model import GalleryModel
     from crackdesk.ui.gallery_view import GalleryView
 
@@ -51,6 +53,7 @@ def test_grid_scrolls_to_a_card_beyond_the_first_layout_turn(qtbot):
     view = GalleryView()
     qtbot.addWidget(view)
     view.setModel(model)
+    view.set_card_size(QSize(156, 194))  # as the window sets it from its delegate
     view.resize(900, 600)
     view.show()
     model.set_paths([f"part{i // 1000}/img_{i:05d}.jpg" for i in range(6000)])

@@ -35,7 +35,6 @@ class GalleryView(QListView):
         self.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.setVerticalScrollMode(QAbstractItemView.ScrollPerPixel)
         self.verticalScrollBar().setSingleStep(24)
-        self.set_card_size(QSize(156, 194))
         self.setMouseTracking(False)
         self.doubleClicked.connect(lambda _: self.open_requested.emit())
         self._scroll_target = QPersistentModelIndex()
@@ -69,16 +68,18 @@ class GalleryView(QListView):
 
     def set_card_size(self, size: QSize) -> None:
         """Cards sit on a grid: Qt then lays out a card without asking its size (half the Python calls of a
-        layout pass)."""
+        layout pass). The size is the delegate's (GalleryDelegate.card_size), set by the window with it."""
         self.setGridSize(QSize(size.width() + CARD_GAP, size.height() + CARD_GAP))
 
     def visible_rows(self) -> tuple[int, int]:
         """First and last row on screen, with a row of margin either way (from the grid: indexAt() misses
         in the gap between cards)."""
         count = self.model().rowCount() if self.model() else 0
+        step_w, step_h = self.gridSize().width(), self.gridSize().height()
+        if step_w <= 0 or step_h <= 0:
+            return 0, count - 1  # no card size yet: every row
         rect = self.viewport().rect()
         first = max(0, self.indexAt(rect.topLeft() + QPoint(8, 8)).row())
-        step_w, step_h = self.gridSize().width(), self.gridSize().height()
         per_row = max(1, rect.width() // step_w)
         rows = rect.height() // step_h + 2
         return max(0, first - per_row), min(count - 1, first + per_row * (rows + 1))
