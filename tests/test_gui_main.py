@@ -282,6 +282,48 @@ def test_thumbnail_cache_is_reused_and_pruned(qtbot, loaded):
     assert not list(loaded.thumbnails.cache_dir.glob("??/*.jpg"))
 
 
+def test_new_probabilities_and_thumbnails_repaint_only_their_cards(qtbot, loaded):
+    """A classified photo or an arrived thumbnail repaints its own cards, not every card on screen (about 10 ms a
+    time, many times a second while a folder is classified)."""
+    from PySide6.QtCore import QEvent, QObject, QRect
+
+    qtbot.waitUntil(lambda: loaded.thumbnails.pending() == 0, timeout=10000)
+    view, model = loaded.view, loaded.model
+    per_line = view.viewport().width() // view.gridSize().width()
+    assert per_line >= 3 and model.rowCount() > per_line + 2
+
+    class PaintedRects(QObject):
+        def __init__(self):
+            super().__init__()
+            self.rects = []
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Paint:
+                self.rects.append(event.rect())
+            return False
+
+    painted = PaintedRects()
+    view.viewport().installEventFilter(painted)
+
+    def painted_after(change) -> QRect:
+        qtbot.wait(100)  # repaints already due
+        painted.rects.clear()
+        change()
+        qtbot.waitUntil(lambda: bool(painted.rects), timeout=5000)
+        qtbot.wait(100)
+        return painted.rects[0].united(painted.rects[-1])
+
+    card = [view.visualRect(model.index(row)) for row in range(per_line + 2)]
+    one_line = painted_after(lambda: model.dataChanged.emit(model.index(1), model.index(2)))
+    assert one_line == card[1].united(card[2])
+    two_lines = painted_after(lambda: model.dataChanged.emit(model.index(1), model.index(per_line)))
+    assert two_lines.top() == card[1].top() and two_lines.bottom() == card[per_line].bottom()
+    assert two_lines.height() < view.viewport().height()
+    thumbnail = painted_after(lambda: loaded.thumbnails.updated.emit([model.path_at(per_line + 1)]))
+    assert thumbnail == card[per_line + 1]
+    view.viewport().removeEventFilter(painted)
+
+
 def test_cyclic_collector_is_off_only_while_a_folder_opens(qtbot, tmp_path):
     """Opening builds the folder's rows in workers with the collector off (a full pass stalled the grid); it is
     back on once the folder is loaded, and after an open that is cut short."""

@@ -70,7 +70,7 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
         self.model.visible_rows = self.view.visible_rows
         self.delegate = GalleryDelegate(self.thumbnails, self.model, self.view)
         self.view.setItemDelegate(self.delegate)
-        self.thumbnails.updated.connect(self.view.viewport().update)
+        self.thumbnails.updated.connect(self.view.update_cards_of)
         self.view.label_requested.connect(self.label_selection)
         self.view.open_requested.connect(self.open_viewer)
         self.view.help_requested.connect(lambda: self.overlay.toggle())

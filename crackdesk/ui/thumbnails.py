@@ -117,7 +117,7 @@ def prune_cache(cache_dir: Path, limit: int = CACHE_LIMIT_BYTES) -> int:
 class ThumbnailService(QObject):
     """Keyed by the image's path relative to the open folder."""
 
-    updated = Signal()  # some thumbnails arrived (throttled): repaint
+    updated = Signal(list)  # the paths whose thumbnails (or errors) arrived, a few at a time: repaint their cards
     first_painted = Signal()
 
     def __init__(self, parent=None, memory_items: int = 600, threads: int | None = None):
@@ -133,8 +133,9 @@ class ThumbnailService(QObject):
         self._wanted: deque[str] = deque()
         self._queued: set[str] = set()
         self._in_flight: set[str] = set()
+        self._arrivals: list[str] = []
         self._repaint = QTimer(self, singleShot=True, interval=40)
-        self._repaint.timeout.connect(self.updated)
+        self._repaint.timeout.connect(self._announce)
         self.painted_any = False
         self.generation = 0
         self.display_px = 144
@@ -156,6 +157,7 @@ class ThumbnailService(QObject):
         self._wanted.clear()
         self._queued.clear()
         self._in_flight.clear()
+        self._arrivals.clear()
         self.painted_any = False
 
     def pixmap(self, path: str) -> QPixmap | None:
@@ -205,8 +207,14 @@ class ThumbnailService(QObject):
         else:
             self._failed[path] = error or "unreadable"
         self._pump()
+        self._arrivals.append(path)
         if not self._repaint.isActive():
             self._repaint.start()
+
+    def _announce(self) -> None:
+        arrived, self._arrivals = self._arrivals, []
+        if arrived:
+            self.updated.emit(arrived)
 
     def shutdown(self) -> None:
         self._wanted.clear()
