@@ -28,9 +28,29 @@ def parse_args(argv):
     p.add_argument("--label", type=int, default=0, metavar="N",
                    help="label N photos one per second while classification runs and N more after it, timing "
                         "each label until the grid shows the refitted site head's probabilities")
+    p.add_argument("--camera-thumbnails", action="store_true",
+                   help="give each source JPEG the 160-pixel EXIF thumbnail cameras embed (its pixels untouched)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p.parse_args(argv)
+
+
+def with_camera_thumbnail(source: Path, target: Path) -> Path:
+    """A copy of a JPEG with an EXIF block holding a 160-pixel thumbnail of it, as cameras write one: an APP1
+    segment inserted after the start marker, the picture's own bytes unchanged."""
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # factories: EXIF with Pillow's API
+    from factories import camera_exif, with_thumbnail
+
+    with Image.open(source) as photo:
+        photo.draft("RGB", (160, 160))
+        small = photo.convert("RGB")
+        small.thumbnail((160, 160))
+    app1 = with_thumbnail(camera_exif(), small)
+    data = source.read_bytes()
+    target.write_bytes(data[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + data[2:])
+    return target
 
 
 def make_images(target: Path, sources: list[Path], count: int) -> None:
@@ -160,6 +180,9 @@ def run(args) -> dict:
         sources = [p for p, _ in write_demo_folder(work / "source", count=64, seed=0)]
     if not sources:
         raise SystemExit(f"bench_gui.py: no images in {args.folder}")
+    if args.camera_thumbnails:
+        (work / "with-exif").mkdir()
+        sources = [with_camera_thumbnail(p, work / "with-exif" / f"{k}.jpg") for k, p in enumerate(sources)]
     folder = work / "images"
     make_images(folder, sources, args.images)
     app = make_app()

@@ -233,6 +233,32 @@ def test_help_overlay_and_thumbnail_size(qtbot, loaded):
     assert loaded.delegate.thumb_size == 220 and loaded.settings.thumb_size == 220
 
 
+def test_a_camera_photo_shows_its_own_thumbnail_when_large_enough(qtbot, window, tmp_path):
+    """Cameras embed a 160x120 thumbnail in EXIF: the grid shows it at sizes up to 160 instead of decoding the
+    photo, and decodes the photo for larger cards. Here the embedded one is blue and the photo grey."""
+    from PIL import Image
+
+    from factories import camera_exif, with_thumbnail
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    exif = with_thumbnail(camera_exif(orientation=6), Image.new("RGB", (160, 120), (0, 0, 255)))
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(folder / "a.jpg", exif=exif)
+    load_folder(qtbot, window, folder)
+
+    def shown(px: int):
+        window.set_thumb_size(px)
+        qtbot.waitUntil(lambda: window.thumbnails.pixmap("a.jpg") is not None, timeout=10000)
+        image = window.thumbnails.pixmap("a.jpg").toImage()
+        centre = image.pixelColor(image.width() // 2, image.height() // 2)
+        return (image.width(), image.height()), (centre.red(), centre.blue())
+
+    size, (red, blue) = shown(144)
+    assert size == (108, 144) and blue > 200 and red < 60  # the camera's own, upright (orientation 6)
+    size, (red, blue) = shown(200)
+    assert size == (150, 200) and abs(red - 128) < 8 and abs(blue - 128) < 8  # the photo, decoded
+
+
 def test_reopening_a_folder_keeps_labels_and_predictions(qtbot, loaded, tmp_path):
     classify_all(qtbot, loaded)
     loaded.select_row(0)

@@ -8,7 +8,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from crackdesk.report.pictures import THUMB_PX, embedded_thumbnail, finding_picture
+from crackdesk.core.images import embedded_thumbnail
+from crackdesk.report.pictures import THUMB_PX, finding_picture
 from factories import camera_exif, with_thumbnail
 
 
@@ -48,6 +49,16 @@ def test_a_letterboxed_or_missing_thumbnail_means_the_photo_is_decoded(tmp_path)
     png = tmp_path / "c.png"
     Image.new("RGB", (64, 48), "white").save(png)
     assert embedded_thumbnail(png) is None and finding_picture(png).width == 64
+
+
+def test_a_thumbnail_too_small_or_of_a_photo_cut_short_is_not_used(tmp_path):
+    path = photo_with(tmp_path / "a.jpg", (640, 480), Image.new("RGB", (160, 120), (0, 0, 255)))
+    assert embedded_thumbnail(path, min_side=160).size == (160, 120)
+    assert embedded_thumbnail(path, min_side=161) is None  # shown larger than the camera made it: decode
+    data = path.read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[:-500])  # its EXIF intact, the picture's end missing
+    assert embedded_thumbnail(cut) is None  # decoding it says "truncated", as for photos without a thumbnail
 
 
 def test_a_large_photo_gets_its_heatmap_with_the_crack_tiles_outlined(tmp_path):

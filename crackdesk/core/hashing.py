@@ -77,11 +77,14 @@ def file_hash(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
     return digest.hexdigest()
 
 
-def read_head(path: str | Path, size: int) -> bytes:
-    """The first `size` bytes of a regular file (a photo's header and EXIF), under the same rules as `read_file`."""
-    fd, _ = _open_regular(path, MAX_FILE_BYTES)
+def read_ends(path: str | Path, head: int, tail: int) -> tuple[bytes, bytes]:
+    """The first `head` and the last `tail` bytes of a regular file (a photo's header and EXIF, and whether its
+    end marker is there), under the same rules as `read_file`, without reading what lies between."""
+    fd, size = _open_regular(path, MAX_FILE_BYTES)
     try:
         with os.fdopen(fd, "rb", closefd=True) as f:
-            return f.read(size)
+            first = f.read(head)
+            f.seek(max(0, size - tail))
+            return first, f.read(tail)
     except OSError as e:
         raise ImageError(f"cannot read: {e.strerror or e}", path) from None

@@ -4,7 +4,8 @@ its heatmap with the cracked tiles outlined. Made with Pillow in a thread pool (
 The 2,000 pictures of a big report are its slowest part. Decoding a 12 Mpx camera JPEG costs ~45 ms even at
 1/8 scale (JPEG draft mode): the entropy decoding of its 3-5 MB is the floor. So the thumbnail cameras and
 phones embed in EXIF (IFD1, ~160x120) is used when it shows the whole photo (same aspect ratio): its header
-is read (128 KiB at most, under 1 ms), and the photo itself only when there is none.
+is read (128 KiB at most, under 1 ms), and the photo itself only when there is none (core.images, which the
+grid's thumbnails use too).
 
 Small on purpose: a report with thousands of findings must stay a file a browser opens and a mail server
 takes. The HTML and the PDF embed the same bytes.
@@ -20,23 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from PIL import ExifTags, Image, ImageDraw
+from PIL import Image, ImageDraw
 
 from ..core.errors import CrackDeskError
-from ..core.hashing import read_head
-from ..core.images import load_rgb
+from ..core.images import embedded_thumbnail, load_rgb
 from ..core.overlay import fit_size, heat_layer
 from ..core.tiling import Heatmap, tiles_from_rows
 
 THUMB_PX = 160  # longest side of an ordinary finding's picture
 HEATMAP_PX = 200  # a large photo's heatmap, when decoded: its tiles must stay visible
 JPEG_QUALITY = 72  # ~5 KB a thumbnail: 2,000 findings stay ~10 MB
-HEAD_BYTES = 1 << 17  # a JPEG's EXIF (one APP1 segment, 64 KiB at most) lies within its first 128 KiB
-MIN_EMBEDDED_PX = 120  # a smaller embedded thumbnail is too coarse to show
-# EXIF orientation -> the transposition that shows the picture upright (as ImageOps.exif_transpose does).
-UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-           8: Image.Transpose.ROTATE_90}
 
 
 @dataclass
@@ -58,31 +52,6 @@ def outline_crack_tiles(photo: Image.Image, heatmap: Heatmap, opacity: float = 0
         if p >= heatmap.threshold:
             draw.rectangle([x * sx, y * sy, (x + w) * sx - 1, (y + h) * sy - 1], outline=(230, 0, 0, 255), width=2)
     return out.convert("RGB")
-
-
-def embedded_thumbnail(path: Path) -> Image.Image | None:
-    """The JPEG thumbnail a camera put in the photo's EXIF, upright, if it shows the whole photo; else None."""
-    try:
-        with Image.open(io.BytesIO(read_head(path, HEAD_BYTES))) as photo:
-            if photo.format != "JPEG" or not photo.info.get("exif", b"").startswith(b"Exif\0\0"):
-                return None
-            exif = photo.getexif()
-            ifd1 = exif.get_ifd(ExifTags.IFD.IFD1)
-            start, length = int(ifd1.get(0x0201, 0)), int(ifd1.get(0x0202, 0))
-            tiff = photo.info["exif"][6:]  # offsets count from the TIFF header, after "Exif\0\0"
-            if not start or not 0 < length <= len(tiff) - start:
-                return None
-            width, height, orientation = *photo.size, exif.get(0x0112, 1)
-        thumbnail = Image.open(io.BytesIO(tiff[start:start + length]))
-        thumbnail.load()
-        # Some cameras letterbox a 3:2 photo into a 4:3 thumbnail: then it is not the whole photo, undistorted.
-        if max(thumbnail.size) < MIN_EMBEDDED_PX or \
-                abs(thumbnail.width * height - thumbnail.height * width) > 0.02 * width * thumbnail.height:
-            return None
-        thumbnail = thumbnail.convert("RGB")
-        return thumbnail.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else thumbnail
-    except Exception:  # no usable thumbnail (a missing, truncated or odd one): decode the photo instead
-        return None
 
 
 def finding_picture(path: Path, tile_rows: Sequence[tuple] = (), threshold: float = 0.5) -> Picture:

@@ -1,9 +1,10 @@
 """Thumbnails: made by a thread pool, cached on disk and in memory, asked for only by what is painted.
 
 The delegate asks `pixmap(path)` while painting; a miss queues the path (newest first, so the items on
-screen after a fast scroll come before the ones scrolled past) and returns None. Workers read the disk
-cache or decode the image (JPEG draft mode: 1/2..1/8 scale decoding) and hand back a QImage; the GUI
-thread turns it into a QPixmap and repaints. Nothing is read from disk on the GUI thread.
+screen after a fast scroll come before the ones scrolled past) and returns None. Workers read the disk cache,
+or take a camera photo's EXIF thumbnail when it is large enough, or decode the image (JPEG draft mode: 1/2..1/8
+scale decoding), and hand back a QImage; the GUI thread turns it into a QPixmap and repaints the cards showing
+it. Nothing is read from disk on the GUI thread.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PySide6.QtCore import QObject, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from ..core.errors import ImageError
-from ..core.images import load_rgb
+from ..core.images import embedded_thumbnail, load_rgb
 from ..core.paths import thumbnail_cache_dir
 from .jobs import run_in_pool
 
@@ -41,19 +42,23 @@ def cache_file(cache_dir: Path, path: Path) -> Path | None:
 
 def make_thumbnail(path: Path, cache_dir: Path, display_px: int = THUMB_PX) -> tuple[QImage | None, str | None]:
     """(image scaled to fit display_px, error). Runs in a worker thread: QImage (unlike QPixmap) may be
-    made off the GUI thread, and scaling here means painting a card never scales a picture."""
-    image, error = _thumbnail(path, cache_dir)
+    made off the GUI thread, and scaling here means painting a card never scales a picture. A camera photo's
+    own EXIF thumbnail is used when it is large enough to show (not cached: reading it costs about as much)."""
+    image, error = _thumbnail(path, cache_dir, display_px)
     if image is not None and max(image.width(), image.height()) != display_px:
         image = image.scaled(display_px, display_px, Qt.KeepAspectRatio, Qt.SmoothTransformation)
     return image, error
 
 
-def _thumbnail(path: Path, cache_dir: Path) -> tuple[QImage | None, str | None]:
+def _thumbnail(path: Path, cache_dir: Path, display_px: int) -> tuple[QImage | None, str | None]:
     cached = cache_file(cache_dir, path)
     if cached is not None and cached.is_file():
         image = QImage(str(cached))
         if not image.isNull():
             return image, None
+    embedded = embedded_thumbnail(path, min_side=display_px)
+    if embedded is not None:
+        return _qimage(embedded), None
     try:
         picture = load_rgb(path, draft_size=(THUMB_PX, THUMB_PX))
     except ImageError as e:
@@ -63,9 +68,12 @@ def _thumbnail(path: Path, cache_dir: Path) -> tuple[QImage | None, str | None]:
     picture.thumbnail((THUMB_PX, THUMB_PX), Image.BILINEAR, reducing_gap=2.0)
     if cached is not None:
         _save_to_cache(picture, cached)
+    return _qimage(picture), None
+
+
+def _qimage(picture: Image.Image) -> QImage:
     data = picture.tobytes()
-    image = QImage(data, picture.width, picture.height, picture.width * 3, QImage.Format_RGB888).copy()
-    return image, None
+    return QImage(data, picture.width, picture.height, picture.width * 3, QImage.Format_RGB888).copy()
 
 
 def _save_to_cache(picture: Image.Image, cached: Path) -> None:
