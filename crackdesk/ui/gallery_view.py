@@ -42,6 +42,9 @@ class GalleryView(QListView):
         self._scroll_timer = QTimer(self, singleShot=True, interval=SCROLL_RETRY_MS)
         self._scroll_timer.timeout.connect(self._scroll_again)
         self.verticalScrollBar().actionTriggered.connect(lambda _: self._stop_scrolling())  # the user scrolls
+        # PySide builds the viewport's wrapper, and some 45 enum types with it, on first use (13-20 ms): here, not
+        # in the middle of opening a folder.
+        self.viewport()
 
     def scroll_to(self, index: QModelIndex) -> None:
         """scrollTo that also reaches a card right after the rows were reset (a filter, a sort, a reload): Qt lays
@@ -90,7 +93,12 @@ class GalleryView(QListView):
         classified batch. Cards all have one size (uniform item sizes), so a new label or P(crack) never moves
         one. A range repaints the band of grid lines it spans (the viewport would repaint every card on screen,
         about 10 ms, for each classified photo or thumbnail)."""
-        first, last = self.visualRect(top_left), self.visualRect(bottom_right)
+        shown_first, shown_last = self.visible_rows()
+        low, high = max(top_left.row(), shown_first), min(bottom_right.row(), shown_last)
+        if low > high:
+            return  # off screen: painted when scrolled to
+        model = self.model()  # only on-screen cards are asked for their place: those are laid out already
+        first, last = self.visualRect(model.index(low)), self.visualRect(model.index(high))
         if first.isEmpty() or last.isEmpty():
             self.viewport().update()
         elif first.top() == last.top():
