@@ -29,12 +29,13 @@ CACHE_VERSION = "1"
 THUMBNAIL_NICE = 4  # below the GUI thread, above classification: what is on screen comes first
 
 
-def cache_file(cache_dir: Path, path: Path) -> Path | None:
+# Below this a JPEG decodes at 1/8 scale in a few ms: looking for an EXIF thumbnail (a header parsed in Python,
+# holding the GIL the GUI thread paints with) would cost more than it saves. A 12 Mpx photo is 3-5 MB.
+EMBEDDED_WORTH_BYTES = 1 << 20
+
+
+def cache_file(cache_dir: Path, path: Path, st: os.stat_result) -> Path:
     """Disk cache entry keyed by absolute path, size and mtime: a changed file gets a new thumbnail."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
     key = f"{CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{THUMB_PX}"
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     return cache_dir / digest[:2] / f"{digest}.jpg"
@@ -51,12 +52,16 @@ def make_thumbnail(path: Path, cache_dir: Path, display_px: int = THUMB_PX) -> t
 
 
 def _thumbnail(path: Path, cache_dir: Path, display_px: int) -> tuple[QImage | None, str | None]:
-    cached = cache_file(cache_dir, path)
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    cached = cache_file(cache_dir, path, st) if st is not None else None
     if cached is not None and cached.is_file():
         image = QImage(str(cached))
         if not image.isNull():
             return image, None
-    embedded = embedded_thumbnail(path, min_side=display_px)
+    embedded = embedded_thumbnail(path, min_side=display_px) if st and st.st_size >= EMBEDDED_WORTH_BYTES else None
     if embedded is not None:
         return _qimage(embedded), None
     try:
