@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as a script
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # factories: EXIF written with Pillow's API
 
 
 def parse_args(argv):
@@ -40,7 +41,6 @@ def with_camera_thumbnail(source: Path, target: Path) -> Path:
     segment inserted after the start marker, the picture's own bytes unchanged."""
     from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # factories: EXIF with Pillow's API
     from factories import camera_exif, with_thumbnail
 
     with Image.open(source) as photo:

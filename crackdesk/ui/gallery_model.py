@@ -82,7 +82,6 @@ class GalleryModel(QAbstractListModel):
         self.sort = "name"
         self.threshold = 0.5
         self.band = 0.15
-        self.visible_rows = None  # set by the view's owner: () -> (first, last) row on screen
 
     # -- loading ----------------------------------------------------------------------------------
     def set_paths(self, paths: list[str]) -> None:
@@ -169,24 +168,15 @@ class GalleryModel(QAbstractListModel):
         self.probs = current
         if self.filter in PROB_FILTERS or self.sort != "name":
             self.refilter()
-        elif len(self.view):
-            first, last = self.visible_rows() if self.visible_rows is not None else (0, len(self.view) - 1)
-            first, last = max(0, first), min(last, len(self.view) - 1)
-            if first <= last:  # every row changed: repaint what is on screen, never loop over 40,000 in Python
-                self.dataChanged.emit(self.index(first), self.index(last), [PROB_ROLE])
+        elif len(self.view):  # every row changed: one signal (GalleryView repaints what of it is on screen)
+            self.dataChanged.emit(self.index(0), self.index(len(self.view) - 1), [PROB_ROLE])
 
     def _changed(self, indices) -> None:
         rows = [int(self.position[k]) for k in indices if self.position[k] >= 0]
         if not rows:
             return
-        low, high = min(rows), max(rows)
-        if self.visible_rows is not None:
-            # A range update repaints the whole viewport: only send it when it touches what is on screen.
-            first, last = self.visible_rows()
-            low, high = max(low, first), min(high, last)
-            if low > high:
-                return
-        self.dataChanged.emit(self.index(low), self.index(high), [LABEL_ROLE, PROB_ROLE])
+        # One range (GalleryView repaints only what of it is on screen).
+        self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), [LABEL_ROLE, PROB_ROLE])
 
     # -- filter and sort --------------------------------------------------------------------------
     def set_filter(self, name: str) -> None:

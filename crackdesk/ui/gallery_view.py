@@ -91,8 +91,9 @@ class GalleryView(QListView):
         """Repaint the changed cards, nothing more. Qt's list mode answers any dataChanged, even of one card, by
         laying out every row again: two Python calls a row, 80,000 at 40,000 photos, on every label, refit and
         classified batch. Cards all have one size (uniform item sizes), so a new label or P(crack) never moves
-        one. A range repaints the band of grid lines it spans (the viewport would repaint every card on screen,
-        about 10 ms, for each classified photo or thumbnail)."""
+        one. A range repaints the band of grid lines it spans, clipped to the screen (the viewport would repaint
+        every card on screen, about 10 ms, for each classified photo or thumbnail): the model sends whole ranges
+        and leaves what is visible to the view."""
         shown_first, shown_last = self.visible_rows()
         low, high = max(top_left.row(), shown_first), min(bottom_right.row(), shown_last)
         if low > high:

@@ -67,7 +67,6 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
         self.thumbnails = ThumbnailService(self)
         self.view = GalleryView()
         self.view.setModel(self.model)
-        self.model.visible_rows = self.view.visible_rows
         self.delegate = GalleryDelegate(self.thumbnails, self.model, self.view)
         self.view.setItemDelegate(self.delegate)
         self.thumbnails.updated.connect(self.view.update_cards_of)
