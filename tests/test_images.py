@@ -88,3 +88,44 @@ def test_draft_mode_shrinks_large_jpegs(tmp_path):
     path = save(Image.new("RGB", (2000, 1600), "gray"), tmp_path / "photo.jpg")
     out = load_rgb(path, draft_size=(160, 160))
     assert 160 <= min(out.size) < 1600 // 2
+
+
+def test_reading_a_file_allocates_its_size_not_the_size_limit(tmp_path):
+    """read_file used to ask Python for a buffer of the 1 GiB limit (mapped and unmapped for every 15 KB patch)."""
+    import tracemalloc
+
+    from crackdesk.core.hashing import read_file
+
+    content = bytes(range(256)) * 60
+    (tmp_path / "patch.jpg").write_bytes(content)
+    tracemalloc.start()
+    try:
+        data = read_file(tmp_path / "patch.jpg")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == content
+    assert peak < 1 << 20, f"reading 15 KB allocated {peak / 2**20:.0f} MiB"
+
+
+def test_a_file_that_grows_while_read_is_read_whole(tmp_path, monkeypatch):
+    """fstat's size is only a hint: bytes appended after it are still read (up to the limit)."""
+    import os
+
+    from crackdesk.core import hashing
+
+    path = tmp_path / "growing.jpg"
+    path.write_bytes(b"a" * 1000)
+    real_fstat = os.fstat
+
+    def fstat_then_append(fd):
+        st = real_fstat(fd)
+        with open(path, "ab") as f:
+            f.write(b"b" * 500)
+        return st
+
+    monkeypatch.setattr(hashing.os, "fstat", fstat_then_append)
+    assert hashing.read_file(path) == b"a" * 1000 + b"b" * 500
+    path.write_bytes(b"a" * 1000)
+    with pytest.raises(ImageError, match="too large"):
+        hashing.read_file(path, max_bytes=1200)
