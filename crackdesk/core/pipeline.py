@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
+from .allocator import keep_freed_memory_for_reuse
 from .errors import CrackDeskError
 from .exif import PhotoMeta, read_meta
 from .hashing import bytes_hash, read_file
@@ -236,6 +237,7 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
     """Yield lists of finished Photos, in input order, as model runs complete (each large photo once all its
     windows ran). `paths` may be any sequence supporting len() and slicing (items become Paths in the pool);
     `datas`, when given, holds each file's bytes already read. Stops early when `cancel` is set."""
+    keep_freed_memory_for_reuse()  # one photo's buffers reused by the next, not unmapped and faulted in again
     workers = classifier.workers
     batch_size = classifier.batch_size
     with ThreadPoolExecutor(workers, thread_name_prefix="crackdesk-decode") as pool:
