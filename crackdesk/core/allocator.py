@@ -11,7 +11,8 @@ the decoding threads, faulting the pages in as it goes, while neither the GUI th
 Fixed thresholds (which also turn glibc's moving ones off) keep blocks below `HEAP_BELOW` on the heap and the heap's
 free memory mapped, so the next photo reuses pages already there. Measured on 48 camera photos in the GUI
 (BENCHMARKS.md, decision 37): classification 11% faster in nine interleaved pairs, none of whose GUI stalls
-reached 50 ms while it ran (the old thresholds: 51-84 ms in four of nine), peak memory 40-60 MB higher; the process keeps its high-water mark until it exits (bounded: a few photos are in flight at a time).
+reached 50 ms while it ran (the old thresholds: 51-84 ms in four of nine), peak memory 40-60 MB higher. The process
+keeps its high-water mark until it exits (bounded: a few photos are in flight at a time).
 """
 
 from __future__ import annotations
