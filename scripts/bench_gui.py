@@ -79,9 +79,10 @@ class StallMonitor:
         self.interval = interval_ms / 1000
         self.longest = 0.0
         self.stalls: list[tuple[float, float, float, float]] = []  # (when, how long, GUI thread CPU, steal) over 50 ms
+        self.stat_fd = _open_proc_stat()
         self.last = time.monotonic()
         self.last_cpu = time.thread_time()
-        self.last_steal = steal_seconds()
+        self.last_steal = self._steal()
         self.timer = QTimer(interval=interval_ms)
         self.timer.setTimerType(Qt.PreciseTimer)
         self.timer.timeout.connect(self._tick)
@@ -91,26 +92,37 @@ class StallMonitor:
         self.timer.start()
 
     def _tick(self):
-        now, cpu, steal = time.monotonic(), time.thread_time(), steal_seconds()
+        now, cpu, steal = time.monotonic(), time.thread_time(), self._steal()
         late = now - self.last - self.interval
         if late > 0.05:
             self.stalls.append((self.last, late, cpu - self.last_cpu, steal - self.last_steal))
         self.longest = max(self.longest, late)
         self.last, self.last_cpu, self.last_steal = now, cpu, steal
 
+    def stop(self):
+        self.timer.stop()
+        if self.stat_fd is not None:
+            os.close(self.stat_fd)
+            self.stat_fd = None
 
-_PROC_STAT: list[int] = []  # /proc/stat, opened once: the monitor reads it 100 times a second
+    def _steal(self) -> float:
+        """CPU time the hypervisor gave other guests while this VM's cores wanted it, all cores (0 without /proc)."""
+        if self.stat_fd is None:
+            return 0.0
+        try:  # one pread on a descriptor kept open: the monitor reads it 100 times a second, on the GUI thread
+            return int(os.pread(self.stat_fd, 256, 0).split(b"\n", 1)[0].split()[8]) / CLOCK_TICKS
+        except (OSError, IndexError, ValueError):
+            return 0.0
 
 
-def steal_seconds() -> float:
-    """CPU time the hypervisor gave other guests while this VM's cores wanted it, all cores (Linux; else 0)."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _open_proc_stat() -> int | None:
     try:
-        if not _PROC_STAT:
-            _PROC_STAT.append(os.open("/proc/stat", os.O_RDONLY))
-        first_line = os.pread(_PROC_STAT[0], 256, 0).split(b"\n", 1)[0]
-        return int(first_line.split()[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+        return os.open("/proc/stat", os.O_RDONLY)
+    except OSError:  # not Linux
+        return None
 
 
 class Labeller:
@@ -259,7 +271,7 @@ def run(args) -> dict:
     }
     result.update(labeller.results())
     model_path = window.entry.path
-    monitor.timer.stop()
+    monitor.stop()
     window.close()
     if args.compare_cli:
         cli_runs.append(cli_speed(folder, model_path, work / "cli-after.sqlite"))
