@@ -9,6 +9,8 @@ On the same folder of 227x227 JPEGs and the same model it measures
   (e) PyTorch eager on the same images (when torch and the training module are installed),
 and the machine's limit L = 1 / (1/c + 1/(cores * d)): every core busy all the time. c and d are measured right
 before and right after (a) in each round and averaged, so the VM's drift does not fall on one side of (a).
+Each round also prints the share of each measurement's core time the hypervisor gave other guests (steal,
+host_steal.py), and the fraction with that time given back: a round the VM lost, told from one the program lost.
 Then the peak memory of `crackdesk classify` on --memory-images images (hard links), in a child process.
 """
 
@@ -36,6 +38,7 @@ from crackdesk.core.inference import IMAGES_IN_FLIGHT, Classifier, model_lanes  
 from crackdesk.core.models import ModelRegistry, create_session, load_model  # noqa: E402
 from crackdesk.core.scan import scan_folder  # noqa: E402
 from crackdesk.core.store import open_workspace  # noqa: E402
+from host_steal import measured  # noqa: E402
 
 
 def image_folder(n: int, source: Path | None, work: Path) -> Path:
@@ -201,25 +204,36 @@ def main() -> int:
         for r in range(args.rounds):  # the machine is shared: each round's rates are compared with each other
             # L is measured right before and right after (a), and averaged: the VM's speed drifts within a minute,
             # and a limit measured on one side only would credit or charge (a) with that drift.
-            b = bench_naive(model_path, paths, info.preprocessing)
-            d_before, tensors = bench_decode(paths, info.preprocessing)
-            c_one, best_batch = bench_model_alone(model_path, tensors)
-            c_lanes = bench_model_lanes(model_path, tensors, lanes) if lanes > 1 else 0.0
-            a = bench_end_to_end(model_path, folder, work / f"round{r}")
-            d_after, _ = bench_decode(paths, info.preprocessing)
-            c_after = max(bench_model_alone(model_path, tensors, (best_batch,))[0],
-                          bench_model_lanes(model_path, tensors, lanes) if lanes > 1 else 0.0)
+            b, b_host = measured(bench_naive, model_path, paths, info.preprocessing)
+            (d_before, tensors), d_host_before = measured(bench_decode, paths, info.preprocessing)
+            (c_one, best_batch), c_host_one = measured(bench_model_alone, model_path, tensors)
+            c_lanes, c_host_lanes = measured(bench_model_lanes, model_path, tensors, lanes) if lanes > 1 else (0.0, 0.0)
+            a, a_host = measured(bench_end_to_end, model_path, folder, work / f"round{r}")
+            (d_after, _), d_host_after = measured(bench_decode, paths, info.preprocessing)
+            (c_after_one, _), c_host_after_one = measured(bench_model_alone, model_path, tensors, (best_batch,))
+            c_after_lanes, c_host_after_lanes = (measured(bench_model_lanes, model_path, tensors, lanes) if lanes > 1
+                                                 else (0.0, 0.0))
+            c_after = max(c_after_one, c_after_lanes)
             a_one = bench_end_to_end(model_path, folder, work / f"round{r}-one-lane", lanes=1) if lanes > 1 else a
             c = (max(c_one, c_lanes) + c_after) / 2
             d = (d_before + d_after) / 2
             limit = 1.0 / (1.0 / c + 1.0 / (cores * d))
+            # The same with the core time the host took from each measurement given back (host_steal.py): tells a
+            # round the VM lost to its neighbours from one the program lost.
+            c_host = ((c_host_lanes if c_lanes > c_one else c_host_one)
+                      + (c_host_after_lanes if c_after_lanes > c_after_one else c_host_after_one)) / 2
+            d_host = (d_host_before + d_host_after) / 2
+            limit_own = 1.0 / ((1.0 - c_host) / c + (1.0 - d_host) / (cores * d))
+            a_own = a / (1.0 - a_host)
             rounds.append({"a": a, "a_one_lane": a_one, "b": b, "c": c, "c_one_session": c_one, "c_lanes": c_lanes,
                            "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after, "L": limit,
-                           "best_batch": best_batch})
+                           "best_batch": best_batch, "host_took_a": a_host, "host_took_b": b_host,
+                           "host_took_c": c_host, "host_took_d": d_host, "a_own": a_own, "L_own": limit_own})
             print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f})  (b) {b:.0f}  (c) {c:.0f} (before: one session "
                   f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f}; after {c_after:.0f})  (d) {d:.0f} (before {d_before:.0f}, "
-                  f"after {d_after:.0f})  L {limit:.0f}: a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop",
-                  file=sys.stderr)
+                  f"after {d_after:.0f})  L {limit:.0f}: a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop; "
+                  f"the host took {a_host:.1%} of (a)'s core time, {c_host:.1%} of (c)'s, {d_host:.1%} of (d)'s: "
+                  f"without it a = {a_own / limit_own:.1%} of L", file=sys.stderr)
         e = bench_torch(info, tensors[:512])
         memory_mb, memory_rate, scan_seconds = (peak_memory_mb(model_path, folder, args.memory_images, work)
                                                 if args.memory_images else (None, None, None))
@@ -228,6 +242,7 @@ def main() -> int:
     best_batch = rounds[-1]["best_batch"]
     fractions = [r["a"] / r["L"] for r in rounds]
     speedups = [r["a"] / r["b"] for r in rounds]
+    own_fractions = [r["a_own"] / r["L_own"] for r in rounds]
     result = {
         "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
@@ -236,6 +251,7 @@ def main() -> int:
         "d_decode_per_core": d, "e_torch_eager": e, "limit_L": limit,
         "a_fraction_of_L_per_round": fractions, "a_over_b_per_round": speedups,
         "a_fraction_of_L": a / limit, "b_fraction_of_L": b / limit,
+        "a_fraction_of_L_without_host_steal_per_round": own_fractions,
         "classify_memory_images": args.memory_images or None, "classify_peak_rss_mb": memory_mb,
         "classify_memory_run_rate": memory_rate, "scan_seconds": scan_seconds,
     }
@@ -257,6 +273,9 @@ def main() -> int:
     print(f"L = 1/(1/c + 1/(cores*d))         {limit:8.0f}")
     print(f"(a) per round: {', '.join(f'{f:.1%}' for f in fractions)} of that round's L; "
           f"{', '.join(f'{x:.2f}x' for x in speedups)} the naive loop (worst {min(fractions):.1%}, {min(speedups):.2f}x)")
+    host_took = ", ".join(f"{r['host_took_a']:.1%}" for r in rounds)
+    print(f"    the host took {host_took} of (a)'s core time; with the time "
+          f"it took from (a), (c) and (d) given back: {', '.join(f'{f:.1%}' for f in own_fractions)} of L")
     if memory_mb is not None:
         print(f"crackdesk classify on {args.memory_images} images: peak RSS {memory_mb:.0f} MB, "
               f"{memory_rate:.0f} images/s (including start-up and scan); listing them took {scan_seconds:.2f} s")

@@ -18,6 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as a script
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # factories: EXIF written with Pillow's API
 
+from host_steal import StealClock, measured  # noqa: E402
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="bench_gui.py", description=__doc__)
@@ -83,10 +85,10 @@ class StallMonitor:
         self.interval = interval_ms / 1000
         self.longest = 0.0
         self.stalls: list[tuple[float, float, float, float]] = []  # (when, how long, GUI thread CPU, steal) over 50 ms
-        self.stat_fd = _open_proc_stat()
+        self.steal_clock = StealClock()
         self.last = time.monotonic()
         self.last_cpu = time.thread_time()
-        self.last_steal = self._steal()
+        self.last_steal = self.steal_clock.seconds()
         self.timer = QTimer(interval=interval_ms)
         self.timer.setTimerType(Qt.PreciseTimer)
         self.timer.timeout.connect(self._tick)
@@ -96,7 +98,7 @@ class StallMonitor:
         self.timer.start()
 
     def _tick(self):
-        now, cpu, steal = time.monotonic(), time.thread_time(), self._steal()
+        now, cpu, steal = time.monotonic(), time.thread_time(), self.steal_clock.seconds()
         late = now - self.last - self.interval
         if late > 0.05:
             self.stalls.append((self.last, late, cpu - self.last_cpu, steal - self.last_steal))
@@ -105,28 +107,7 @@ class StallMonitor:
 
     def stop(self):
         self.timer.stop()
-        if self.stat_fd is not None:
-            os.close(self.stat_fd)
-            self.stat_fd = None
-
-    def _steal(self) -> float:
-        """CPU time the hypervisor gave other guests while this VM's cores wanted it, all cores (0 without /proc)."""
-        if self.stat_fd is None:
-            return 0.0
-        try:  # one pread on a descriptor kept open: the monitor reads it 100 times a second, on the GUI thread
-            return int(os.pread(self.stat_fd, 256, 0).split(b"\n", 1)[0].split()[8]) / CLOCK_TICKS
-        except (OSError, IndexError, ValueError):
-            return 0.0
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _open_proc_stat() -> int | None:
-    try:
-        return os.open("/proc/stat", os.O_RDONLY)
-    except OSError:  # not Linux
-        return None
+        self.steal_clock.close()
 
 
 class Labeller:
@@ -235,9 +216,11 @@ def run(args) -> dict:
         lambda: window.model.rowCount() and marks.setdefault("grid_shown", time.monotonic()))
 
     labeller = Labeller(window, args.label)
+    host: dict[str, float] = {}  # steal and CPU at the classification's start, then the host's share of it
 
     def start_classifying():
         marks["classify_started"] = time.monotonic()
+        host.update(steal=monitor.steal_clock.seconds(), cpu=time.process_time())
         window.classify("all")
         labeller.start("during")
 
@@ -253,6 +236,8 @@ def run(args) -> dict:
 
     def classified(report):
         marks["classified"] = time.monotonic()
+        steal, cpu = monitor.steal_clock.seconds() - host["steal"], time.process_time() - host["cpu"]
+        host["share"] = steal / (steal + cpu) if steal + cpu > 0 else 0.0
         marks["classified_n"] = report.classified
         labeller.start("after", then=lambda: QTimer.singleShot(300, loop.quit))
 
@@ -277,6 +262,7 @@ def run(args) -> dict:
         "classify_images_per_s": round(args.images / classify_job_seconds, 1),
         "total_s": round(marks["classified"] - start, 2),
         "longest_stall_ms": round(monitor.longest * 1000, 1),
+        "host_took": round(host["share"], 3),  # of the core time the GUI's process wanted while classifying
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpus": os.cpu_count(),
         # when (s), how long, the GUI thread's CPU meanwhile, the VM's steal meanwhile (ms)
@@ -289,9 +275,10 @@ def run(args) -> dict:
     window.close()
     if args.compare_cli:
         cli_runs.append(cli_speed(folder, model_path, work / "cli-after.sqlite"))
-        seconds = sum(cli_runs) / len(cli_runs)
+        seconds = sum(s for s, _ in cli_runs) / len(cli_runs)
         result.update(cli_classify_s=round(seconds, 2), cli_images_per_s=round(args.images / seconds, 1),
-                      cli_runs_s=[round(s, 2) for s in cli_runs])
+                      cli_runs_s=[round(s, 2) for s, _ in cli_runs],
+                      cli_host_took=[round(share, 3) for _, share in cli_runs])
         result["gui_vs_cli"] = round(seconds / classify_job_seconds, 3)
     if args.keep:
         result["folder"] = str(work)
@@ -300,8 +287,9 @@ def run(args) -> dict:
     return result
 
 
-def cli_speed(folder: Path, model_path, workspace: Path) -> float:
-    """Seconds of what `crackdesk classify` does, timed the same way (a fresh workspace, every image)."""
+def cli_speed(folder: Path, model_path, workspace: Path) -> tuple[float, float]:
+    """Seconds of what `crackdesk classify` does, timed the same way (a fresh workspace, every image), and the
+    share of its core time the host took."""
     from crackdesk.core.classify import classify_into_workspace
     from crackdesk.core.inference import Classifier
     from crackdesk.core.scan import scan_folder
@@ -311,8 +299,8 @@ def cli_speed(folder: Path, model_path, workspace: Path) -> float:
         ws.sync(scan_folder(folder))
         items = [(r.id, r.path) for r in ws.rows()]
         start = time.monotonic()
-        classify_into_workspace(ws, Classifier(model_path), items)
-        return time.monotonic() - start
+        _, host_took = measured(classify_into_workspace, ws, Classifier(model_path), items)
+        return time.monotonic() - start, host_took
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  command line             {result['cli_classify_s']:.1f} s ({result['cli_images_per_s']:,.0f} "
               f"images/s; the mean of {' and '.join(f'{s:.1f} s' for s in result['cli_runs_s'])}, before and after "
               f"the GUI); GUI at {result['gui_vs_cli']:.0%} of its speed")
+        print(f"  the host took            {result['host_took']:.1%} of the GUI's core time while classifying, "
+              f"{' and '.join(f'{s:.1%}' for s in result['cli_host_took'])} of the command line's")
     print(f"  total                    {result['total_s']:.1f} s")
     print(f"  longest GUI stall        {result['longest_stall_ms']:.0f} ms")
     for when, ms, cpu_ms, steal_ms in result["stalls_over_50ms"]:
