@@ -225,7 +225,8 @@ def run(args) -> dict:
         labeller.start("during")
 
     def when_first_screen_shown():
-        if window.thumbnails.painted_any and window.thumbnails.pending() == 0:
+        shown = window.thumbnails.painted_any and window.thumbnails.pending() == 0
+        if shown or time.monotonic() - marks["loaded"] > 30:  # not forever where no thumbnail can be made
             start_classifying()
         else:
             QTimer.singleShot(20, when_first_screen_shown)
