@@ -207,7 +207,8 @@ def main() -> int:
             b, b_host = measured(bench_naive, model_path, paths, info.preprocessing)
             (d_before, tensors), d_host_before = measured(bench_decode, paths, info.preprocessing)
             (c_one, best_batch), c_host_one = measured(bench_model_alone, model_path, tensors)
-            c_lanes, c_host_lanes = measured(bench_model_lanes, model_path, tensors, lanes) if lanes > 1 else (0.0, 0.0)
+            c_lanes, c_host_lanes = (measured(bench_model_lanes, model_path, tensors, lanes) if lanes > 1
+                                     else (0.0, 0.0))
             a, a_host = measured(bench_end_to_end, model_path, folder, work / f"round{r}")
             (d_after, _), d_host_after = measured(bench_decode, paths, info.preprocessing)
             (c_after_one, _), c_host_after_one = measured(bench_model_alone, model_path, tensors, (best_batch,))

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as a script
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # factories: EXIF written with Pillow's API
 
-from host_steal import StealClock, measured  # noqa: E402
+from host_steal import StealClock, host_share, measured  # noqa: E402
 
 
 def parse_args(argv):
@@ -237,8 +237,7 @@ def run(args) -> dict:
 
     def classified(report):
         marks["classified"] = time.monotonic()
-        steal, cpu = monitor.steal_clock.seconds() - host["steal"], time.process_time() - host["cpu"]
-        host["share"] = steal / (steal + cpu) if steal + cpu > 0 else 0.0
+        host["share"] = host_share(monitor.steal_clock.seconds() - host["steal"], time.process_time() - host["cpu"])
         marks["classified_n"] = report.classified
         labeller.start("after", then=lambda: QTimer.singleShot(300, loop.quit))
 

@@ -34,10 +34,14 @@ class StealClock:
             self.fd = None
 
 
+def host_share(steal: float, cpu: float) -> float:
+    """The share of the core time a process wanted that the host took: steal / (its CPU + steal)."""
+    return steal / (cpu + steal) if cpu + steal > 0 else 0.0
+
+
 def measured(fn, *args, **kwargs) -> tuple[object, float]:
-    """(fn's result, the share of the core time this process wanted that the host took meanwhile): steal / (this
-    process's CPU + steal). Steal accrues only on cores that want to run, so it is this measurement's loss as long as
-    nothing else on the VM is busy (benchmarks run alone)."""
+    """(fn's result, host_share meanwhile). Steal accrues only on cores that want to run, so it is this
+    measurement's loss as long as nothing else on the VM is busy (benchmarks run alone)."""
     clock = StealClock()
     try:
         steal, cpu = clock.seconds(), time.process_time()
@@ -45,4 +49,4 @@ def measured(fn, *args, **kwargs) -> tuple[object, float]:
         steal, cpu = clock.seconds() - steal, time.process_time() - cpu
     finally:
         clock.close()
-    return result, steal / (cpu + steal) if cpu + steal > 0 else 0.0
+    return result, host_share(steal, cpu)

@@ -53,10 +53,10 @@ def test_after_a_photo_large_blocks_come_from_the_heap_and_stay_there_when_freed
 
 
 def test_the_thresholds_are_set_once_and_report_success():
-    from crackdesk.core.allocator import keep_freed_memory_for_reuse
+    from crackdesk.core.allocator import HEAP_BELOW, M_MMAP_THRESHOLD, keep_freed_memory_for_reuse
 
     keep_freed_memory_for_reuse.cache_clear()
     assert keep_freed_memory_for_reuse() is True
     assert keep_freed_memory_for_reuse() is True
     assert keep_freed_memory_for_reuse.cache_info().misses == 1  # the second call set nothing
-    assert ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20) == 1  # glibc accepts the value the module sets
+    assert ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, HEAP_BELOW) == 1  # glibc accepts what the module sets

@@ -61,7 +61,8 @@ def _thumbnail(path: Path, cache_dir: Path, display_px: int) -> tuple[QImage | N
         image = QImage(str(cached))
         if not image.isNull():
             return image, None
-    embedded = embedded_thumbnail(path, min_side=display_px) if st is not None and st.st_size >= EMBEDDED_WORTH_BYTES else None
+    worth_looking = st is not None and st.st_size >= EMBEDDED_WORTH_BYTES
+    embedded = embedded_thumbnail(path, min_side=display_px) if worth_looking else None
     if embedded is not None:
         return _qimage(embedded), None
     try:
