@@ -7,8 +7,11 @@ On the same folder of 227x227 JPEGs and the same model it measures
       the pipeline's way (two batches side by side on single-threaded runs, inference.model_lanes),
   (d) decode + preprocess alone, on one core,
   (e) PyTorch eager on the same images (when torch and the training module are installed),
+  (f) the ideal split: one process per core, each decoding its share and running the model on it, nothing shared
+      (ideal_split.py): what any program structure could reach here, decoding and the model sharing the cores,
 and the machine's limit L = 1 / (1/c + 1/(cores * d)): every core busy all the time. c and d are measured right
-before and right after (a) in each round and averaged, so the VM's drift does not fall on one side of (a).
+before and right after (a) in each round and averaged, so the VM's drift does not fall on one side of (a); so is (f),
+closest to (a).
 Each round also prints the share of each measurement's core time the hypervisor gave other guests (steal,
 host_steal.py), and the fraction with that time given back: a round the VM lost, told from one the program lost.
 Then the peak memory of `crackdesk classify` on --memory-images images (hard links), in a child process.
@@ -39,6 +42,7 @@ from crackdesk.core.models import ModelRegistry, create_session, load_model  # n
 from crackdesk.core.scan import scan_folder  # noqa: E402
 from crackdesk.core.store import open_workspace  # noqa: E402
 from host_steal import measured  # noqa: E402
+from ideal_split import IdealSplit  # noqa: E402
 
 
 def image_folder(n: int, source: Path | None, work: Path) -> Path:
@@ -187,8 +191,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ccic")
     parser.add_argument("--memory-images", type=int, default=40000, help="0 to skip the memory run")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of (b), (d), (c), (a), (d), (c): each fraction is against its own "
-                             "round's L, measured before and after (a)")
+                        help="interleaved rounds of (b), (d), (c), (f), (a), (f), (c), (d): each fraction is against "
+                             "its own round's L and (f), measured before and after (a)")
+    parser.add_argument("--no-split", action="store_true", help="skip (f), the ideal split")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -196,6 +201,7 @@ def main() -> int:
     info = load_model(model_path).info
     cores = os.cpu_count() or 1
     lanes = model_lanes(cores)
+    split = None if args.no_split else IdealSplit(model_path, cores, IMAGES_IN_FLIGHT // lanes)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         folder = image_folder(args.images, args.data, work)
@@ -209,11 +215,13 @@ def main() -> int:
             (c_one, best_batch), c_host_one = measured(bench_model_alone, model_path, tensors)
             c_lanes, c_host_lanes = (measured(bench_model_lanes, model_path, tensors, lanes) if lanes > 1
                                      else (0.0, 0.0))
+            f_before = split.rate(paths) if split else 0.0
             a, a_host = measured(bench_end_to_end, model_path, folder, work / f"round{r}")
-            (d_after, _), d_host_after = measured(bench_decode, paths, info.preprocessing)
+            f_after = split.rate(paths) if split else 0.0
             (c_after_one, _), c_host_after_one = measured(bench_model_alone, model_path, tensors, (best_batch,))
             c_after_lanes, c_host_after_lanes = (measured(bench_model_lanes, model_path, tensors, lanes) if lanes > 1
                                                  else (0.0, 0.0))
+            (d_after, _), d_host_after = measured(bench_decode, paths, info.preprocessing)
             c_after = max(c_after_one, c_after_lanes)
             a_one = bench_end_to_end(model_path, folder, work / f"round{r}-one-lane", lanes=1) if lanes > 1 else a
             c = (max(c_one, c_lanes) + c_after) / 2
@@ -226,15 +234,21 @@ def main() -> int:
             d_host = (d_host_before + d_host_after) / 2
             limit_own = 1.0 / ((1.0 - c_host) / c + (1.0 - d_host) / (cores * d))
             a_own = a / (1.0 - a_host)
+            f = (f_before + f_after) / 2
             rounds.append({"a": a, "a_one_lane": a_one, "b": b, "c": c, "c_one_session": c_one, "c_lanes": c_lanes,
                            "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after, "L": limit,
                            "best_batch": best_batch, "host_took_a": a_host, "host_took_b": b_host,
-                           "host_took_c": c_host, "host_took_d": d_host, "a_own": a_own, "L_own": limit_own})
+                           "host_took_c": c_host, "host_took_d": d_host, "a_own": a_own, "L_own": limit_own,
+                           "f": f or None, "f_before": f_before or None, "f_after": f_after or None})
             print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f})  (b) {b:.0f}  (c) {c:.0f} (before: one session "
                   f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f}; after {c_after:.0f})  (d) {d:.0f} (before {d_before:.0f}, "
                   f"after {d_after:.0f})  L {limit:.0f}: a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop; "
                   f"the host took {a_host:.1%} of (a)'s core time, {c_host:.1%} of (c)'s, {d_host:.1%} of (d)'s: "
-                  f"without it a = {a_own / limit_own:.1%} of L", file=sys.stderr)
+                  f"without it a = {a_own / limit_own:.1%} of L"
+                  + (f"; (f) {f:.0f} (before {f_before:.0f}, after {f_after:.0f}) = {f / limit:.1%} of L: "
+                     f"a = {a / f:.1%} of (f)" if split else ""), file=sys.stderr)
+        if split:
+            split.close()
         e = bench_torch(info, tensors[:512])
         memory_mb, memory_rate, scan_seconds = (peak_memory_mb(model_path, folder, args.memory_images, work)
                                                 if args.memory_images else (None, None, None))
@@ -244,6 +258,7 @@ def main() -> int:
     fractions = [r["a"] / r["L"] for r in rounds]
     speedups = [r["a"] / r["b"] for r in rounds]
     own_fractions = [r["a_own"] / r["L_own"] for r in rounds]
+    of_split = [r["a"] / r["f"] for r in rounds] if split else None
     result = {
         "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
@@ -253,6 +268,8 @@ def main() -> int:
         "a_fraction_of_L_per_round": fractions, "a_over_b_per_round": speedups,
         "a_fraction_of_L": a / limit, "b_fraction_of_L": b / limit,
         "a_fraction_of_L_without_host_steal_per_round": own_fractions,
+        "f_ideal_split": statistics.median(r["f"] for r in rounds) if split else None,
+        "a_fraction_of_f_per_round": of_split,
         "classify_memory_images": args.memory_images or None, "classify_peak_rss_mb": memory_mb,
         "classify_memory_run_rate": memory_rate, "scan_seconds": scan_seconds,
     }
@@ -277,6 +294,10 @@ def main() -> int:
     host_took = ", ".join(f"{r['host_took_a']:.1%}" for r in rounds)
     print(f"    the host took {host_took} of (a)'s core time; with the time "
           f"it took from (a), (c) and (d) given back: {', '.join(f'{f:.1%}' for f in own_fractions)} of L")
+    if of_split:
+        split_of_L = ", ".join(f"{r['f'] / r['L']:.1%}" for r in rounds)
+        print(f"(f) the ideal split per round: {split_of_L} of L; (a) = {', '.join(f'{x:.1%}' for x in of_split)} "
+              f"of (f)")
     if memory_mb is not None:
         print(f"crackdesk classify on {args.memory_images} images: peak RSS {memory_mb:.0f} MB, "
               f"{memory_rate:.0f} images/s (including start-up and scan); listing them took {scan_seconds:.2f} s")
