@@ -8,7 +8,8 @@ On the same folder of 227x227 JPEGs and the same model it measures
   (d) decode + preprocess alone, on one core,
   (e) PyTorch eager on the same images (when torch and the training module are installed),
   (f) the ideal split: one process per core, each decoding its share and running the model on it, nothing shared
-      (ideal_split.py): what any program structure could reach here, decoding and the model sharing the cores,
+      (ideal_split.py): what a program with nothing shared between its cores reaches here, decoding and the
+      model sharing only the hardware,
 and the machine's limit L = 1 / (1/c + 1/(cores * d)): every core busy all the time. c and d are measured right
 before and right after (a) in each round and averaged, so the VM's drift does not fall on one side of (a); so is (f),
 closest to (a).

@@ -3,8 +3,9 @@ and running the model on them in batches, with nothing shared: no threads, no GI
 
 L = 1/(1/c + 1/(cores*d)) assumes decoding and the model run on the cores as fast as each does alone. They do not
 quite: beside each other they share the cores' caches and memory bandwidth (on this VM perhaps one physical core).
-The ideal split pays that, and nothing else, so it is what any program structure could reach on this machine at
-that moment. A program at the ideal split's rate loses nothing of its own, whatever its fraction of L.
+The ideal split pays that, and nothing else: a program with threads, queues and storing that runs at its rate
+loses nothing of its own at that moment, whatever its fraction of L. (Batches of other sizes, or a cleverer order of
+work, might beat it by a little; it is a reference, not a bound.)
 """
 
 from __future__ import annotations
