@@ -19,10 +19,10 @@ import numpy as np
 
 def _worker(model_path: str, batch: int, barrier, conn) -> None:
     from crackdesk.core.images import load_rgb
-    from crackdesk.core.models import create_session, load_model
+    from crackdesk.core.models import load_model
 
-    pre = load_model(model_path).info.preprocessing
-    session = create_session(model_path, threads=1)
+    model = load_model(model_path, threads=1)  # one session: the model's metadata and the runs
+    pre, session = model.info.preprocessing, model.session
     name = session.get_inputs()[0].name
     h, w = pre.input_size
     session.run(None, {name: np.zeros((batch, 3, h, w), np.float32)})  # warm-up, outside the timing
