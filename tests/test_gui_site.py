@@ -117,3 +117,35 @@ def test_export_site_model_from_the_window_adds_it_to_the_models(qtbot, site_win
     assert entry.source == "user" and entry.memory.is_file()
     text = describe_model(entry)
     assert "adapted from tinyf@0.1 to the site" in text and "6 labels" in text
+
+
+def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, tmp_path, monkeypatch):
+    """Large photos (decision 38): whole-photo labels refit the head, the other photos' verdicts change in the
+    grid, and the viewer's heatmap shows the windows as the head scores them."""
+    from test_site_photos import camera_site
+
+    models = tmp_path / "models"
+    make_adaptable_model(models)
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(models))
+    window = open_window(qtbot, tmp_path / "settings.ini")
+    truth = camera_site(tmp_path / "site")
+    load_folder(qtbot, window, tmp_path / "site")
+    classify_all(qtbot, window)
+    m = window.model
+    assert m.counts()["crack"] == 12  # every brick wall photo is a false alarm, in all four windows
+    bricks = [r for r in range(m.rowCount()) if truth[m.path_at(r)] == "no_crack"]
+    cracks = [r for r in range(m.rowCount()) if truth[m.path_at(r)] == "crack"]
+    label_rows(qtbot, window, [(r, Qt.Key_N) for r in bricks[:2]] + [(r, Qt.Key_C) for r in cracks[:1]])
+    wait_adapted(qtbot, window, 3)
+    verdicts = {m.path_at(r): m.predicted_at(r) for r in range(m.rowCount())}
+    assert all(verdicts[n] == t for n, t in truth.items()), verdicts
+    assert "3 labels" in window.sidebar.site_info.text()
+    row = next(r for r in range(m.rowCount()) if truth[m.path_at(r)] == "no_crack" and m.label_at(r) is None)
+    window.select_row(row)
+    QTest.keyClick(window.view, Qt.Key_Return)
+    viewer = window.viewer
+    qtbot.waitUntil(lambda: viewer.heat.item is not None, timeout=5000)
+    assert len(viewer.heat.item.tiles) == 4 and all(p < 0.5 for *_, p in viewer.heat.item.tiles)
+    assert "no tile >= 0.5" in viewer.prediction.text()
+    viewer.close()
+    window.close()

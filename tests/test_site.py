@@ -192,8 +192,8 @@ def test_a_labelled_tile_of_a_large_photo_is_a_site_label_of_its_own(tmp_path):
         session.workspace.set_tile_label(photo, (0, 0, 227, 227), "no_crack")
         state = session.adapt()
         assert state.adapted and state.n_labels == 1 and state.n_tiles == 1  # features computed on demand
-        (found, missing, missing_tiles) = session.workspace.labelled_features(session.entry.key)
-        assert len(found) == 1 and not missing_tiles
+        labelled = session.workspace.labelled_features(session.entry.key)
+        assert len(labelled.found) == 1 and not labelled.missing_tiles
 
 
 def test_features_classified_after_the_adapter_loaded_reach_it_without_a_reread(tmp_path):
@@ -337,7 +337,7 @@ def test_a_fold_s_fit_stops_as_soon_as_a_newer_refit_cancels_it(adapted_site):
     session.submit_labels({ids[n]: truth[n] for n in sorted(truth)[:8]}).result()
     session.adapt(full=False)
     adapter = session.adapter()
-    X, y = adapter.state.training
+    X, y, _ = adapter.state.training
     start = adapter.state.head
     stopped = sitehead.fit(X, y, adapter.memory, adapter.base, start=start, cancel=SetAfter(1))
     assert np.array_equal(stopped.weights, start.weights)  # not one step taken

@@ -62,8 +62,7 @@ def cmd_classify(args) -> int:
             return 1
         entry = folder_model(session, args.model)
         # A cluster's workers run every window through the model (no screening): --cluster is --exact.
-        classifier = Classifier(entry.path, threshold=args.threshold,
-                                exact=args.exact or bool(args.cluster))
+        classifier = session.classifier(entry.path, args.threshold, exact=args.exact or bool(args.cluster))
         if classifier.screen_note:
             print(f"note: {classifier.screen_note}", file=sys.stderr)
         with cluster_source(args.cluster, classifier, args.ship_bytes) as source:

@@ -39,6 +39,7 @@ class ClassifyReport:
     crack: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     cancelled: bool = False
+    tiled: int = 0  # large photos classified by their windows (a site adapter re-reads them afterwards)
 
 
 PredictionSource = Callable[[Sequence, threading.Event | None], Iterable[list[Prediction]]]
@@ -82,7 +83,11 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
         for batch in batches:
             for p in batch:
                 if p.tiles is not None and p.hash:
+                    report.tiled += 1
                     workspace.set_tile_results(p.hash, classifier.key, p.tiles, wait=False)
+                    if p.window_features is not None:
+                        workspace.set_window_features(classifier.key, [(p.hash, len(p.tiles), *p.window_features)],
+                                                      wait=False)
             hashes.extend((ids[p.index], p.hash) for p in batch if p.hash)
             predictions.extend((p.hash, p.p_crack, classifier.stored_label(p.p_crack)) for p in batch
                                if p.p_crack is not None and p.hash)

@@ -17,6 +17,15 @@ class FeatureMatrix:
         self.offset = np.zeros(n, np.float32)
         self.present = np.zeros(n, bool)  # which rows have features (classified by a format-2 model)
 
+    @classmethod
+    def from_arrays(cls, codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> FeatureMatrix:
+        """Rows already decoded into arrays (features.decode_matrix), every one present."""
+        out = cls(0, codes.shape[1])
+        out.codes = np.ascontiguousarray(codes)
+        out.scale, out.offset = scale.astype(np.float32), offset.astype(np.float32)
+        out.present = np.ones(len(codes), bool)
+        return out
+
     @property
     def dim(self) -> int:
         return self.codes.shape[1]

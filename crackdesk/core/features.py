@@ -72,3 +72,34 @@ def encode_many(vectors: np.ndarray) -> list[bytes]:
     for k in np.flatnonzero(~unsigned).tolist():  # signed rows are rare (another model's features); errors raise
         out[k] = encode(V[k])
     return out
+
+
+_MATRIX = 1  # layout of a matrix of vectors: version, rows, dims, then scales, offsets and codes
+
+
+def encode_matrix(vectors: np.ndarray) -> bytes:
+    """Many vectors as one blob (a large photo's windows, decision 38): per row a float32 scale and offset
+    (0 for non-negative rows, as `encode`), then the uint8 codes row after row. One row in the workspace
+    per photo, read back as arrays without a Python step per window."""
+    V = np.asarray(vectors, dtype=np.float32)
+    if V.ndim != 2:
+        raise ValueError(f"a feature matrix must be 2-D, got shape {V.shape}")
+    if not np.isfinite(V).all():
+        raise ValueError("feature vectors have NaN or infinite values")
+    low = V.min(axis=1, initial=0.0)  # non-negative rows: offset 0, as `encode`
+    high = V.max(axis=1, initial=0.0)
+    scale = np.where(high > low, (high - low) / 255.0, 1.0).astype(np.float32)
+    codes = np.rint((V - low[:, None]) / scale[:, None]).clip(0, 255).astype(np.uint8)
+    header = np.array([_MATRIX, len(V), V.shape[1]], np.int32)
+    return header.tobytes() + scale.tobytes() + low.astype(np.float32).tobytes() + codes.tobytes()
+
+
+def decode_matrix(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes [k, D] uint8, scale [k], offset [k]) of `encode_matrix`'s bytes; x ~= codes * scale + offset."""
+    layout, k, dim = np.frombuffer(blob, np.int32, 3)
+    if layout != _MATRIX or len(blob) != 12 + 8 * k + k * dim:
+        raise ValueError("not a feature matrix, or a damaged one")
+    scale = np.frombuffer(blob, np.float32, k, 12)
+    offset = np.frombuffer(blob, np.float32, k, 12 + 4 * k)
+    codes = np.frombuffer(blob, np.uint8, k * dim, 12 + 8 * k).reshape(k, dim)
+    return codes, scale, offset

@@ -31,6 +31,8 @@ class Prediction:
     # A large photo's windows, (x, y, w, h, p_crack) row-major, when the pipeline tiled it (p_crack is then the
     # photo verdict's); None for a photo classified whole.
     tiles: list | None = field(default=None, repr=False, compare=False)
+    # Of a tiled photo, the windows the model ran: (indices into `tiles`, [k, D] features), for a site head
+    window_features: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 def read_and_hash(path: Path) -> tuple[bytes, str]:
@@ -158,7 +160,7 @@ class Classifier:
         from .pipeline import run_photos
 
         total, done = len(paths), 0
-        for photos in run_photos(self, paths, cancel, datas=datas):
+        for photos in run_photos(self, paths, cancel, datas=datas, window_features=self.features_name is not None):
             done += len(photos)
             if progress:
                 progress(done, total)
@@ -175,8 +177,12 @@ class Classifier:
                               photo.features, photo.meta)
         heatmap = self.heatmap(photo)
         p = self.photo_p(heatmap.probs)
+        windows = None
+        if photo.window_features:
+            windows = (np.concatenate([w for w, _ in photo.window_features]),
+                       np.concatenate([f for _, f in photo.window_features]))
         return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size, None,
-                          photo.meta, heatmap.tiles())
+                          photo.meta, heatmap.tiles(), windows)
 
     def photo_p(self, grid: np.ndarray) -> float:
         """A tiled photo's P(crack) from its windows' grid by the verdict rule (core/photo_verdict.py), at the

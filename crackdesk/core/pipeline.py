@@ -66,7 +66,9 @@ class Photo:
     probs: np.ndarray | None = field(default=None, repr=False)  # P(crack) per input (per window), once run
     # The windows the inputs are, when a screening model settled the others (their P is then the screen's)
     input_windows: np.ndarray | None = field(default=None, repr=False)
-    features: np.ndarray | None = field(default=None, repr=False)  # [D] of a small image (windows keep none)
+    features: np.ndarray | None = field(default=None, repr=False)  # [D] of a small image
+    # A large photo's windows that ran through the model, for a site head: [(window indices, [k, D] features)]
+    window_features: list | None = field(default=None, repr=False)
     image: Image.Image | None = field(default=None, repr=False)  # the decoded photo, only when asked to keep it
     data: bytes | None = field(default=None, repr=False)  # a large photo's bytes, until its windows are cut
     slices_to_run: int = 0  # slices of its inputs handed to model batches and not run yet (run_photos' thread only)
@@ -233,10 +235,11 @@ class _Chunks:
 
 def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event | None = None,
                tile_all: bool = False, stride: int | None = None, keep_image: bool = False,
-               datas: Sequence[bytes | None] | None = None) -> Iterator[list[Photo]]:
+               datas: Sequence[bytes | None] | None = None, window_features: bool = False) -> Iterator[list[Photo]]:
     """Yield lists of finished Photos, in input order, as model runs complete (each large photo once all its
     windows ran). `paths` may be any sequence supporting len() and slicing (items become Paths in the pool);
-    `datas`, when given, holds each file's bytes already read. Stops early when `cancel` is set."""
+    `datas`, when given, holds each file's bytes already read. Stops early when `cancel` is set. With
+    `window_features`, a large photo keeps the features of the windows the model ran (for a site head)."""
     keep_freed_memory_for_reuse()  # one photo's buffers reused by the next, not unmapped and faulted in again
     workers = classifier.workers
     batch_size = classifier.batch_size
@@ -285,6 +288,8 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
                     future.result()
                 if photo.inputs is not None and photo.probs is None:
                     photo.probs = np.empty(photo.n_inputs)
+                if window_features and photo.tiled:
+                    photo.window_features = []
                 waiting.append(photo)
                 first = 0
                 while first < photo.n_inputs:  # its inputs, split across model batches
@@ -308,7 +313,7 @@ def run_photos(classifier: Classifier, paths: Sequence, cancel: threading.Event 
                     future.cancel()
 
 
-_SECONDS_LOCK = threading.Lock()
+_PHOTO_LOCK = threading.Lock()
 
 
 def _run_batch(classifier: Classifier, running: list[tuple[Photo, int, int]]) -> None:
@@ -324,7 +329,9 @@ def _run_batch(classifier: Classifier, running: list[tuple[Photo, int, int]]) ->
         photo.probs[where] = p[offset:offset + b - a]
         if feats is not None and not photo.tiled:
             photo.features = feats[offset]
-        with _SECONDS_LOCK:  # two lanes may finish slices of one photo at once
+        with _PHOTO_LOCK:  # two lanes may finish slices of one photo at once
+            if feats is not None and photo.window_features is not None:  # a site head rescores them (decision 38)
+                photo.window_features.append((np.arange(len(photo.grid))[where], feats[offset:offset + b - a].copy()))
             photo.seconds["model"] = photo.seconds.get("model", 0.0) + seconds * (b - a) / len(p)
         offset += b - a
 

@@ -92,7 +92,17 @@ CREATE TABLE photo_meta(                -- what each content's file says of itse
 );
 """
 
-MIGRATIONS = [V1, V2, V3, V4]  # MIGRATIONS[k] takes version k to k+1
+V5 = """
+CREATE TABLE window_features(           -- a large photo's windows that ran through the model (site head, decision 38)
+    hash TEXT NOT NULL, model TEXT NOT NULL,
+    n_windows INTEGER NOT NULL,         -- the photo's grid, as its tile_results rows (stale if they differ)
+    windows BLOB NOT NULL,              -- int32 window indices, row-major (tile_results ordered by y, x)
+    vecs BLOB NOT NULL,                 -- their features, core/features.py encode_matrix
+    PRIMARY KEY (hash, model)
+);
+"""
+
+MIGRATIONS = [V1, V2, V3, V4, V5]  # MIGRATIONS[k] takes version k to k+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 def schema_version(db: sqlite3.Connection, path: Path | None = None) -> int:

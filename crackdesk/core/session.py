@@ -176,7 +176,7 @@ class FolderSession:
         adapter = self.adapter()
         if adapter is None:
             return None
-        if ids is not None or len(adapter.ids) == 0:
+        if ids is not None or len(adapter.ids) == 0 or adapter.features_stale:
             if ids is None:
                 ids = np.array([r.id for r in self.rows()], np.int64)
             adapter.load_features(ids)
@@ -209,6 +209,18 @@ class FolderSession:
             ensure_hashes(self._ws(), cancel, progress)
         return todo
 
+    def classifier(self, model_path, threshold: float | None = None, exact: bool = False):
+        """The Classifier for this folder. Once it has labels, large photos' windows all run through the model
+        (no screening model), because the site head rescores only windows with features (decision 38)."""
+        from .inference import Classifier
+
+        classifier = Classifier(model_path, threshold=threshold, exact=exact)
+        if classifier.screen is not None and classifier.features_name and self._ws().has_labels():
+            classifier = Classifier(model_path, threshold=threshold, exact=True)
+            classifier.screen_note = (f"every window of large photos runs through {classifier.key}, unscreened: "
+                                      "this folder's labels adapt the model, and it rescores only those windows")
+        return classifier
+
     def classify(self, classifier, items: list[tuple[int, str]] | None = None,
                  cancel: threading.Event | None = None, on_batch=None, source=None) -> ClassifyReport:
         """Classify (image id, relative path) items (default: every image) and store the results; `source`
@@ -219,8 +231,11 @@ class FolderSession:
         # The site head sees each batch's features as soon as they are stored.
         adapter = self._adapter if self._adapter is not None and self._adapter.model_key == classifier.key else None
         try:
-            return classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source,
-                                           on_features=adapter.add_features if adapter is not None else None)
+            report = classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source,
+                                             on_features=adapter.add_features if adapter is not None else None)
+            if adapter is not None and report.tiled:
+                adapter.features_stale = True  # large photos' windows are read with the folder's features
+            return report
         finally:
             self._classifying = None
             if self._adapter is not None and adapter is None:

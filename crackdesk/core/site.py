@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import features as features_codec
 from . import sitehead, suggest
 from .datasets import CRACK
 from .errors import CrackDeskError, ModelError
@@ -28,6 +27,7 @@ from .feature_matrix import FeatureMatrix
 from .memory import ReplayMemory, load_memory
 from .modeledit import read_head
 from .modelformat import ModelInfo
+from .site_photos import LargePhotos
 from .store import Workspace
 
 
@@ -129,6 +129,7 @@ class SiteAdapter:
         self.base = sitehead.Head(np.asarray(weights, np.float64), float(bias), info.threshold)
         self.ids = np.zeros(0, np.int64)
         self.features = FeatureMatrix(0, info.features["dim"])
+        self.photos = LargePhotos(info.features["dim"])  # large photos: verdicts from their windows
         self._index = _PositionIndex(self.ids)
         self._arrived: list | None = None  # features added while load_features reads (see there)
         self.features_stale = True  # not read yet, or images were classified without add_features
@@ -154,9 +155,11 @@ class SiteAdapter:
         rows = index.positions(np.array(found, np.int64))
         known = rows >= 0
         matrix.set_blobs(rows[known], [b for b, k in zip(blobs, known.tolist()) if k])
+        photos = LargePhotos.load(self.workspace, self.model_key, index.positions, self.features.dim)
         with self._lock:
             arrived, self._arrived = self._arrived, None
             self.ids, self._index, self.features, self.features_stale = ids, index, matrix, False
+            self.photos = photos
             for batch_ids, blobs in arrived:
                 self._add(batch_ids, blobs)
 
@@ -186,11 +189,19 @@ class SiteAdapter:
         `assess` it. Reuses the stored head (and its figures) when the labels have not changed."""
         with self._lock:
             started = time.perf_counter()
-            labelled, missing, missing_tiles = self.workspace.labelled_features(self.model_key)
+            read = self.workspace.labelled_features(self.model_key, self.info.threshold)
             notes = []
-            if missing or missing_tiles:  # labelled before being classified by this model: compute them now
-                notes = self._compute_missing(missing, missing_tiles)
-                labelled, _, _ = self.workspace.labelled_features(self.model_key)
+            if read.missing or read.missing_tiles:  # labelled before being classified by this model: compute now
+                notes = self._compute_missing(read.missing, read.missing_tiles)
+                read = self.workspace.labelled_features(self.model_key, self.info.threshold)
+            if any(label == CRACK for _, _, label in read.photos_unused):  # a no-crack one agrees already
+                notes.append(_unused_photos_note([p for p in read.photos_unused if p[2] == CRACK]))
+            screened = self.photos.partly_screened()
+            if screened:
+                notes.append(f"{screened:,} large photo{'s have' if screened > 1 else ' has'} windows the site head "
+                             "cannot rescore (settled by a screening model, or classified on a cluster or by an older "
+                             "CrackDesk): classify again to run every window through the model")
+            labelled = read.found
             if not labelled:
                 self.workspace.set_site_head(self.model_key, None)
                 self.state = SiteState(None, notes=notes)
@@ -213,8 +224,16 @@ class SiteAdapter:
             X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
             y = np.array([label == CRACK for _, label, _ in labelled], np.float64)
             head = sitehead.fit(X, y, self.memory, self.base, start=self.state.head)
-            state = SiteState(head, len(y), int(y.sum()), sum("#" in h for h, _ in keys), notes=notes)
-            state.key, state.training = key, (X, y)
+            # A labelled photo's windows are one label, and one group in cross-validation (never on both sides)
+            groups = [h.split("@")[0] for h, _ in keys]
+            crack = {g for g, (_, label) in zip(groups, keys) if label == CRACK}
+            photos = {g for g, (h, _) in zip(groups, keys) if "@" in h}
+            if photos:
+                notes.append(f"{len(photos):,} labelled large photo{'s' if len(photos) > 1 else ''} "
+                             f"teach{'' if len(photos) > 1 else 'es'} the site head through "
+                             f"{sum('@' in h for h, _ in keys):,} of their windows")
+            state = SiteState(head, len(set(groups)), len(crack), sum("#" in h for h, _ in keys), notes=notes)
+            state.key, state.training = key, (X, y, np.unique(groups, return_inverse=True)[1])
             state.seconds = time.perf_counter() - started
             self.state = state
         return self.assess(state, cancel) if full else state
@@ -224,12 +243,12 @@ class SiteAdapter:
         slower half of a refit: the GUI shows the new probabilities first), then store the head with them."""
         if state.head is None or state.training is None:
             return state
-        X, y = state.training
+        X, y, groups = state.training
         if not (cancel is not None and cancel.is_set()):
             z = self.features.logits(state.head.weights, state.head.bias)
             unlabelled = ~np.isnan(z) & ~self.labelled_mask()
             state.cv, state.estimate = sitehead.assess_labels(X, y, self.memory, self.base, state.head, z[unlabelled],
-                                                              cancel=cancel)
+                                                              cancel=cancel, groups=groups)
             state.n_unlabelled = int(unlabelled.sum())
             if state.cv is not None:
                 state.retention = sitehead.retention(state.head, self.base, self.memory)
@@ -275,23 +294,20 @@ class SiteAdapter:
 
     def _compute_missing(self, images: list[tuple[int, str]], tiles: list) -> list[str]:
         """Features of labelled images (and tiles) the model has not seen yet, computed and stored now."""
+        from .classify import classify_into_workspace
         from .inference import Classifier
         from .tile_features import tile_feature_rows
 
         if self._classifier is None:
             self._classifier = Classifier(self.info.path, exact=True)  # features of whole images: no screen
         notes = []
-        if images:
-            paths = [self.workspace.abspath(path) for _, path in images]
-            rows = []
-            for batch in self._classifier.classify(paths):
-                for p in batch:
-                    if p.features is not None and p.hash:
-                        rows.append((p.hash, features_codec.encode(p.features)))
-                        self._add(np.array([images[p.index][0]]), [rows[-1][1]])
-                    elif p.error:
-                        notes.append(f"{images[p.index][1]}: {p.error} (its label is not used)")
-            self.workspace.set_features(self.model_key, rows)
+        if images:  # classified like any other image: small ones give features, large ones windows
+            report = classify_into_workspace(self.workspace, self._classifier, images,
+                                             on_features=lambda ids, blobs: self._add(np.asarray(ids), blobs))
+            notes += [f"{path}: {reason} (its label is not used)" for path, reason in report.errors]
+            if report.tiled:
+                self.photos = LargePhotos.load(self.workspace, self.model_key, self._index.positions,
+                                               self.features.dim)
         if tiles:
             rows, problems = tile_feature_rows(self._classifier, self.workspace, tiles)
             self.workspace.set_tile_features(self.model_key, rows)
@@ -303,7 +319,26 @@ class SiteAdapter:
         """P(crack) of every image under the current head (NaN for images without features)."""
         state = state or self.state
         head = state.head or self.base
-        return sitehead.sigmoid(self.features.logits(head.weights, head.bias))
+        p = sitehead.sigmoid(self.features.logits(head.weights, head.bias))
+        if len(self.photos):
+            p[self.photos.rows] = self.photos.verdicts(head)
+        return p
+
+    def window_grid(self, image_id: int, state: SiteState | None = None) -> np.ndarray | None:
+        """A large photo's windows' P under the current head (rows, cols), for its heatmap; None when it is not a
+        loaded large photo."""
+        head = (state or self.state).head or self.base
+        row = self._index.positions(np.array([image_id], np.int64))[0]
+        return self.photos.grid(int(row), head) if row >= 0 else None
+
+
+def _unused_photos_note(photos: list) -> str:
+    """One line for the labelled large photos no window of which the model ran."""
+    names = ", ".join(str(path) for _, path, _ in photos[:3]) + (f" and {len(photos) - 3:,} more" if len(photos) > 3
+                                                                 else "")
+    return (f"{len(photos):,} labelled large photo{'s' if len(photos) > 1 else ''} ({names}) "
+            f"{'have' if len(photos) > 1 else 'has'} no window the model ran (all settled by a screening model, or "
+            "classified on a cluster): classify again for the site head to learn from them")
 
 
 class _PositionIndex:

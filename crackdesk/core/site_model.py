@@ -71,7 +71,7 @@ def _write_memory(session, entry, out: Path) -> None:
     """The base's memory plus this site's labelled examples (to rehearse if the site model is adapted again); the
     base's activations keep their rows, as the site's rows are appended after them."""
     base = load_memory(entry.path, entry.info.features["dim"])
-    labelled, _, _ = session.workspace.labelled_features(entry.key)
+    labelled = session.workspace.labelled_features(entry.key, entry.info.threshold).found
     site_x = np.stack([v for _, _, v in labelled]).astype(np.float32)
     site_y = np.array([label == "crack" for _, label, _ in labelled], np.uint8)
     features = np.concatenate([base.features, site_x])

@@ -5,11 +5,20 @@ writes go through the single writer like every other write."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import features as codec
 from .db import now_iso, path_from_db
+
+
+@dataclass
+class LabelledFeatures:
+    found: list  # [(key, label, features)]
+    missing: list  # images without features [(id, path)]: not classified by the model yet
+    missing_tiles: list  # labelled tiles without features [(id, path, box)]
+    photos_unused: list  # labelled large photos with no window to learn from [(id, path, label)]
 
 
 class SiteStore:
@@ -18,19 +27,31 @@ class SiteStore:
         yield from self._iterate("SELECT i.id, f.vec FROM images i JOIN features f ON f.hash=i.hash AND f.model=? "
                                  "WHERE i.present=1", (model_key,))
 
-    def labelled_features(self, model_key: str) -> tuple[list[tuple[str, str, np.ndarray]], list, list]:
-        """The folder's human labels as site-head training data: ([(key, label, features)], images without
-        features [(id, path)], tiles without features [(id, path, box)]). One entry per distinct content; a
-        labelled tile of a large photo is an entry of its own (key 'hash#x,y,w,h')."""
-        rows = self._read("SELECT i.hash, MIN(i.id), MIN(i.path), l.label, f.vec FROM images i "
+    def labelled_features(self, model_key: str, threshold: float = 0.5) -> LabelledFeatures:
+        """The folder's human labels as site-head training data. One entry per distinct content; a labelled tile
+        of a large photo is an entry of its own (key 'hash#x,y,w,h'), and a labelled large photo gives some of
+        its windows (keys 'hash@x,y,w,h', site_photos.photo_label_examples; `threshold` is the model's)."""
+        from .site_photos import photo_label_examples
+
+        rows = self._read("SELECT i.hash, MIN(i.id), MIN(i.path), l.label, f.vec, "
+                          "EXISTS(SELECT 1 FROM tile_results t WHERE t.hash=i.hash AND t.model=?) FROM images i "
                           "JOIN labels l ON l.hash=i.hash LEFT JOIN features f ON f.hash=i.hash AND f.model=? "
-                          "WHERE i.present=1 GROUP BY i.hash", (model_key,))
-        found, missing, missing_tiles = [], [], []
-        for digest, image_id, path, label, blob in rows:
-            if blob is None:
-                missing.append((image_id, path_from_db(path)))
-            else:
+                          "WHERE i.present=1 GROUP BY i.hash", (model_key, model_key))
+        tile_labelled = {}
+        for digest, x, y, w, h in self._read("SELECT hash, x, y, w, h FROM tile_labels"):
+            tile_labelled.setdefault(digest, set()).add((x, y, w, h))
+        found, missing, missing_tiles, photos_unused = [], [], [], []
+        for digest, image_id, path, label, blob, tiled in rows:
+            if blob is not None:
                 found.append((digest, label, codec.decode(blob)))
+            elif tiled:  # a large photo, classified by its windows
+                examples = photo_label_examples(self, model_key, digest, label, threshold,
+                                                tile_labelled.get(digest, set()))
+                found.extend(examples)
+                if not examples:
+                    photos_unused.append((image_id, path_from_db(path), label))
+            else:
+                missing.append((image_id, path_from_db(path)))
         tiles = self._read("SELECT t.hash, MIN(i.id), MIN(i.path), t.x, t.y, t.w, t.h, t.label, f.vec "
                            "FROM tile_labels t JOIN images i ON i.hash=t.hash LEFT JOIN tile_features f ON "
                            "f.hash=t.hash AND f.model=? AND f.x=t.x AND f.y=t.y AND f.w=t.w AND f.h=t.h "
@@ -40,7 +61,35 @@ class SiteStore:
                 missing_tiles.append((image_id, path_from_db(path), (x, y, w, h)))
             else:
                 found.append((f"{digest}#{x},{y},{w},{h}", label, codec.decode(blob)))
-        return found, missing, missing_tiles
+        return LabelledFeatures(found, missing, missing_tiles, photos_unused)
+
+    def window_probabilities(self, model_key: str):
+        """(image id, x, y, w, h, P) of every window of every present large photo classified by `model_key`, each
+        photo's windows together in row-major order, streamed."""
+        yield from self._iterate("SELECT i.id, t.x, t.y, t.w, t.h, t.p_crack FROM images i JOIN tile_results t ON "
+                                 "t.hash=i.hash AND t.model=? WHERE i.present=1 ORDER BY i.id, t.y, t.x",
+                                 (model_key,))
+
+    def window_features(self, model_key: str, digest: str | None = None):
+        """(image id, n_windows, window indices blob, encode_matrix blob) of present large photos (of one content
+        with `digest`), streamed: one row a photo."""
+        where, args = ("AND i.hash=?", (model_key, digest)) if digest else ("", (model_key,))
+        yield from self._iterate("SELECT i.id, f.n_windows, f.windows, f.vecs FROM images i JOIN window_features f "
+                                 f"ON f.hash=i.hash AND f.model=? WHERE i.present=1 {where}", args, batch=16)
+
+    def set_window_features(self, model_key: str, rows, wait: bool = True):
+        """(hash, the photo's number of windows, window indices, [k, D] features) of large photos' windows that
+        ran through the model (decision 38); replaces what the photo had."""
+        rows = [(h, model_key, int(n), np.asarray(w, np.int32).tobytes(), codec.encode_matrix(v))
+                for h, n, w, v in rows]
+        return self._write(lambda db: db.executemany(
+            "INSERT INTO window_features(hash, model, n_windows, windows, vecs) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(hash, model) DO UPDATE SET n_windows=excluded.n_windows, windows=excluded.windows, "
+            "vecs=excluded.vecs", rows) and None, wait=wait)
+
+    def has_labels(self) -> bool:
+        """Whether any image or tile has a human label."""
+        return bool(self._read("SELECT EXISTS(SELECT 1 FROM labels) OR EXISTS(SELECT 1 FROM tile_labels)")[0][0])
 
     def labelled_ids(self) -> list[int]:
         """Ids of present images with a human label."""

@@ -137,7 +137,7 @@ def _lbfgs(fg, x0: np.ndarray, memory: int = 10, max_iter: int = 300, gtol: floa
 
 def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, head: Head,
                   z_unlabelled: np.ndarray, folds: int = CV_FOLDS, seed: int = 0,
-                  cancel=None) -> tuple[Accuracy | None, float | None]:
+                  cancel=None, groups: np.ndarray | None = None) -> tuple[Accuracy | None, float | None]:
     """(k-fold accuracy on the folder's labels, estimated accuracy on its unlabelled photos or None); (None, None)
     when `cancel` (a threading.Event) is set, checked at every step of every fold's fit: a newer refit should not
     share the cores and the GIL with figures about to be replaced.
@@ -147,14 +147,18 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
     so. The estimate for the rest: the out-of-fold logits calibrate a temperature T (the one that best explains
     the labels), and the expected accuracy on each unlabelled photo is sigmoid(|z| / T); about 4 points off on
     average on walls from 50 labels (once 21). Neither is shown below `estimates.MIN_IMAGES` labels with
-    `MIN_PER_CLASS` of each class."""
+    `MIN_PER_CLASS` of each class. `groups` (an integer per example) keeps examples of one group in one fold: the
+    windows a labelled large photo gives are one label, and would otherwise be tested on their neighbours."""
     y = np.asarray(y_site, np.float64)
     n = len(y)
     rng = np.random.default_rng(seed)
-    fold = np.zeros(n, int)
+    group = np.arange(n) if groups is None else np.asarray(groups)
+    first = np.unique(group, return_index=True)[1]  # one example stands for its group's class
+    group_fold = np.zeros(group.max() + 1 if n else 0, int)
     for c in (0, 1):
-        members = rng.permutation(np.flatnonzero(y == c))
-        fold[members] = np.arange(len(members)) % folds
+        members = rng.permutation(group[first[y[first] == c]])
+        group_fold[members] = np.arange(len(members)) % folds
+    fold = group_fold[group]
     z_out = np.full(n, np.nan)
     for k in range(min(folds, n)):
         if cancel is not None and cancel.is_set():
@@ -167,8 +171,15 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
             return None, None  # that fold's head is unfinished
         z_out[test] = fold_head.logits(X_site[test])
     known = ~np.isnan(z_out)
-    crack = int(y.sum())
-    cv = Accuracy(int(((z_out[known] >= 0) == (y[known] == 1)).sum()), int(known.sum()), crack, n - crack)
+    # Scored per label: a group (a photo's windows) says crack when any of its examples does
+    said = np.zeros(len(group_fold), bool)
+    np.logical_or.at(said, group[known], z_out[known] >= 0)
+    tested = np.zeros(len(group_fold), bool)
+    tested[group[known]] = True
+    truth = np.zeros(len(group_fold), bool)
+    truth[group] = y == 1
+    crack = int(truth[group[first]].sum())
+    cv = Accuracy(int((said[tested] == truth[tested]).sum()), int(tested.sum()), crack, len(first) - crack)
     if not cv.enough or not len(z_unlabelled):
         return cv, None
     t = temperature(z_out[known], y[known])

@@ -25,7 +25,6 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
 
 from ..core.errors import CrackDeskError
-from ..core.inference import Classifier
 from .gallery_model import RowArrays
 
 
@@ -157,7 +156,7 @@ def classify_job(session, model_path, items: list[tuple[int, str]], parent=None)
     labels given during classification count for the images classified after them). Result: the ClassifyReport."""
 
     def work(job: Job):
-        classifier = Classifier(model_path)
+        classifier = session.classifier(model_path)
         job._progress.emit(0, len(items))
 
         def on_batch(pairs, done, total):

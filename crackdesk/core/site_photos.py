@@ -1,0 +1,134 @@
+"""Large photos under a site head (decision 38): their verdicts follow the site's labels like small images' do.
+
+A large photo's verdict comes from its windows (core/photo_verdict.py). Classification stores the features of
+every window the model ran; a window a screening model settled (decision 31) keeps that model's P. Under a site
+head a photo's verdict is the same rule on its windows' P with the windows that have features rescored by the
+head, all photos of one grid shape in one vectorised pass.
+
+A whole-photo label teaches the site head through the photo's own windows: "no crack" makes its
+`WINDOWS_PER_PHOTO` most crack-like windows no-crack examples (the false alarms, if it had any); "crack" makes its
+windows at or above the threshold crack examples (a real crack lights several) or, when the model saw none, its
+likeliest window (the one it came closest on: a multiple-instance guess; a tile label in the viewer says exactly
+where). A window's own tile label wins over its photo's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import features as codec
+from .datasets import CRACK
+from .feature_matrix import FeatureMatrix
+from .photo_verdict import photo_score
+
+WINDOWS_PER_PHOTO = 16  # a photo label's examples at most: it stays one label among the folder's
+UNSEEN_CRACK_WINDOWS = 1  # a crack the model saw nowhere: its likeliest window only
+
+
+class LargePhotos:
+    """The folder's large photos for one model: each one's grid of base P and the windows with features."""
+
+    def __init__(self, dim: int):
+        self.rows = np.zeros(0, np.int64)  # each photo's row among the adapter's images
+        self.shapes = np.zeros((0, 2), np.int64)  # grid (rows, cols)
+        self.starts = np.zeros(0, np.int64)  # where its windows begin in `base`
+        self.base = np.zeros(0)  # every window's base P, photo after photo, row-major
+        self.features = FeatureMatrix(0, dim)
+        self.feature_at = np.zeros(0, np.int64)  # the window (index into `base`) of each feature row
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def partly_screened(self) -> int:
+        """How many photos have windows without features (settled by a screening model, or classified on a
+        cluster or by an older CrackDesk): the site head cannot rescore those windows."""
+        has = np.zeros(len(self.base), bool)
+        has[self.feature_at] = True
+        sizes = self.shapes[:, 0] * self.shapes[:, 1]
+        return int(sum(not has[s:s + n].all() for s, n in zip(self.starts.tolist(), sizes.tolist())))
+
+    @classmethod
+    def load(cls, workspace, model_key: str, positions, dim: int) -> LargePhotos:
+        """Read the windows of the present large photos among the adapter's images (`positions(ids)` gives their
+        rows, -1 for others) and the stored features of the windows the model ran."""
+        out = cls(dim)
+        windows = list(workspace.window_probabilities(model_key))
+        if not windows:
+            return out
+        table = np.array([w[:3] for w in windows], np.int64)  # image id, x, y
+        out.base = np.array([w[5] for w in windows], np.float64)
+        ids, starts, counts = np.unique(table[:, 0], return_index=True, return_counts=True)
+        cols = np.array([len(np.unique(table[s:s + n, 1])) for s, n in zip(starts, counts)], np.int64)
+        rows = positions(ids)
+        whole = (counts % np.maximum(cols, 1) == 0) & (rows >= 0)  # a grid stored whole, of a loaded image
+        out.rows, out.starts = rows[whole], starts[whole]
+        out.shapes = np.stack([counts[whole] // cols[whole], cols[whole]], axis=1)
+        parts, at = [], []
+        for image_id, n_windows, indices, blob in workspace.window_features(model_key):
+            k = int(np.searchsorted(ids, image_id))
+            index = np.frombuffer(indices, np.int32)
+            if k >= len(ids) or ids[k] != image_id or counts[k] != n_windows or not len(index) \
+                    or index.max() >= n_windows:
+                continue  # its grid changed since: they are not these windows' features
+            try:
+                parts.append(codec.decode_matrix(blob))
+            except ValueError:
+                continue  # a damaged row: the photo keeps the base model's P
+            at.append(starts[k] + index.astype(np.int64))
+        if parts:
+            out.features = FeatureMatrix.from_arrays(*(np.concatenate(a) for a in zip(*parts)))
+            out.feature_at = np.concatenate(at)
+        return out
+
+    def window_probabilities(self, head) -> np.ndarray:
+        """Every window's P under `head`: the head's where the window has features, the base model's elsewhere."""
+        p = self.base.copy()
+        if len(self.feature_at):
+            z = self.features.logits(head.weights, head.bias)
+            p[self.feature_at] = 1.0 / (1.0 + np.exp(-z))
+        return p
+
+    def verdicts(self, head) -> np.ndarray:
+        """Each photo's P(crack) by the verdict rule on its windows under `head` (>= head.threshold: crack)."""
+        p = self.window_probabilities(head)
+        out = np.empty(len(self.rows))
+        for shape in np.unique(self.shapes, axis=0):
+            same = np.flatnonzero((self.shapes == shape).all(axis=1))
+            size = int(shape[0] * shape[1])
+            grids = p[self.starts[same, None] + np.arange(size)].reshape(len(same), *map(int, shape))
+            out[same] = photo_score(grids, head.threshold)
+        return out
+
+    def grid(self, row: int, head) -> np.ndarray | None:
+        """The windows' P of the photo at adapter row `row` under `head`, (rows, cols); None if not a large photo."""
+        k = np.flatnonzero(self.rows == row)
+        if not len(k):
+            return None
+        k = int(k[0])
+        start, (r, c) = int(self.starts[k]), map(int, self.shapes[k])
+        p = self.base[start:start + r * c].copy()
+        mine = np.flatnonzero((self.feature_at >= start) & (self.feature_at < start + r * c))
+        if len(mine):  # only this photo's windows: the viewer asks for it on the GUI thread
+            z = self.features.codes[mine].astype(np.float32) @ np.asarray(head.weights, np.float32)
+            z = z * self.features.scale[mine] + self.features.offset[mine] * float(np.sum(head.weights)) + head.bias
+            p[self.feature_at[mine] - start] = 1.0 / (1.0 + np.exp(-z))
+        return p.reshape(r, c)
+
+
+def photo_label_examples(workspace, model_key: str, digest: str, label: str, threshold: float,
+                         tile_labelled: set[tuple[int, int, int, int]]) -> list[tuple[str, str, np.ndarray]]:
+    """The site-head examples a whole-photo label of a large photo gives: (key 'hash@x,y,w,h', label, features)."""
+    tiles = workspace.tile_results(digest, model_key)  # row-major, as the window indices
+    for _, n_windows, indices, blob in workspace.window_features(model_key, digest):
+        index = np.frombuffer(indices, np.int32)
+        if n_windows != len(tiles) or not len(index) or index.max() >= len(tiles):
+            continue
+        codes, scale, offset = codec.decode_matrix(blob)
+        windows = [(tiles[i][4], tuple(tiles[i][:4]), k) for k, i in enumerate(index.tolist())
+                   if tuple(tiles[i][:4]) not in tile_labelled]
+        windows.sort(key=lambda w: (-w[0], w[1]))
+        if label == CRACK:  # the windows that found it; if none did, the likeliest place of the crack it missed
+            windows = [w for w in windows if w[0] >= threshold] or windows[:UNSEEN_CRACK_WINDOWS]
+        return [(f"{digest}@{','.join(map(str, box))}", label, codes[k].astype(np.float32) * scale[k] + offset[k])
+                for _, box, k in windows[:WINDOWS_PER_PHOTO]]
+    return []

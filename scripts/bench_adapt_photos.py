@@ -1,0 +1,186 @@
+"""Site adaptation of large photos (decision 38): does labelling whole camera photos fix the verdicts of the rest
+of the site as labelling small images does?
+
+    python scripts/bench_adapt_photos.py [--walls ../shared/data/walls] [--ccic ../shared/data/ccic] [--seeds 3]
+
+The same 612 walls photos (the new site) are classified by the default shipped model in three forms: as they
+are (448 px: small images, one model input each, the site head scores their features); enlarged to 454 px (1.3%),
+which makes each a large photo of 2 x 2 windows at the training patches' own scale, judged by the photo verdict
+rule, every window run through the model (as classification does once a folder has labels); and the same large
+photos as the first classification of a new folder leaves them (the screening model settles some windows, which
+the site head cannot rescore). Each run labels random photos with their truth (whole-photo labels, the same
+photos in every form) and measures the error on the photos nobody labelled, with the site head's accuracy on the
+ccic TEST split (concrete retention). Also prints how many windows have features and their bytes a photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_adapt import ccic_test, error_rate, fresh_workspace  # noqa: E402
+
+from crackdesk.core.datasets import load_class_folders  # noqa: E402
+from crackdesk.core.inference import Classifier  # noqa: E402
+from crackdesk.core.models import ModelRegistry  # noqa: E402
+from crackdesk.core.session import FolderSession  # noqa: E402
+from crackdesk.core.sitehead import sigmoid  # noqa: E402
+
+CHECKPOINTS = (10, 20, 50, 100)
+FORMS = ("small", "large", "screened")
+LARGE_SIDE = 454  # two 227-px windows a side: the smallest photo classified by its windows
+
+
+def site_folders(walls: Path, work: Path) -> tuple[Path, Path, dict[str, str]]:
+    """(the photos as they are, the photos enlarged to LARGE_SIDE, truth by file name)."""
+    small, large = work / "small" / "site", work / "large" / "site"
+    small.mkdir(parents=True)
+    large.mkdir(parents=True)
+    truth = {}
+    for item in load_class_folders(walls):
+        name = item.path.stem + ".png"  # lossless: the two forms differ by the enlargement alone
+        with Image.open(item.path) as image:
+            image = image.convert("RGB")
+            image.save(small / name)
+            image.resize((LARGE_SIDE, LARGE_SIDE), Image.BICUBIC).save(large / name)
+        truth[name] = item.label
+    return small, large, truth
+
+
+def classify_once(folder: Path, entry, exact: bool) -> dict:
+    with FolderSession.open(folder) as session:
+        session.use_model(entry)
+        report = session.classify(Classifier(entry.path, exact=exact))
+        ws = session.workspace
+        windows = ws._read("SELECT COALESCE(SUM(LENGTH(windows)) / 4, 0), COALESCE(SUM(LENGTH(vecs)), 0) "
+                           "FROM window_features")[0]
+        results = ws._read("SELECT COUNT(*) FROM tile_results")[0][0]
+    (folder.parent / "classified.sqlite").write_bytes((folder / ".crackdesk" / "workspace.sqlite").read_bytes())
+    return {"tiled": report.tiled, "windows": results, "windows_with_features": windows[0],
+            "feature_bytes": windows[1]}
+
+
+def run(folder: Path, truth: dict, entry, order: list[str], test_x, test_y) -> dict:
+    fresh_workspace(folder)
+    out = {"error": {}, "ccic_test": {}}
+    with FolderSession.open(folder) as session:
+        session.use_model(entry)
+        ids = {r.path: r.id for r in session.rows(entry.key)}
+        session.adapt()
+        out["error"][0] = error_rate(session.current_predictions(adapt=False), truth, set())
+        for n in CHECKPOINTS:
+            session.submit_labels({ids[p]: truth[p] for p in order[:n]}, source="import").result()
+            state = session.adapter().refit(full=False)
+            out["error"][n] = error_rate(session.current_predictions(), truth, set(order[:n]))
+            p = sigmoid(test_x @ state.head.weights + state.head.bias)
+            out["ccic_test"][n] = float(((p >= 0.5) == (test_y == 1)).mean())
+    return out
+
+
+def at_scale(entry, work: Path, photos: int, grid=(13, 17)) -> dict:
+    """What the site adapter costs with `photos` camera photos of 13 x 17 windows (3859x2951), every window with
+    features: reading them when the folder opens, and one refit's verdicts of every photo (what the GUI waits for
+    after a label). The workspace holds real rows through the real writer; the features are random codes."""
+    from crackdesk.core.sitehead import Head
+
+    folder = work / "scale"
+    folder.mkdir()
+    for i in range(photos):
+        Image.new("RGB", (4, 4), (i % 256, i // 256, 0)).save(folder / f"photo_{i:05d}.png")
+    rng = np.random.default_rng(0)
+    dim = entry.info.features["dim"]
+    with FolderSession.open(folder) as session:
+        session.use_model(entry)
+        session.hash_missing()
+        rows = session.rows()
+        ws = session.workspace
+        boxes = [(x * 227, y * 227, 227, 227) for y in range(grid[0]) for x in range(grid[1])]
+        for r in rows:
+            ws.set_tile_results(r.hash, entry.key, [b + (float(rng.random() * 0.2),) for b in boxes], wait=False)
+            vectors = (rng.random((len(boxes), dim)) * rng.random((len(boxes), 1)) * 6).astype(np.float32)
+            ws.set_window_features(entry.key, [(r.hash, len(boxes), np.arange(len(boxes)), vectors)], wait=False)
+        ws._write(lambda db: None)  # everything queued is committed
+        size = (folder / ".crackdesk" / "workspace.sqlite").stat().st_size
+        adapter = session.adapter()
+        ids = np.array([r.id for r in rows], np.int64)
+        started = time.perf_counter()
+        adapter.load_features(ids)
+        loaded = time.perf_counter() - started
+        head = Head(adapter.base.weights + rng.normal(0, 0.01, dim), adapter.base.bias, 0.5)
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            adapter.photos.verdicts(head)
+            times.append(time.perf_counter() - started)
+        memory = adapter.photos.features.codes.nbytes + adapter.photos.base.nbytes * 4
+    return {"photos": photos, "windows": photos * len(boxes), "workspace_mb": size / 2**20, "load_s": loaded,
+            "verdicts_s": float(np.median(times)), "adapter_mb": memory / 2**20}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--walls", type=Path, default=ROOT.parent / "shared" / "data" / "walls")
+    parser.add_argument("--ccic", type=Path, default=ROOT.parent / "shared" / "data" / "ccic")
+    parser.add_argument("--model", default=None, help="base model (default: the default shipped model)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--scale", type=int, default=0, metavar="N",
+                        help="only measure the adapter's costs with N camera photos (e.g. 500)")
+    args = parser.parse_args()
+    entry = ModelRegistry().find(args.model)
+    work = Path(tempfile.mkdtemp(prefix="crackdesk-adapt-photos-"))
+    if args.scale:
+        cost = at_scale(entry, work, args.scale)
+        print(json.dumps(cost) if args.json else
+              f"{cost['photos']:,} photos, {cost['windows']:,} windows with features: workspace "
+              f"{cost['workspace_mb']:.0f} MB; read in {cost['load_s']:.2f} s; the adapter holds "
+              f"{cost['adapter_mb']:.0f} MB; every photo's verdict under a new head in {cost['verdicts_s']:.3f} s")
+        shutil.rmtree(work)
+        return 0
+    small, large, truth = site_folders(args.walls, work)
+    screened = work / "screened" / "site"
+    shutil.copytree(large, screened)
+    stored = {"small": classify_once(small, entry, True), "large": classify_once(large, entry, True),
+              "screened": classify_once(screened, entry, False)}
+    test_x, test_y, _ = ccic_test(args.ccic, entry.path)
+    results = []
+    for seed in range(args.seeds):
+        order = list(np.random.default_rng(seed).permutation(sorted(truth)))
+        for form, folder in (("small", small), ("large", large), ("screened", screened)):
+            results.append(dict(run(folder, truth, entry, order, test_x, test_y), form=form, seed=seed))
+    summary = {"model": entry.key, "photos": len(truth), "stored": stored, "results": results}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{entry.key}, {len(truth)} walls photos, random labels, {args.seeds} seeds (mean; min-max)")
+    for form in ("large", "screened"):
+        print(f"{form}: {stored[form]['windows']:,} windows, {stored[form]['windows_with_features']:,} with features "
+              f"({stored[form]['feature_bytes'] / len(truth) / 1024:.1f} KB a photo)")
+    print("labels  " + "  ".join(f"{form + ' error':>22}" for form in FORMS) + "   ccic test (large)")
+    for n in (0,) + CHECKPOINTS:
+        cells = []
+        for form in FORMS:
+            e = [r["error"][n] for r in results if r["form"] == form]
+            cells.append(f"{100 * np.mean(e):6.1f}% ({100 * min(e):4.1f}-{100 * max(e):4.1f}%)")
+        c = [r["ccic_test"][n] for r in results if r["form"] == "large" and n in r["ccic_test"]]
+        print(f"{n:6d}  " + "  ".join(f"{cell:>22}" for cell in cells)
+              + (f"   {100 * np.mean(c):.2f}% ({100 * min(c):.2f}-{100 * max(c):.2f}%)" if c else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    sys.exit(main())

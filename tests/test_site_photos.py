@@ -1,0 +1,165 @@
+"""Site adaptation of large photos (decision 38), with real ONNX models, real workspaces and real classification:
+a whole-photo label teaches the site head through the photo's windows, and every large photo's verdict (and its
+heatmap's windows) follows the site head like a small image's P does.
+
+The site: brick walls photographed whole (454 px, 2 x 2 windows). Their mortar joints are dark lines, which the
+tiny contrast model calls cracks in every window; the real cracks are dark diagonals on the same red surface."""
+
+from __future__ import annotations
+
+import numpy as np
+from factories import make_adaptable_model
+from PIL import Image
+from test_site import brick_site
+
+from crackdesk.core.inference import Classifier
+from crackdesk.core.models import ModelRegistry
+from crackdesk.core.session import FolderSession
+
+
+def camera_site(folder, count: int = 12) -> dict[str, str]:
+    """Large photos: the brick site's images enlarged to 454 x 454 (two 227-px windows a side)."""
+    truth = brick_site(folder, count=count)
+    for name in list(truth):
+        path = folder / name
+        Image.open(path).resize((454, 454), Image.NEAREST).save(path)
+    return truth
+
+
+def open_classified(tmp_path):
+    model = make_adaptable_model(tmp_path / "models")
+    truth = camera_site(tmp_path / "site")
+    session = FolderSession.open(tmp_path / "site")
+    entry = ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model))
+    session.use_model(entry)
+    report = session.classify(Classifier(entry.path))
+    assert report.tiled == len(truth)
+    return session, truth, {r.path: r.id for r in session.rows()}
+
+
+def verdicts(session, adapt: bool = True) -> dict[str, str]:
+    current = session.current_predictions(adapt=adapt)
+    return {r.path: current.predicted(i) for i, r in enumerate(current.rows)}
+
+
+def test_photo_labels_adapt_the_verdicts_of_the_other_large_photos(tmp_path):
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        base = verdicts(session, adapt=False)
+        bricks = sorted(n for n, t in truth.items() if t == "no_crack")
+        cracks = sorted(n for n, t in truth.items() if t == "crack")
+        assert all(base[n] == "crack" for n in bricks)  # the joints are false alarms in every window
+        assert all(base[n] == "crack" for n in cracks)
+        stored = session.workspace.labelled_features(session.entry.key)
+        assert not stored.found and not stored.missing  # nothing labelled yet
+
+        session.workspace.set_labels({ids[bricks[0]]: "no_crack", ids[bricks[1]]: "no_crack",
+                                      ids[cracks[0]]: "crack"})
+        state = session.adapt()
+        assert state.adapted and state.n_labels == 3 and state.n_crack == 1  # photos count once, not per window
+        assert any("3 labelled large photos teach the site head through" in n for n in state.notes)
+        labelled = session.workspace.labelled_features(session.entry.key)
+        assert not labelled.missing and not labelled.photos_unused  # nothing re-classified at the next refit
+        assert all("@" in key for key, _, _ in labelled.found)
+
+        adapted = verdicts(session)
+        assert all(adapted[n] == "no_crack" for n in bricks[2:]), adapted
+        assert all(adapted[n] == "crack" for n in cracks[1:]), adapted
+        grid = session.adapter().window_grid(ids[bricks[3]])
+        assert grid.shape == (2, 2) and (grid < 0.5).all()
+        base_grid = np.array([p for *_, p in session.workspace.tile_results(
+            session.workspace.hash_of(ids[bricks[3]]), session.entry.key)]).reshape(2, 2)
+        assert (base_grid >= 0.5).all()  # the stored tiles stay the base model's
+
+        session.workspace.set_labels({ids[bricks[0]]: None, ids[bricks[1]]: None, ids[cracks[0]]: None})
+        assert not session.adapt().adapted
+        assert verdicts(session) == base  # no labels: the base model's verdicts again
+
+
+def test_a_large_photo_labelled_before_classification_is_classified_once(tmp_path):
+    model = make_adaptable_model(tmp_path / "models")
+    truth = camera_site(tmp_path / "site", count=4)
+    with FolderSession.open(tmp_path / "site") as session:
+        session.use_model(ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model)))
+        ids = {r.path: r.id for r in session.rows()}
+        brick = next(n for n, t in truth.items() if t == "no_crack")
+        session.workspace.set_labels({ids[brick]: "no_crack"})
+        state = session.adapt()
+        assert state.adapted and state.n_labels == 1
+        digest = session.workspace.hash_of(ids[brick])
+        assert len(session.workspace.tile_results(digest, session.entry.key)) == 4  # classified by its windows
+        labelled = session.workspace.labelled_features(session.entry.key)
+        assert not labelled.missing and len(labelled.found) == 4
+
+
+def test_a_crack_label_teaches_the_likeliest_window_when_the_model_saw_no_crack(tmp_path):
+    model = make_adaptable_model(tmp_path / "models")
+    folder = tmp_path / "site"
+    folder.mkdir()
+    plain = (np.full((454, 454, 3), 170) * [1.2, 0.85, 0.8]).astype(np.uint8)
+    plain[300:310, 300:310] = 128  # a faint mark in the bottom-right window: P low everywhere, highest there
+    Image.fromarray(plain).save(folder / "faint.png")
+    with FolderSession.open(folder) as session:
+        session.use_model(ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model)))
+        session.classify(Classifier(session.entry.path))
+        image_id = session.rows()[0].id
+        tiles = session.workspace.tile_results(session.workspace.hash_of(image_id), session.entry.key)
+        assert max(p for *_, p in tiles) < 0.5
+        session.workspace.set_labels({image_id: "crack"})
+        state = session.adapt()
+        assert state.adapted and state.n_labels == 1 and state.n_crack == 1
+        (key, label, _), = session.workspace.labelled_features(session.entry.key).found
+        assert key.endswith("@227,227,227,227") and label == "crack"
+
+
+def test_a_labelled_photo_without_window_features_says_how_to_teach_it(tmp_path):
+    """Windows settled by a screening model or classified on a cluster have no features: the note says so."""
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        session.workspace._write(lambda db: db.execute("DELETE FROM window_features"))
+        crack = sorted(n for n, t in truth.items() if t == "crack")
+        session.workspace.set_labels({ids[crack[0]]: "crack", ids[sorted(truth)[0]]: "no_crack"})
+        state = session.adapt()
+        assert not state.adapted
+        assert any(n.startswith(f"1 labelled large photo ({crack[0]}) has no window the model ran") for n in state.notes)
+        assert any(n.startswith("12 large photos have windows the site head cannot rescore") for n in state.notes)
+        classifier = session.classifier(session.entry.path)
+        assert classifier.screen is None  # the tiny model has none: nothing to turn off
+
+
+def test_the_window_feature_matrix_codec_round_trips_and_refuses_damage():
+    import pytest
+
+    from crackdesk.core import features as codec
+
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([rng.random((5, 64)) * 6, rng.normal(0, 2, (3, 64)), np.zeros((1, 64))]).astype(np.float32)
+    codes, scale, offset = codec.decode_matrix(codec.encode_matrix(vectors))
+    back = codes.astype(np.float32) * scale[:, None] + offset[:, None]
+    step = (vectors.max(axis=1) - np.minimum(vectors.min(axis=1), 0)) / 255
+    assert (np.abs(back - vectors) <= step[:, None] / 2 + 1e-5).all()
+    assert (offset[:5] == 0).all()  # non-negative rows as `encode` stores them
+    one = codec.decode(codec.encode(vectors[0]))
+    assert np.abs(back[0] - one).max() <= step[0] + 1e-5
+    blob = codec.encode_matrix(vectors)
+    with pytest.raises(ValueError):
+        codec.decode_matrix(blob[:-1])
+    with pytest.raises(ValueError):
+        codec.encode_matrix(np.full((2, 3), np.nan, np.float32))
+
+
+def test_window_features_of_another_grid_are_not_used(tmp_path):
+    """A photo whose windows were stored again on another grid (e.g. a heatmap at another stride) keeps the
+    base model's P under the site head instead of features that belong to other windows."""
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        brick = sorted(n for n, t in truth.items() if t == "no_crack")
+        digest = session.workspace.hash_of(ids[brick[5]])
+        nine = [(x, y, 151, 151, 0.9) for y in (0, 151, 303) for x in (0, 151, 303)]
+        session.workspace.set_tile_results(digest, session.entry.key, nine)
+        session.workspace.set_labels({ids[brick[0]]: "no_crack", ids[brick[1]]: "no_crack"})
+        state = session.adapt()
+        assert any(n.startswith("1 large photo has windows the site head cannot rescore") for n in state.notes), state.notes
+        adapted = verdicts(session)
+        assert adapted[brick[5]] == "crack" and adapted[brick[4]] == "no_crack"
+        assert session.adapter().window_grid(ids[brick[5]]).shape == (3, 3)
