@@ -7,6 +7,8 @@ tiny contrast model calls cracks in every window; the real cracks are dark diago
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from factories import make_adaptable_model
 from PIL import Image
@@ -163,3 +165,26 @@ def test_window_features_of_another_grid_are_not_used(tmp_path):
         adapted = verdicts(session)
         assert adapted[brick[5]] == "crack" and adapted[brick[4]] == "no_crack"
         assert session.adapter().window_grid(ids[brick[5]]).shape == (3, 3)
+
+
+def test_the_command_line_adapts_camera_photos_and_says_what_suggest_cannot_do(tmp_path):
+    import csv
+
+    from processes import run_cli
+
+    model = make_adaptable_model(tmp_path / "models")
+    truth = camera_site(tmp_path / "site")
+    assert run_cli("classify", tmp_path / "site", "--model", model).returncode == 0
+    bricks = sorted(n for n, t in truth.items() if t == "no_crack")
+    cracks = sorted(n for n, t in truth.items() if t == "crack")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + f"{bricks[0]},no_crack\n{bricks[1]},no_crack\n{cracks[0]},crack\n")
+    assert run_cli("labels", "import", tmp_path / "site", labels).returncode == 0
+    out = tmp_path / "out.csv"
+    result = run_cli("classify", tmp_path / "site", "--csv", out)
+    assert result.returncode == 0, result.stderr
+    assert "site-adapted on 3 labels" in result.stderr
+    assert {Path(r["path"]).name: r["label"] for r in csv.DictReader(out.open())} == truth
+    suggest = run_cli("suggest", tmp_path / "site")
+    assert suggest.returncode != 0
+    assert "all 12 classified photos here are large" in suggest.stderr
