@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from factories import make_adaptable_model
 from PIL import Image
 from test_site import brick_site
@@ -188,3 +189,32 @@ def test_the_command_line_adapts_camera_photos_and_says_what_suggest_cannot_do(t
     suggest = run_cli("suggest", tmp_path / "site")
     assert suggest.returncode != 0
     assert "all 12 classified photos here are large" in suggest.stderr
+
+
+def test_the_report_draws_a_finding_s_windows_as_its_adapted_verdict_has_them(tmp_path, monkeypatch):
+    import crackdesk.report.pictures as pictures
+    from crackdesk.report.build import build_report
+
+    session, truth, ids = open_classified(tmp_path)
+    drawn = {}
+    real = pictures.finding_picture
+
+    def spy(path, rows, threshold):
+        drawn[path.name] = [p for *_, p in rows]
+        return real(path, rows, threshold)
+
+    monkeypatch.setattr(pictures, "finding_picture", spy)
+    with session:
+        bricks = sorted(n for n, t in truth.items() if t == "no_crack")
+        cracks = sorted(n for n, t in truth.items() if t == "crack")
+        session.workspace.set_labels({ids[bricks[0]]: "no_crack", ids[bricks[1]]: "no_crack",
+                                      ids[cracks[0]]: "crack"})
+        assert build_report(session, session.entry.info, tmp_path / "report") is not None
+        state = session.adapter().state
+        expected = {n: session.adapter().window_grid(ids[n], state).ravel().tolist() for n in cracks}
+        base = {n: [p for *_, p in session.workspace.tile_results(session.workspace.hash_of(ids[n]),
+                                                                  session.entry.key)] for n in cracks}
+    assert set(drawn) == set(cracks)  # the bricks are no longer findings
+    for name in cracks:
+        assert drawn[name] == pytest.approx(expected[name])
+        assert drawn[name] != pytest.approx(base[name], abs=1e-3)  # the head's P, not the stored base P

@@ -182,6 +182,18 @@ class FolderSession:
             adapter.load_features(ids)
         return adapter.refit(cancel, full)
 
+    def adapted_tiles(self, image_id: int, tiles: list, state) -> list:
+        """A large photo's stored tiles (x, y, w, h, p) with the site head's P where it rescored them: the windows
+        its verdict under `state` (a SiteState) rests on (the viewer's heatmap, the report's pictures). Unchanged
+        when there is no such state or the photo's windows are not loaded."""
+        adapter = self._adapter
+        if not tiles or adapter is None or state is None or not state.adapted:
+            return tiles
+        grid = adapter.window_grid(image_id, state)
+        if grid is None or grid.size != len(tiles):
+            return tiles
+        return [(x, y, w, h, float(p)) for (x, y, w, h, _), p in zip(tiles, grid.ravel())]
+
     def current_predictions(self, model_key: str | None = None, threshold: float | None = None,
                             adapt: bool = True) -> "CurrentPredictions":
         """Every image's current prediction: what `crackdesk classify` reports for the folder, the report shows

@@ -96,9 +96,15 @@ def build_report(session, model_info, out_dir: str | Path, title: str = "", insp
     # Pictures dominate; writing the PDF costs about a tenth of them, the HTML less.
     n = len(data.findings)
     steps.plan(n + n // 10 + 3)
-    # Large photos have stored tiles: looked up per finding by primary key, never by scanning every tile.
-    pictures = finding_pictures(session.folder, data.findings, lambda digest: ws.tile_results(digest, key),
-                                current.threshold, cancel, steps.stage())
+    # Large photos have stored tiles: looked up per finding by primary key, never by scanning every tile; under a
+    # site head, as its verdicts have them.
+    id_of = {r.hash: r.id for r in current.rows if r.hash}
+
+    def tiles_of(digest):
+        tiles = ws.tile_results(digest, key)
+        return session.adapted_tiles(id_of[digest], tiles, current.state) if current.adapted else tiles
+
+    pictures = finding_pictures(session.folder, data.findings, tiles_of, current.threshold, cancel, steps.stage())
     if pictures is None or cancelled():
         return None
     steps.finish(n)

@@ -43,20 +43,10 @@ class ViewerFlow:
         """Large photos classified by sliding window have stored tiles: show them over the photo."""
         digest = self.ws.hash_of(image_id) if self.ws is not None and image_id >= 0 else None
         tiles = self.ws.tile_results(digest, self.model_key) if digest and self.model_key else []
-        tiles = self._site_adapted(image_id, tiles)
+        if self.session is not None:  # as the grid's verdict has them, under the head it shows
+            tiles = self.session.adapted_tiles(image_id, tiles, getattr(self, "site_state", None))
         self.viewer.show_heatmap(tiles, self.model.threshold, self.ws.tile_labels(image_id) if tiles else ())
         self._viewer_image_id = image_id
-
-    def _site_adapted(self, image_id: int, tiles: list) -> list:
-        """The tiles with the site head's P where it rescored them, as the grid's verdict of the photo has them."""
-        state = getattr(self, "site_state", None)
-        adapter = self.session.adapter() if tiles and state is not None and state.adapted and self.session else None
-        if adapter is None or adapter.model_key != self.model_key:
-            return tiles
-        grid = adapter.window_grid(image_id, state)
-        if grid is None or grid.size != len(tiles):
-            return tiles
-        return [(x, y, w, h, float(p)) for (x, y, w, h, _), p in zip(tiles, grid.ravel())]
 
     def label_tile(self, x: int, y: int, w: int, h: int, label) -> None:
         """A tile correction from the viewer: stored at once, and used by retraining as a patch."""
