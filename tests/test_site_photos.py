@@ -218,3 +218,25 @@ def test_the_report_draws_a_finding_s_windows_as_its_adapted_verdict_has_them(tm
     for name in cracks:
         assert drawn[name] == pytest.approx(expected[name])
         assert drawn[name] != pytest.approx(base[name], abs=1e-3)  # the head's P, not the stored base P
+
+
+def test_a_photo_s_verdict_while_classifying_is_the_one_the_adapter_gives_afterwards(tmp_path):
+    """The GUI shows each classified batch under the current head (photo_p_under) before the refit that re-reads
+    the folder: both must give a photo the same P."""
+    from crackdesk.core.site_photos import photo_p_under
+
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        bricks = sorted(n for n, t in truth.items() if t == "no_crack")
+        session.workspace.set_labels({ids[bricks[0]]: "no_crack", ids[sorted(truth)[1]]: "crack"})
+        state = session.adapt()
+        after = session.adapter().probabilities(state)
+        rows = {int(i): k for k, i in enumerate(session.adapter().ids)}
+        predictions = [p for batch in session.classifier(session.entry.path).classify(
+            [tmp_path / "site" / n for n in sorted(truth)]) for p in batch]
+        live = {sorted(truth)[p.index]: photo_p_under(state.head, p.tiles, p.window_features) for p in predictions}
+    assert all(p.window_features is not None and len(p.window_features[0]) == 4 for p in predictions)
+    for name, p in live.items():
+        assert p == pytest.approx(after[rows[ids[name]]], abs=0.03)  # stored features are rounded to 8 bits
+        assert (p >= 0.5) == (after[rows[ids[name]]] >= 0.5)
+    assert sum(p < 0.5 for p in live.values()) >= 5  # the bricks, adapted

@@ -115,6 +115,17 @@ class LargePhotos:
         return p.reshape(r, c)
 
 
+def photo_p_under(head, tiles: list, window_features) -> float:
+    """A just-classified large photo's P(crack) under `head`: its windows (x, y, w, h, p) row-major, those the model
+    ran (indices, [k, D] features) rescored, then the verdict rule (what the GUI shows while classifying)."""
+    p = np.array([t[4] for t in tiles], np.float64)
+    if window_features is not None:
+        index, vectors = window_features
+        p[index] = head.probabilities(np.asarray(vectors, np.float64))
+    shape = (len({t[1] for t in tiles}), len({t[0] for t in tiles}))
+    return float(photo_score(p.reshape(shape), head.threshold))
+
+
 def photo_label_examples(workspace, model_key: str, digest: str, label: str, threshold: float,
                          tile_labelled: set[tuple[int, int, int, int]]) -> list[tuple[str, str, np.ndarray]]:
     """The site-head examples a whole-photo label of a large photo gives: (key 'hash@x,y,w,h', label, features)."""

@@ -25,6 +25,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
 
 from ..core.errors import CrackDeskError
+from ..core.site_photos import photo_p_under
 from .gallery_model import RowArrays
 
 
@@ -168,6 +169,10 @@ def classify_job(session, model_path, items: list[tuple[int, str]], parent=None)
                 site = head.probabilities(np.stack([pred.features for _, pred in adapted]))
                 for (image_id, pred), p in zip(adapted, site.tolist()):
                     out[image_id] = (pred.p_crack, p)
+            if head is not None:  # large photos: their windows rescored, then the verdict rule (decision 38)
+                for image_id, pred in pairs:
+                    if pred.tiles and pred.window_features is not None:
+                        out[image_id] = (pred.p_crack, photo_p_under(head, pred.tiles, pred.window_features))
             job._partial.emit(out)
             job._progress.emit(done, total)
 
