@@ -140,6 +140,7 @@ def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, tm
     verdicts = {m.path_at(r): m.predicted_at(r) for r in range(m.rowCount())}
     assert all(verdicts[n] == t for n, t in truth.items()), verdicts
     assert "3 labels" in window.sidebar.site_info.text()
+    assert "3 labelled large photos teach the site head through" in window.sidebar.site_info.text()
     row = next(r for r in range(m.rowCount()) if truth[m.path_at(r)] == "no_crack" and m.label_at(r) is None)
     window.select_row(row)
     QTest.keyClick(window.view, Qt.Key_Return)

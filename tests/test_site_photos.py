@@ -186,6 +186,7 @@ def test_the_command_line_adapts_camera_photos_and_says_what_suggest_cannot_do(t
     assert result.returncode == 0, result.stderr
     assert "site-adapted on 3 labels" in result.stderr
     assert {Path(r["path"]).name: r["label"] for r in csv.DictReader(out.open())} == truth
+    assert "note: 3 labelled large photos teach the site head through" in result.stderr
     suggest = run_cli("suggest", tmp_path / "site")
     assert suggest.returncode != 0
     assert "all 12 classified photos here are large" in suggest.stderr
@@ -240,3 +241,25 @@ def test_a_photo_s_verdict_while_classifying_is_the_one_the_adapter_gives_afterw
         assert p == pytest.approx(after[rows[ids[name]]], abs=0.03)  # stored features are rounded to 8 bits
         assert (p >= 0.5) == (after[rows[ids[name]]] >= 0.5)
     assert sum(p < 0.5 for p in live.values()) >= 5  # the bricks, adapted
+
+
+def test_a_folder_classified_before_windows_kept_features_adapts_once_classified_again(tmp_path):
+    """A workspace from before decision 38 (no window features): its labels teach nothing, the summary says what
+    to do, and the next classification (every window through the model, as the folder has labels) adapts it."""
+    from processes import run_cli
+
+    model = make_adaptable_model(tmp_path / "models")
+    truth = camera_site(tmp_path / "site")
+    assert run_cli("classify", tmp_path / "site", "--model", model).returncode == 0
+    with FolderSession.open(tmp_path / "site") as session:
+        session.workspace._write(lambda db: db.execute("DELETE FROM window_features"))
+        ids = {r.path: r.id for r in session.rows()}
+        bricks = sorted(n for n, t in truth.items() if t == "no_crack")
+        session.workspace.set_labels({ids[bricks[0]]: "no_crack", ids[sorted(truth)[1]]: "crack"})
+        session.use_model(ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model)))
+        current = session.current_predictions()
+        assert not current.adapted
+        assert any(n.startswith("12 large photos have windows the site head cannot rescore")
+                   and n.endswith("classify again to run every window through the model") for n in current.state.notes)
+    again = run_cli("classify", tmp_path / "site")
+    assert again.returncode == 0 and "site-adapted on 2 labels" in again.stderr, again.stderr

@@ -94,7 +94,11 @@ def cmd_classify(args) -> int:
 
 
 def adaptation_note(session, current, refused: bool) -> str:
-    """How the predictions were made, for a summary line: site-adapted on N labels, or why not."""
+    """How the predictions were made, for a summary line: site-adapted on N labels, or why not. What the site head
+    could not use (a label of an unreadable photo, large photos to classify again) is printed as notes."""
+    if current.state is not None and not refused:
+        for note in current.state.notes:
+            print(f"note: {note}", file=sys.stderr)
     if current.adapted:
         return f"site-adapted on {current.n_labels:,} labels"
     if refused:

@@ -37,7 +37,7 @@ class CurrentPredictions:
     threshold: float
     adapted: bool  # the site head's probabilities, not the base model's
     n_labels: int  # the labels the site head rests on
-    state: object = None  # the SiteState behind them (core/site.py), when adapted
+    state: object = None  # the SiteState behind them (core/site.py), when the model can adapt
 
     def predicted(self, i: int) -> str | None:
         p = self.p_crack[i]
@@ -211,6 +211,7 @@ class FolderSession:
                 known = ~np.isnan(site) & ~np.isnan(p)  # never a site probability for an unclassified image
                 p[known] = site[known]
                 return CurrentPredictions(rows, p, threshold, True, state.n_labels, state)
+            return CurrentPredictions(rows, p, threshold, False, 0, state)  # its notes may say why not
         return CurrentPredictions(rows, p, threshold, False, 0, None)
 
     # -- work -------------------------------------------------------------------------------------

@@ -154,6 +154,8 @@ class Sidebar(QFrame):
             if state.retention is not None:
                 lines.append("Concrete: " + html.escape(state.retention_text()).replace("-&gt;", "→"))
             text = "<br>".join(lines)
+        if not problem and state is not None and state.notes:  # what the head could not use, and what to do
+            text += "".join(f"<br><span style='color:{muted}'>{html.escape(note)}</span>" for note in state.notes[:3])
         self._site_text = text
         self._show_site()
 
