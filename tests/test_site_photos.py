@@ -263,3 +263,20 @@ def test_a_folder_classified_before_windows_kept_features_adapts_once_classified
                    and n.endswith("classify again to run every window through the model") for n in current.state.notes)
     again = run_cli("classify", tmp_path / "site")
     assert again.returncode == 0 and "site-adapted on 2 labels" in again.stderr, again.stderr
+
+
+def test_classifying_again_clears_the_note_even_when_the_head_is_the_same(tmp_path):
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        bricks = sorted(n for n, t in truth.items() if t == "no_crack")
+        labelled = [bricks[0], sorted(truth)[1]]
+        keep = [session.workspace.hash_of(ids[n]) for n in labelled]
+        session.workspace._write(lambda db: db.execute("DELETE FROM window_features WHERE hash NOT IN (?, ?)", keep))
+        session.workspace.set_labels({ids[labelled[0]]: "no_crack", ids[labelled[1]]: "crack"})
+        first = session.adapt()
+        assert first.adapted and any("10 large photos have windows the site head cannot rescore" in n
+                                     for n in first.notes)
+        session.classify(session.classifier(session.entry.path))
+        again = session.adapt()
+        assert again.key == first.key  # the same labels, the same examples: the head is reused...
+        assert not any("cannot rescore" in n for n in again.notes), again.notes  # ...but not its old notes

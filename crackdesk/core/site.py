@@ -208,9 +208,18 @@ class SiteAdapter:
                 return self.state
             keys = [(h, label) for h, label, _ in labelled]
             key = self.labels_key(keys)
+            # A labelled photo's windows are one label, and one group in cross-validation (never on both sides)
+            groups = [h.split("@")[0] for h, _ in keys]
+            photos = {g for g, (h, _) in zip(groups, keys) if "@" in h}
+            if photos:
+                notes.append(f"{len(photos):,} labelled large photo{'s' if len(photos) > 1 else ''} "
+                             f"teach{'' if len(photos) > 1 else 'es'} the site head through "
+                             f"{sum('@' in h for h, _ in keys):,} of their windows")
+            # The notes describe the folder now, also when the head itself is one fitted before
             if key in self._recent:  # an undo or redo: the very head that was shown before, at once
                 self._recent.move_to_end(key)
                 self.state = self._recent[key]
+                self.state.notes = notes
                 if self.workspace.site_head(self.model_key) is None or \
                         self.workspace.site_head(self.model_key)[1] != key:
                     self._store(self.state)
@@ -219,19 +228,12 @@ class SiteAdapter:
             if stored is not None and stored[1] == key:
                 w, b = stored[0]
                 self.state = SiteState.from_json(sitehead.Head(w, b, sitehead.THRESHOLD), stored[2])
-                self.state.key = key
+                self.state.key, self.state.notes = key, notes
                 return self.state
             X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
             y = np.array([label == CRACK for _, label, _ in labelled], np.float64)
             head = sitehead.fit(X, y, self.memory, self.base, start=self.state.head)
-            # A labelled photo's windows are one label, and one group in cross-validation (never on both sides)
-            groups = [h.split("@")[0] for h, _ in keys]
             crack = {g for g, (_, label) in zip(groups, keys) if label == CRACK}
-            photos = {g for g, (h, _) in zip(groups, keys) if "@" in h}
-            if photos:
-                notes.append(f"{len(photos):,} labelled large photo{'s' if len(photos) > 1 else ''} "
-                             f"teach{'' if len(photos) > 1 else 'es'} the site head through "
-                             f"{sum('@' in h for h, _ in keys):,} of their windows")
             state = SiteState(head, len(set(groups)), len(crack), sum("#" in h for h, _ in keys), notes=notes)
             state.key, state.training = key, (X, y, np.unique(groups, return_inverse=True)[1])
             state.seconds = time.perf_counter() - started
