@@ -10,7 +10,8 @@ rule, every window run through the model (as classification does once a folder h
 photos as the first classification of a new folder leaves them (the screening model settles some windows, which
 the site head cannot rescore). Each run labels random photos with their truth (whole-photo labels, the same
 photos in every form) and measures the error on the photos nobody labelled, with the site head's accuracy on the
-ccic TEST split (concrete retention). Also prints how many windows have features and their bytes a photo.
+ccic TEST split (concrete retention); then, for the whole and the large forms, labels in rounds of 10 in the order
+`crackdesk suggest` gives them. Also prints how many windows have features and their bytes a photo.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from crackdesk.core.session import FolderSession  # noqa: E402
 from crackdesk.core.sitehead import sigmoid  # noqa: E402
 
 CHECKPOINTS = (10, 20, 50, 100)
-FORMS = ("small", "large", "screened")
+FORMS = ("small", "large", "screened")  # random labels, --seeds runs each
+SUGGESTED = ("small suggest", "large suggest")  # labels in `crackdesk suggest`'s order
 LARGE_SIDE = 454  # two 227-px windows a side: the smallest photo classified by its windows
 
 
@@ -73,20 +75,31 @@ def classify_once(folder: Path, entry, exact: bool) -> dict:
             "feature_bytes": windows[1]}
 
 
-def run(folder: Path, truth: dict, entry, order: list[str], test_x, test_y) -> dict:
+def run(folder: Path, truth: dict, entry, order: list[str] | None, test_x, test_y) -> dict:
+    """Label photos in rounds of 10, in `order`, or (None) as `crackdesk suggest` picks them after each round."""
     fresh_workspace(folder)
     out = {"error": {}, "ccic_test": {}}
     with FolderSession.open(folder) as session:
         session.use_model(entry)
-        ids = {r.path: r.id for r in session.rows(entry.key)}
-        session.adapt()
+        rows = session.rows(entry.key)
+        ids, paths = {r.path: r.id for r in rows}, {r.id: r.path for r in rows}
+        state = session.adapt()
+        adapter = session.adapter()
         out["error"][0] = error_rate(session.current_predictions(adapt=False), truth, set())
-        for n in CHECKPOINTS:
-            session.submit_labels({ids[p]: truth[p] for p in order[:n]}, source="import").result()
-            state = session.adapter().refit(full=False)
-            out["error"][n] = error_rate(session.current_predictions(), truth, set(order[:n]))
-            p = sigmoid(test_x @ state.head.weights + state.head.bias)
-            out["ccic_test"][n] = float(((p >= 0.5) == (test_y == 1)).mean())
+        labelled: list[str] = []
+        while len(labelled) < max(CHECKPOINTS):
+            if order is None:
+                picks, _ = adapter.suggestions(10, state)
+                chosen = [paths[int(adapter.ids[s.index])] for s in picks]
+            else:
+                chosen = [p for p in order if p not in set(labelled)][:10]
+            session.submit_labels({ids[p]: truth[p] for p in chosen}, source="import").result()
+            labelled += chosen
+            state = adapter.refit(full=False)
+            if len(labelled) in CHECKPOINTS:
+                out["error"][len(labelled)] = error_rate(session.current_predictions(), truth, set(labelled))
+                p = sigmoid(test_x @ state.head.weights + state.head.bias)
+                out["ccic_test"][len(labelled)] = float(((p >= 0.5) == (test_y == 1)).mean())
     return out
 
 
@@ -174,6 +187,8 @@ def main() -> int:
         order = list(np.random.default_rng(seed).permutation(sorted(truth)))
         for form, folder in (("small", small), ("large", large), ("screened", screened)):
             results.append(dict(run(folder, truth, entry, order, test_x, test_y), form=form, seed=seed))
+    for form, folder in (("small", small), ("large", large)):  # deterministic: one run each
+        results.append(dict(run(folder, truth, entry, None, test_x, test_y), form=form + " suggest", seed=0))
     summary = {"model": entry.key, "photos": len(truth), "stored": stored, "results": results}
     if args.json:
         print(json.dumps(summary))
@@ -182,10 +197,10 @@ def main() -> int:
     for form in ("large", "screened"):
         print(f"{form}: {stored[form]['windows']:,} windows, {stored[form]['windows_with_features']:,} with features "
               f"({stored[form]['feature_bytes'] / len(truth) / 1024:.1f} KB a photo)")
-    print("labels  " + "  ".join(f"{form + ' error':>22}" for form in FORMS) + "   ccic test (large)")
+    print("labels  " + "  ".join(f"{form + ' error':>22}" for form in FORMS + SUGGESTED) + "   ccic test (large)")
     for n in (0,) + CHECKPOINTS:
         cells = []
-        for form in FORMS:
+        for form in FORMS + SUGGESTED:
             e = [r["error"][n] for r in results if r["form"] == form]
             cells.append(f"{100 * np.mean(e):6.1f}% ({100 * min(e):4.1f}-{100 * max(e):4.1f}%)")
         c = [r["ccic_test"][n] for r in results if r["form"] == "large" and n in r["ccic_test"]]

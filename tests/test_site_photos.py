@@ -168,7 +168,7 @@ def test_window_features_of_another_grid_are_not_used(tmp_path):
         assert session.adapter().window_grid(ids[brick[5]]).shape == (3, 3)
 
 
-def test_the_command_line_adapts_camera_photos_and_says_what_suggest_cannot_do(tmp_path):
+def test_the_command_line_adapts_camera_photos_and_suggests_among_them(tmp_path):
     import csv
 
     from processes import run_cli
@@ -187,9 +187,11 @@ def test_the_command_line_adapts_camera_photos_and_says_what_suggest_cannot_do(t
     assert "site-adapted on 3 labels" in result.stderr
     assert {Path(r["path"]).name: r["label"] for r in csv.DictReader(out.open())} == truth
     assert "note: 3 labelled large photos teach the site head through" in result.stderr
-    suggest = run_cli("suggest", tmp_path / "site")
-    assert suggest.returncode != 0
-    assert "all 12 classified photos here are large" in suggest.stderr
+    suggest = run_cli("suggest", tmp_path / "site", "-n", "4", "--csv", tmp_path / "next.csv")
+    assert suggest.returncode == 0, suggest.stderr
+    picked = [r["path"] for r in csv.DictReader((tmp_path / "next.csv").open())]
+    assert len(set(picked)) == 4 and not set(picked) & {bricks[0], bricks[1], cracks[0]}  # large photos, unlabelled
+    assert "4 suggestions" in suggest.stderr and "cannot be suggested" not in suggest.stderr
 
 
 def test_the_report_draws_a_finding_s_windows_as_its_adapted_verdict_has_them(tmp_path, monkeypatch):

@@ -42,25 +42,20 @@ def cmd_suggest(args) -> int:
         if state is None:
             raise CrackDeskError(session.adaptation_problem)
         adapter = session.adapter()
-        large = len(adapter.photos)  # suggestions come from the features of photos classified whole
-        if not adapter.features.present.any():
-            if large:
-                raise CrackDeskError(f"suggest picks among photos classified whole, and all {large:,} classified "
-                                     "photos here are large (classified by their windows): label them in the app "
-                                     "or import labels; each label still adapts every photo", session.folder)
+        if not adapter.suggestible():
             raise CrackDeskError(f"no photo of this folder is classified with {entry.key} yet: run `crackdesk "
                                  "classify` first", session.folder)
         picks, _ = adapter.suggestions(args.n, state)
         paths = {r.id: r.path for r in session.rows(entry.key)}
         rows = [(paths[int(adapter.ids[s.index])], s.p_crack, s.reason) for s in picks]
-        unclassified = int((~adapter.features.present).sum()) - large
+        unclassified = len(adapter.ids) - adapter.suggestible()
     for path, p, reason in rows:
         print(f"{printable(path)}\t{p:.3f}\t{reason}")
     if args.csv:
         write_csv(args.csv, ["path", "p_crack", "reason"], ((path, f"{p:.6f}", reason) for path, p, reason in rows))
     how = f"site-adapted on {state.n_labels:,} labels" if state.adapted else "no labels yet: typical photos first"
-    note = f"; {unclassified:,} photos not classified yet cannot be suggested" if unclassified else ""
-    note += f"; {large:,} large photos are not suggested (not supported yet)" if large else ""
+    note = (f"; {unclassified:,} photos not classified yet (or large ones with no window the model ran) cannot be "
+            "suggested" if unclassified else "")
     print(f"{len(rows)} suggestions with {entry.key} ({how}){note}", file=sys.stderr)
     return 0
 

@@ -16,6 +16,7 @@ from collections import OrderedDict
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -272,8 +273,21 @@ class SiteAdapter:
         logits = self.features.logits(head.weights, head.bias)
         labelled = self.labelled_mask()
         eligible = ~labelled & self.features.present
-        picks = suggest.suggest(self.features.rows, logits, eligible, labelled.any(), k, seed=state.n_labels)
+        rows = self.features.rows
+        if len(self.photos):  # a large photo: the logit of its verdict, the features of its deciding window
+            photo_logits, strongest = self.photos.for_review(head)
+            has = strongest >= 0
+            logits[self.photos.rows[has]] = photo_logits[has]
+            eligible[self.photos.rows[has]] = ~labelled[self.photos.rows[has]]
+            window_of = np.full(len(self.ids), -1, np.int64)
+            window_of[self.photos.rows[has]] = strongest[has]
+            rows = partial(_review_rows, self.features, self.photos.features, window_of)
+        picks = suggest.suggest(rows, logits, eligible, labelled.any(), k, seed=state.n_labels)
         return picks, suggest.order(logits, eligible, [s.index for s in picks])
+
+    def suggestible(self) -> int:
+        """How many photos "most useful next" can choose from: classified whole, or large with window features."""
+        return int(self.features.present.sum()) + self.photos.with_features()
 
     def labelled_mask(self) -> np.ndarray:
         """Which of the loaded rows have a human label."""
@@ -332,6 +346,18 @@ class SiteAdapter:
         head = (state or self.state).head or self.base
         row = self._index.positions(np.array([image_id], np.int64))[0]
         return self.photos.grid(int(row), head) if row >= 0 else None
+
+
+def _review_rows(images: FeatureMatrix, windows: FeatureMatrix, window_of: np.ndarray, index) -> np.ndarray:
+    """float32 features of rows for suggest.py: an image's own, a large photo's deciding window's."""
+    index = np.asarray(index, np.int64)
+    out = np.empty((len(index), images.dim), np.float32)
+    photo = window_of[index] >= 0
+    if (~photo).any():
+        out[~photo] = images.rows(index[~photo])
+    if photo.any():
+        out[photo] = windows.rows(window_of[index[photo]])
+    return out
 
 
 def _unused_photos_note(photos: list) -> str:

@@ -67,7 +67,7 @@ class LargePhotos:
         for image_id, n_windows, indices, blob in workspace.window_features(model_key):
             k = int(np.searchsorted(ids, image_id))
             index = np.frombuffer(indices, np.int32)
-            if k >= len(ids) or ids[k] != image_id or counts[k] != n_windows or not len(index) \
+            if k >= len(ids) or ids[k] != image_id or not whole[k] or counts[k] != n_windows or not len(index) \
                     or index.max() >= n_windows:
                 continue  # its grid changed since: they are not these windows' features
             try:
@@ -98,6 +98,25 @@ class LargePhotos:
             grids = p[self.starts[same, None] + np.arange(size)].reshape(len(same), *map(int, shape))
             out[same] = photo_score(grids, head.threshold)
         return out
+
+    def with_features(self) -> int:
+        """How many photos have at least one window with features."""
+        return len(np.unique(np.searchsorted(self.starts, self.feature_at, side="right") - 1))
+
+    def for_review(self, head) -> tuple[np.ndarray, np.ndarray]:
+        """What "most useful next" ranks a photo by (core/suggest.py): (the logit of each photo's P under `head`,
+        the feature row of its most crack-like window that has features, -1 where none has). A photo is as unsure
+        as its verdict, and looks like the window that decides it."""
+        p = np.clip(self.verdicts(head), 1e-9, 1 - 1e-9)
+        logits = np.log(p / (1 - p))
+        strongest = np.full(len(self.rows), -1, np.int64)
+        if len(self.feature_at):
+            photo = np.searchsorted(self.starts, self.feature_at, side="right") - 1  # starts ascend (by image id)
+            window_p = self.window_probabilities(head)[self.feature_at]
+            order = np.lexsort((-window_p, photo))
+            first = order[np.r_[True, photo[order][1:] != photo[order][:-1]]]
+            strongest[photo[first]] = first
+        return logits, strongest
 
     def grid(self, row: int, head) -> np.ndarray | None:
         """The windows' P of the photo at adapter row `row` under `head`, (rows, cols); None if not a large photo."""
