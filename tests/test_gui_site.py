@@ -141,6 +141,11 @@ def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, tm
     assert all(verdicts[n] == t for n, t in truth.items()), verdicts
     assert "3 labels" in window.sidebar.site_info.text()
     assert "3 labelled large photos teach the site head through" in window.sidebar.site_info.text()
+    window.set_sort("useful")  # large photos are ranked too: U goes to an unlabelled one
+    QTest.keyClick(window.view, Qt.Key_U)
+    picks, _ = window.session.adapter().suggestions(state=window.site_state)
+    assert window.current_id() == int(window.session.adapter().ids[picks[0].index])  # the first suggestion
+    assert m.label_at(window.view.currentIndex().row()) is None
     row = next(r for r in range(m.rowCount()) if truth[m.path_at(r)] == "no_crack" and m.label_at(r) is None)
     window.select_row(row)
     QTest.keyClick(window.view, Qt.Key_Return)
