@@ -282,3 +282,19 @@ def test_classifying_again_clears_the_note_even_when_the_head_is_the_same(tmp_pa
         again = session.adapt()
         assert again.key == first.key  # the same labels, the same examples: the head is reused...
         assert not any("cannot rescore" in n for n in again.notes), again.notes  # ...but not its old notes
+
+
+def test_a_damaged_window_features_row_is_skipped_not_fatal(tmp_path):
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        bricks = sorted(n for n, t in truth.items() if t == "no_crack")
+        damaged = session.workspace.hash_of(ids[bricks[0]])
+        session.workspace._write(lambda db: db.execute("UPDATE window_features SET vecs=x'0102' WHERE hash=?",
+                                                       (damaged,)))
+        session.workspace.set_labels({ids[bricks[0]]: "no_crack", ids[bricks[1]]: "no_crack",
+                                      ids[sorted(truth)[1]]: "crack"})
+        state = session.adapt()
+        assert state.adapted and state.n_labels == 2  # the damaged photo's label teaches nothing; the others do
+        assert any(n.startswith("1 large photo has windows the site head cannot rescore") for n in state.notes)
+        adapted = verdicts(session)
+        assert adapted[bricks[2]] == "no_crack"

@@ -153,7 +153,10 @@ def photo_label_examples(workspace, model_key: str, digest: str, label: str, thr
         index = np.frombuffer(indices, np.int32)
         if n_windows != len(tiles) or not len(index) or index.max() >= len(tiles):
             continue
-        codes, scale, offset = codec.decode_matrix(blob)
+        try:
+            codes, scale, offset = codec.decode_matrix(blob)
+        except ValueError:
+            continue  # a damaged row teaches nothing (the sidebar says the photo has no window to learn from)
         windows = [(tiles[i][4], tuple(tiles[i][:4]), k) for k, i in enumerate(index.tolist())
                    if tuple(tiles[i][:4]) not in tile_labelled]
         windows.sort(key=lambda w: (-w[0], w[1]))
