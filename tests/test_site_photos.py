@@ -145,8 +145,10 @@ def test_the_window_feature_matrix_codec_round_trips_and_refuses_damage():
     one = codec.decode(codec.encode(vectors[0]))
     assert np.abs(back[0] - one).max() <= step[0] + 1e-5
     blob = codec.encode_matrix(vectors)
-    with pytest.raises(ValueError):
-        codec.decode_matrix(blob[:-1])
+    for damaged in (blob[:-1], blob[:8], np.array([1, 1 << 20, 1 << 12], np.int32).tobytes() + blob[12:],
+                    np.array([1, -1, 64], np.int32).tobytes()):
+        with pytest.raises(ValueError):
+            codec.decode_matrix(damaged)
     with pytest.raises(ValueError):
         codec.encode_matrix(np.full((2, 3), np.nan, np.float32))
 

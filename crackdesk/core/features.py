@@ -96,8 +96,8 @@ def encode_matrix(vectors: np.ndarray) -> bytes:
 
 def decode_matrix(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(codes [k, D] uint8, scale [k], offset [k]) of `encode_matrix`'s bytes; x ~= codes * scale + offset."""
-    layout, k, dim = np.frombuffer(blob, np.int32, 3)
-    if layout != _MATRIX or len(blob) != 12 + 8 * k + k * dim:
+    layout, k, dim = (int(v) for v in np.frombuffer(blob, np.int32, 3))  # Python ints: no int32 overflow
+    if layout != _MATRIX or k < 0 or dim <= 0 or len(blob) != 12 + 8 * k + k * dim:
         raise ValueError("not a feature matrix, or a damaged one")
     scale = np.frombuffer(blob, np.float32, k, 12)
     offset = np.frombuffer(blob, np.float32, k, 12 + 4 * k)
