@@ -17,13 +17,11 @@ class FeatureMatrix:
         self.offset = np.zeros(n, np.float32)
         self.present = np.zeros(n, bool)  # which rows have features (classified by a format-2 model)
 
-    @classmethod
-    def from_arrays(cls, codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> FeatureMatrix:
-        """Rows already decoded into arrays (features.decode_matrix), every one present."""
-        out = cls(0, codes.shape[1])
-        out.codes = np.ascontiguousarray(codes)
-        out.scale, out.offset = scale.astype(np.float32), offset.astype(np.float32)
-        out.present = np.ones(len(codes), bool)
+    def head(self, n: int) -> FeatureMatrix:
+        """The first n rows (views, no copy)."""
+        out = FeatureMatrix(0, self.dim)
+        out.codes, out.scale, out.offset, out.present = (self.codes[:n], self.scale[:n], self.offset[:n],
+                                                         self.present[:n])
         return out
 
     @property

@@ -77,6 +77,12 @@ class SiteStore:
         yield from self._iterate("SELECT i.id, f.n_windows, f.windows, f.vecs FROM images i JOIN window_features f "
                                  f"ON f.hash=i.hash AND f.model=? WHERE i.present=1 {where}", args, batch=16)
 
+    def window_feature_count(self, model_key: str) -> int:
+        """How many windows `window_features` will give (its windows column precedes the large vecs one, so this
+        reads no features): the adapter allocates them once instead of concatenating copies."""
+        return int(self._read("SELECT COALESCE(SUM(LENGTH(f.windows)), 0) / 4 FROM images i JOIN window_features f "
+                              "ON f.hash=i.hash AND f.model=? WHERE i.present=1", (model_key,))[0][0])
+
     def set_window_features(self, model_key: str, rows, wait: bool = True):
         """(hash, the photo's number of windows, window indices, [k, D] features) of large photos' windows that
         ran through the model (decision 38); replaces what the photo had."""
