@@ -25,6 +25,7 @@ from crackdesk.core.errors import CrackDeskError
 from crackdesk.core.hashing import bytes_hash
 from crackdesk.core.photo_verdict import photo_verdict
 from crackdesk.core.store import open_workspace
+from crackdesk.core.features import decode_matrix
 from crackdesk.core.tiling import tiles_from_rows
 
 MODEL_KEY = "tinyf@0.1"
@@ -85,8 +86,11 @@ def stored(folder, workspace) -> dict[str, dict]:
         ws.close()
     with sqlite3.connect(workspace) as db:
         features = dict(db.execute("SELECT hash, vec FROM features WHERE model=?", (MODEL_KEY,)))
+        windows = {h: (w, v) for h, w, v in db.execute("SELECT hash, windows, vecs FROM window_features WHERE model=?",
+                                                      (MODEL_KEY,))}
     for row in out.values():
         row["features"] = features.get(row["hash"])
+        row["windows"] = windows.get(row["hash"])
     return out
 
 
@@ -115,6 +119,12 @@ def assert_same_as_local(folder, local_ws, local_csv, cluster_ws, cluster_csv):
         assert (row["features"] is None) == (other["features"] is None), path
         if row["features"] is not None:  # encoded the same way from float32 vectors equal to ~1e-6
             assert len(row["features"]) == len(other["features"])
+        assert (row["windows"] is None) == (other["windows"] is None), path  # a large photo's windows, for a site head
+        if row["windows"] is not None:
+            assert row["windows"][0] == other["windows"][0], path  # the same windows...
+            mine, theirs = (decode_matrix(w[1]) for w in (row["windows"], other["windows"]))
+            assert np.abs((mine[0] * mine[1][:, None] + mine[2][:, None])  # ...with the same features (8-bit codes)
+                          - (theirs[0] * theirs[1][:, None] + theirs[2][:, None])).max() <= 2 * mine[1].max() + 1e-6
     return sb
 
 
@@ -142,6 +152,7 @@ def test_classify_on_the_cluster_matches_the_local_run(head, model, site, tmp_pa
     grid = tiles_from_rows(tiles, max(t[0] + t[2] for t in tiles), max(t[1] + t[3] for t in tiles), 0.5).probs
     assert rows["large_a.jpg"]["p"] == pytest.approx(photo_verdict(grid, 0.5).p_crack)
     assert rows["large_a.jpg"]["features"] is None and rows["img_001.png"]["features"] is not None
+    assert len(rows["large_a.jpg"]["windows"][0]) == 9 * 4 and rows["img_001.png"]["windows"] is None
     assert rows["img_001.png"]["tiles"] == []
 
 

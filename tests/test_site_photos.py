@@ -116,7 +116,8 @@ def test_a_crack_label_teaches_the_likeliest_window_when_the_model_saw_no_crack(
 
 
 def test_a_labelled_photo_without_window_features_says_how_to_teach_it(tmp_path):
-    """Windows settled by a screening model or classified on a cluster have no features: the note says so."""
+    """Windows settled by a screening model (or classified by an older CrackDesk) have no features: the note says
+    so."""
     session, truth, ids = open_classified(tmp_path)
     with session:
         session.workspace._write(lambda db: db.execute("DELETE FROM window_features"))

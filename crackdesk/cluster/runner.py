@@ -242,26 +242,32 @@ class Assembler:
                 vector = np.frombuffer(features[k], np.float32) if nparts == 1 and len(features[k]) else None
                 done.append(self._prediction(index, facts, p, vector, None))
                 continue
-            pending = self.partial.setdefault(index, {"probs": np.full(nparts, np.nan), "facts": None})
+            pending = self.partial.setdefault(index, {"probs": np.full(nparts, np.nan), "facts": None,
+                                                      "features": [None] * nparts})
             if not np.isnan(pending["probs"][part]):
                 self.duplicates += 1
                 continue
             pending["probs"][part] = batch["p"][k]
+            if len(features[k]):
+                pending["features"][part] = np.frombuffer(features[k], np.float32)
             if part == 0:
                 pending["facts"] = pickle.loads(batch["info"][k])
             if not np.isnan(pending["probs"]).any():
                 del self.partial[index]
-                facts, probs = pending["facts"], pending["probs"]
+                facts, probs, vectors = pending["facts"], pending["probs"], pending["features"]
                 tiles = [(*box, float(p)) for box, p in zip(facts["boxes"], probs)]
                 grid = heatmap_of_rows(tiles, self.classifier.info.threshold).probs
-                done.append(self._prediction(index, facts, self.classifier.photo_p(grid), None, tiles))
+                windows = None  # every window ran through the model: all of them, for a site head (decision 38)
+                if all(v is not None for v in vectors):
+                    windows = (np.arange(nparts), np.stack(vectors))
+                done.append(self._prediction(index, facts, self.classifier.photo_p(grid), None, tiles, windows))
         return done
 
-    def _prediction(self, index: int, facts: dict, p: float | None, vector, tiles) -> Prediction:
+    def _prediction(self, index: int, facts: dict, p: float | None, vector, tiles, windows=None) -> Prediction:
         self.finished[index] = 1
         label = self.classifier.label_for(p) if p is not None else None
         return Prediction(index, Path(self.paths[index]), facts["hash"], p, label, facts["error"], facts["size"],
-                          vector, facts["meta"], tiles)
+                          vector, facts["meta"], tiles, windows)
 
 
 def first_line(error: BaseException) -> str:

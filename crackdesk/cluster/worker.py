@@ -137,9 +137,8 @@ class ModelStage:
             pre = self.classifier.pre
             probs, feats = self.classifier.run_tensor(pre.normalize(np.asarray(batch["input"])[good]))
             p[good] = probs
-            if feats is not None:  # a window's features describe no photo: only whole photos keep theirs
+            if feats is not None:  # a whole photo's, or a window's (the site head rescores windows, decision 38)
                 for k, i in enumerate(good):
-                    if nparts[i] == 1:
-                        features[i] = np.ascontiguousarray(feats[k], np.float32).tobytes()
+                    features[i] = np.ascontiguousarray(feats[k], np.float32).tobytes()
         return {"index": batch["index"], "part": batch["part"], "nparts": nparts, "info": batch["info"], "p": p,
                 "features": features}

@@ -200,8 +200,8 @@ class SiteAdapter:
             screened = self.photos.partly_screened()
             if screened:
                 notes.append(f"{screened:,} large photo{'s have' if screened > 1 else ' has'} windows the site head "
-                             "cannot rescore (settled by a screening model, or classified on a cluster or by an older "
-                             "CrackDesk): classify again to run every window through the model")
+                             "cannot rescore (settled by a screening model, or classified by an older CrackDesk): "
+                             "classify again to run every window through the model")
             labelled = read.found
             if not labelled:
                 self.workspace.set_site_head(self.model_key, None)
@@ -366,7 +366,7 @@ def _unused_photos_note(photos: list) -> str:
                                                                  else "")
     return (f"{len(photos):,} labelled large photo{'s' if len(photos) > 1 else ''} ({names}) "
             f"{'have' if len(photos) > 1 else 'has'} no window the model ran (all settled by a screening model, or "
-            "classified on a cluster): classify again for the site head to learn from them")
+            "classified by an older CrackDesk): classify again for the site head to learn from them")
 
 
 class _PositionIndex:

@@ -40,8 +40,8 @@ class LargePhotos:
         return len(self.rows)
 
     def partly_screened(self) -> int:
-        """How many photos have windows without features (settled by a screening model, or classified on a
-        cluster or by an older CrackDesk): the site head cannot rescore those windows."""
+        """How many photos have windows without features (settled by a screening model, or classified by an
+        older CrackDesk): the site head cannot rescore those windows."""
         has = np.zeros(len(self.base), bool)
         has[self.feature_at] = True
         sizes = self.shapes[:, 0] * self.shapes[:, 1]
