@@ -155,3 +155,34 @@ def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, tm
     assert "no tile >= 0.5" in viewer.prediction.text()
     viewer.close()
     window.close()
+
+
+def test_the_sidebar_offers_to_classify_again_photos_whose_windows_it_cannot_rescore(qtbot, tmp_path, monkeypatch):
+    """Windows without features (settled by a screening model, or an older CrackDesk's classification): the note
+    says so, and its link runs the classification again, after which every photo follows the head."""
+    from test_site_photos import camera_site
+
+    models = tmp_path / "models"
+    make_adaptable_model(models)
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(models))
+    window = open_window(qtbot, tmp_path / "settings.ini")
+    truth = camera_site(tmp_path / "site")
+    load_folder(qtbot, window, tmp_path / "site")
+    classify_all(qtbot, window)
+    window.ws._write(lambda db: db.execute("DELETE FROM window_features"))
+    m = window.model
+    rows = [r for r in range(m.rowCount()) if truth[m.path_at(r)] == "no_crack"][:2]
+    rows += [r for r in range(m.rowCount()) if truth[m.path_at(r)] == "crack"][:1]
+    label_rows(qtbot, window, [(r, Qt.Key_N) for r in rows[:2]] + [(rows[2], Qt.Key_C)])
+    qtbot.waitUntil(lambda: window.site_job is None and window.site_state is not None
+                    and any("cannot rescore" in n for n in window.site_state.notes), timeout=20000)
+    assert "Classify all again" in window.sidebar.site_info.text()
+    with qtbot.waitSignal(window.classify_finished, timeout=30000):
+        window.sidebar.site_info.linkActivated.emit("classify")
+    wait_adapted(qtbot, window, 3)
+    qtbot.waitUntil(lambda: window.site_job is None and not any("cannot rescore" in n for n in window.site_state.notes),
+                    timeout=20000)
+    verdicts = {m.path_at(r): m.predicted_at(r) for r in range(m.rowCount())}
+    assert all(verdicts[n] == t for n, t in truth.items()), verdicts
+    assert "Classify all again" not in window.sidebar.site_info.text()
+    window.close()

@@ -125,7 +125,7 @@ def test_a_labelled_photo_without_window_features_says_how_to_teach_it(tmp_path)
         session.workspace.set_labels({ids[crack[0]]: "crack", ids[sorted(truth)[0]]: "no_crack"})
         state = session.adapt()
         assert not state.adapted
-        assert any(n.startswith(f"1 labelled large photo ({crack[0]}) has no window the model ran") for n in state.notes)
+        assert any(n.startswith(f"1 labelled large photo has no window the model ran ({crack[0]};") for n in state.notes)
         assert any(n.startswith("12 large photos have windows the site head cannot rescore") for n in state.notes)
         classifier = session.classifier(session.entry.path)
         assert classifier.screen is None  # the tiny model has none: nothing to turn off

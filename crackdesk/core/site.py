@@ -364,9 +364,9 @@ def _unused_photos_note(photos: list) -> str:
     """One line for the labelled large photos no window of which the model ran."""
     names = ", ".join(str(path) for _, path, _ in photos[:3]) + (f" and {len(photos) - 3:,} more" if len(photos) > 3
                                                                  else "")
-    return (f"{len(photos):,} labelled large photo{'s' if len(photos) > 1 else ''} ({names}) "
-            f"{'have' if len(photos) > 1 else 'has'} no window the model ran (all settled by a screening model, or "
-            "classified by an older CrackDesk): classify again for the site head to learn from them")
+    return (f"{len(photos):,} labelled large photo{'s have' if len(photos) > 1 else ' has'} no window the model ran "
+            f"({names}; all settled by a screening model, or classified by an older CrackDesk): classify again for "
+            "the site head to learn from them")
 
 
 class _PositionIndex:

@@ -38,10 +38,16 @@ def heading(text: str) -> QLabel:
     return label
 
 
+SITE_TIP = ("The model adapted to this folder: refitted on every label you give (none held back) plus its replay "
+            "memory of concrete, so it learns this site without forgetting concrete. The base model file is never "
+            "changed.")
+
+
 class Sidebar(QFrame):
     filter_changed = Signal(str)
     sort_changed = Signal(str)
     band_changed = Signal(float)
+    classify_again = Signal()  # the site head's note asks for windows it cannot rescore to run again
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -93,9 +99,8 @@ class Sidebar(QFrame):
         self.site_info = QLabel()
         self.site_info.setWordWrap(True)
         self.site_info.setTextFormat(Qt.RichText)
-        self.site_info.setToolTip("The model adapted to this folder: refitted on every label you give (none held "
-                                  "back) plus its replay memory of concrete, so it learns this site without "
-                                  "forgetting concrete. The base model file is never changed.")
+        self.site_info.linkActivated.connect(lambda _: self.classify_again.emit())
+        self.site_info.setToolTip(SITE_TIP)
         layout.addWidget(self.site_info)
         self._site_busy = False
         self._site_text = ""
@@ -154,8 +159,12 @@ class Sidebar(QFrame):
             if state.retention is not None:
                 lines.append("Concrete: " + html.escape(state.retention_text()).replace("-&gt;", "→"))
             text = "<br>".join(lines)
-        if not problem and state is not None and state.notes:  # what the head could not use, and what to do
-            text += "".join(f"<br><span style='color:{muted}'>{html.escape(note)}</span>" for note in state.notes[:3])
+        notes = state.notes if state is not None and not problem else []
+        if notes:  # what the head could not use, and what to do: the action first, each note short (whole: tooltip)
+            if any("classify again" in note for note in notes):
+                text += f"<br><a href='classify' style='color:{theme.ACCENT.name()}'>Classify all again</a>"
+            text += "".join(f"<br><span style='color:{muted}'>{html.escape(_short(note))}</span>" for note in notes[:2])
+        self.site_info.setToolTip(SITE_TIP + ("\n\n" + "\n".join(notes) if notes else ""))
         self._site_text = text
         self._show_site()
 
@@ -166,3 +175,9 @@ class Sidebar(QFrame):
     def _show_site(self) -> None:
         suffix = f"<br><span style='color:{theme.MUTED.name()}'>updating…</span>" if self._site_busy else ""
         self.site_info.setText(self._site_text + suffix)
+
+
+def _short(note: str, limit: int = 90) -> str:
+    """A note as one or two sidebar lines: its first part, cut at a word ("…"); the tooltip has it whole."""
+    first = note.split(" (", 1)[0] if len(note) > limit else note
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + "…"
