@@ -119,9 +119,9 @@ def test_export_site_model_from_the_window_adds_it_to_the_models(qtbot, site_win
     assert "adapted from tinyf@0.1 to the site" in text and "6 labels" in text
 
 
-def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, tmp_path, monkeypatch):
-    """Large photos (decision 38): whole-photo labels refit the head, the other photos' verdicts change in the
-    grid, and the viewer's heatmap shows the windows as the head scores them."""
+@pytest.fixture
+def camera_window(qtbot, tmp_path, monkeypatch):
+    """The window on a classified folder of large photos (tests/test_site_photos.py's camera site)."""
     from test_site_photos import camera_site
 
     models = tmp_path / "models"
@@ -131,6 +131,14 @@ def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, tm
     truth = camera_site(tmp_path / "site")
     load_folder(qtbot, window, tmp_path / "site")
     classify_all(qtbot, window)
+    yield window, truth
+    window.close()
+
+
+def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, camera_window):
+    """Large photos (decision 38): whole-photo labels refit the head, the other photos' verdicts change in the
+    grid, and the viewer's heatmap shows the windows as the head scores them."""
+    window, truth = camera_window
     m = window.model
     assert m.counts()["crack"] == 12  # every brick wall photo is a false alarm, in all four windows
     bricks = [r for r in range(m.rowCount()) if truth[m.path_at(r)] == "no_crack"]
@@ -154,21 +162,12 @@ def test_camera_photos_follow_the_site_head_in_the_grid_and_the_viewer(qtbot, tm
     assert len(viewer.heat.item.tiles) == 4 and all(p < 0.5 for *_, p in viewer.heat.item.tiles)
     assert "no tile >= 0.5" in viewer.prediction.text()
     viewer.close()
-    window.close()
 
 
-def test_the_sidebar_offers_to_classify_again_photos_whose_windows_it_cannot_rescore(qtbot, tmp_path, monkeypatch):
+def test_the_sidebar_offers_to_classify_again_photos_whose_windows_it_cannot_rescore(qtbot, camera_window):
     """Windows without features (settled by a screening model, or an older CrackDesk's classification): the note
     says so, and its link runs the classification again, after which every photo follows the head."""
-    from test_site_photos import camera_site
-
-    models = tmp_path / "models"
-    make_adaptable_model(models)
-    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(models))
-    window = open_window(qtbot, tmp_path / "settings.ini")
-    truth = camera_site(tmp_path / "site")
-    load_folder(qtbot, window, tmp_path / "site")
-    classify_all(qtbot, window)
+    window, truth = camera_window
     window.ws._write(lambda db: db.execute("DELETE FROM window_features"))
     m = window.model
     rows = [r for r in range(m.rowCount()) if truth[m.path_at(r)] == "no_crack"][:2]
@@ -185,4 +184,3 @@ def test_the_sidebar_offers_to_classify_again_photos_whose_windows_it_cannot_res
     verdicts = {m.path_at(r): m.predicted_at(r) for r in range(m.rowCount())}
     assert all(verdicts[n] == t for n, t in truth.items()), verdicts
     assert "Classify all again" not in window.sidebar.site_info.text()
-    window.close()
