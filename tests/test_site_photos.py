@@ -241,7 +241,7 @@ def test_a_photo_s_verdict_while_classifying_is_the_one_the_adapter_gives_afterw
         predictions = [p for batch in session.classifier(session.entry.path).classify(
             [tmp_path / "site" / n for n in sorted(truth)]) for p in batch]
         live = {sorted(truth)[p.index]: photo_p_under(state.head, p.tiles, p.window_features) for p in predictions}
-    assert all(p.window_features is not None and len(p.window_features[0]) == 4 for p in predictions)
+    assert all(p.window_features is not None and p.window_features[0].tolist() == [0, 1, 2, 3] for p in predictions)
     for name, p in live.items():
         assert p == pytest.approx(after[rows[ids[name]]], abs=0.03)  # stored features are rounded to 8 bits
         assert (p >= 0.5) == (after[rows[ids[name]]] >= 0.5)
@@ -301,3 +301,18 @@ def test_a_damaged_window_features_row_is_skipped_not_fatal(tmp_path):
         assert any(n.startswith("1 large photo has windows the site head cannot rescore") for n in state.notes)
         adapted = verdicts(session)
         assert adapted[bricks[2]] == "no_crack"
+
+
+def test_a_photo_s_windows_are_stored_in_grid_order_whichever_lane_finished_first(tmp_path):
+    """Two model lanes may finish a photo's slices in either order: its window features come out sorted."""
+    from crackdesk.core.pipeline import Photo
+    from crackdesk.core.tiling import TileGrid
+
+    model = make_adaptable_model(tmp_path / "models")
+    classifier = Classifier(model)
+    grid = TileGrid.for_image(681, 454, 227)
+    photo = Photo(0, tmp_path / "p.png", hash="h", grid=grid, probs=np.linspace(0, 1, len(grid)))
+    vectors = np.arange(len(grid) * 6, dtype=np.float32).reshape(len(grid), 6)
+    photo.window_features = [(np.array([3, 4, 5]), vectors[3:]), (np.array([0, 1, 2]), vectors[:3])]
+    index, feats = classifier.prediction(photo).window_features
+    assert index.tolist() == [0, 1, 2, 3, 4, 5] and np.array_equal(feats, vectors)

@@ -178,9 +178,10 @@ class Classifier:
         heatmap = self.heatmap(photo)
         p = self.photo_p(heatmap.probs)
         windows = None
-        if photo.window_features:
-            windows = (np.concatenate([w for w, _ in photo.window_features]),
-                       np.concatenate([f for _, f in photo.window_features]))
+        if photo.window_features:  # slices come back in the order the model lanes finished them: sorted here
+            index = np.concatenate([w for w, _ in photo.window_features])
+            order = np.argsort(index, kind="stable")
+            windows = (index[order], np.concatenate([f for _, f in photo.window_features])[order])
         return Prediction(photo.index, photo.path, photo.hash, p, self.label_for(p), None, photo.size, None,
                           photo.meta, heatmap.tiles(), windows)
 
