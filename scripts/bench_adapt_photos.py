@@ -139,8 +139,8 @@ def at_scale(entry, work: Path, photos: int, grid=(13, 17)) -> dict:
             adapter.photos.verdicts(head)
             times.append(time.perf_counter() - started)
         memory = adapter.photos.features.codes.nbytes + adapter.photos.base.nbytes * 4
-        # A label after 99 others, all whole-photo labels: the refit that the GUI waits for (examples read from the
-        # labelled photos' windows, the head fitted, every photo's verdict).
+        # A label after 99 others, all whole-photo labels: what the GUI waits for after it (site_flow: examples read
+        # from the labelled photos' windows, the head fitted, every photo's verdict, the "most useful next" order).
         session.workspace.set_labels({r.id: ("crack" if k % 2 else "no_crack") for k, r in enumerate(rows[:99])})
         session.adapt(full=False)
         refits = []
@@ -149,6 +149,7 @@ def at_scale(entry, work: Path, photos: int, grid=(13, 17)) -> dict:
             started = time.perf_counter()
             state = adapter.refit(full=False)
             adapter.probabilities(state)
+            adapter.suggestions(state=state)
             refits.append(time.perf_counter() - started)
     return {"photos": photos, "windows": photos * len(boxes), "workspace_mb": size / 2**20, "load_s": loaded,
             "verdicts_s": float(np.median(times)), "adapter_mb": memory / 2**20,
@@ -173,7 +174,7 @@ def main() -> int:
               f"{cost['photos']:,} photos, {cost['windows']:,} windows with features: workspace "
               f"{cost['workspace_mb']:.0f} MB; read in {cost['load_s']:.2f} s; the adapter holds "
               f"{cost['adapter_mb']:.0f} MB; every photo's verdict under a new head in {cost['verdicts_s']:.3f} s; "
-              f"a refit and every verdict after the 100th photo label {cost['refit_100_labels_s']:.2f} s")
+              f"a refit, every verdict and the review order after the 100th photo label {cost['refit_100_labels_s']:.2f} s")
         shutil.rmtree(work)
         return 0
     small, large, truth = site_folders(args.walls, work)
