@@ -316,3 +316,19 @@ def test_a_photo_s_windows_are_stored_in_grid_order_whichever_lane_finished_firs
     photo.window_features = [(np.array([3, 4, 5]), vectors[3:]), (np.array([0, 1, 2]), vectors[:3])]
     index, feats = classifier.prediction(photo).window_features
     assert index.tolist() == [0, 1, 2, 3, 4, 5] and np.array_equal(feats, vectors)
+
+
+def test_a_photo_s_windows_are_the_same_scored_alone_or_with_the_whole_folder(tmp_path):
+    """The viewer scores one photo's windows on the GUI thread; a refit scores every window once and keeps them:
+    both ways give the same P, and verdicts under another head are not served from that head's scores."""
+    from crackdesk.core.sitehead import Head
+
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        session.workspace.set_labels({ids[sorted(truth)[0]]: "no_crack", ids[sorted(truth)[1]]: "crack"})
+        state = session.adapt()
+        photos, row = session.adapter().photos, int(session.adapter()._index.positions(np.array([ids["wall_04.png"]]))[0])
+        alone = photos.grid(row, Head(state.head.weights, state.head.bias, state.head.threshold))
+        together = photos.verdicts(state.head), photos.grid(row, state.head)
+        assert together[1] == pytest.approx(alone, abs=1e-9)
+        assert not np.array_equal(photos.verdicts(session.adapter().base), together[0])

@@ -19,9 +19,13 @@ class FeatureMatrix:
 
     def head(self, n: int) -> FeatureMatrix:
         """The first n rows (views, no copy)."""
+        return self.take(slice(0, n))
+
+    def take(self, rows) -> FeatureMatrix:
+        """Some rows (a slice: views; an index array: copies), e.g. one photo's windows."""
         out = FeatureMatrix(0, self.dim)
-        out.codes, out.scale, out.offset, out.present = (self.codes[:n], self.scale[:n], self.offset[:n],
-                                                         self.present[:n])
+        out.codes, out.scale, out.offset, out.present = (self.codes[rows], self.scale[rows], self.offset[rows],
+                                                         self.present[rows])
         return out
 
     @property

@@ -20,6 +20,7 @@ from . import features as codec
 from .datasets import CRACK
 from .feature_matrix import FeatureMatrix
 from .photo_verdict import photo_score
+from .sitehead import sigmoid
 
 WINDOWS_PER_PHOTO = 16  # a photo label's examples at most: it stays one label among the folder's
 UNSEEN_CRACK_WINDOWS = 1  # a crack the model saw nowhere: its likeliest window only
@@ -35,17 +36,24 @@ class LargePhotos:
         self.base = np.zeros(0)  # every window's base P, photo after photo, row-major
         self.features = FeatureMatrix(0, dim)
         self.feature_at = np.zeros(0, np.int64)  # the window (index into `base`) of each feature row
+        self.feature_photo = np.zeros(0, np.int64)  # the photo (index into `rows`) of each feature row
+        self._scored: tuple = (None, None)  # (head, every window's P under it): a refit's verdicts and review
+        # order score the windows under the same head, so once
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _features_per_photo(self) -> np.ndarray:
+        return np.bincount(self.feature_photo, minlength=len(self.rows))
+
     def partly_screened(self) -> int:
         """How many photos have windows without features (settled by a screening model, or classified by an
         older CrackDesk): the site head cannot rescore those windows."""
-        has = np.zeros(len(self.base), bool)
-        has[self.feature_at] = True
-        sizes = self.shapes[:, 0] * self.shapes[:, 1]
-        return int(sum(not has[s:s + n].all() for s, n in zip(self.starts.tolist(), sizes.tolist())))
+        return int((self._features_per_photo() < self.shapes[:, 0] * self.shapes[:, 1]).sum())
+
+    def with_features(self) -> int:
+        """How many photos have at least one window with features."""
+        return int((self._features_per_photo() > 0).sum())
 
     @classmethod
     def load(cls, workspace, model_key: str, positions, dim: int) -> LargePhotos:
@@ -88,14 +96,20 @@ class LargePhotos:
         features.present[:filled] = True
         out.features = features.head(filled)
         out.feature_at = at[:filled]
+        out.feature_photo = np.searchsorted(out.starts, out.feature_at, side="right") - 1  # starts ascend
         return out
 
     def window_probabilities(self, head) -> np.ndarray:
-        """Every window's P under `head`: the head's where the window has features, the base model's elsewhere."""
+        """Every window's P under `head`: the head's where the window has features, the base model's elsewhere
+        (read-only: kept for the next call with the same head)."""
+        scored_head, p = self._scored
+        if scored_head is head:
+            return p
         p = self.base.copy()
         if len(self.feature_at):
-            z = self.features.logits(head.weights, head.bias)
-            p[self.feature_at] = 1.0 / (1.0 + np.exp(-z))
+            p[self.feature_at] = sigmoid(self.features.logits(head.weights, head.bias))
+        p.flags.writeable = False
+        self._scored = (head, p)
         return p
 
     def verdicts(self, head) -> np.ndarray:
@@ -109,10 +123,6 @@ class LargePhotos:
             out[same] = photo_score(grids, head.threshold)
         return out
 
-    def with_features(self) -> int:
-        """How many photos have at least one window with features."""
-        return len(np.unique(np.searchsorted(self.starts, self.feature_at, side="right") - 1))
-
     def for_review(self, head) -> tuple[np.ndarray, np.ndarray]:
         """What "most useful next" ranks a photo by (core/suggest.py): (the logit of each photo's P under `head`,
         the feature row of its most crack-like window that has features, -1 where none has). A photo is as unsure
@@ -121,7 +131,7 @@ class LargePhotos:
         logits = np.log(p / (1 - p))
         strongest = np.full(len(self.rows), -1, np.int64)
         if len(self.feature_at):
-            photo = np.searchsorted(self.starts, self.feature_at, side="right") - 1  # starts ascend (by image id)
+            photo = self.feature_photo
             window_p = self.window_probabilities(head)[self.feature_at]
             order = np.lexsort((-window_p, photo))
             first = order[np.r_[True, photo[order][1:] != photo[order][:-1]]]
@@ -135,12 +145,13 @@ class LargePhotos:
             return None
         k = int(k[0])
         start, (r, c) = int(self.starts[k]), map(int, self.shapes[k])
+        scored_head, scored = self._scored  # read once: a refit in a worker thread may replace it
+        if scored_head is head:  # the refit's own scores
+            return scored[start:start + r * c].reshape(r, c).copy()
         p = self.base[start:start + r * c].copy()
-        mine = np.flatnonzero((self.feature_at >= start) & (self.feature_at < start + r * c))
+        mine = np.flatnonzero(self.feature_photo == k)
         if len(mine):  # only this photo's windows: the viewer asks for it on the GUI thread
-            z = self.features.codes[mine].astype(np.float32) @ np.asarray(head.weights, np.float32)
-            z = z * self.features.scale[mine] + self.features.offset[mine] * float(np.sum(head.weights)) + head.bias
-            p[self.feature_at[mine] - start] = 1.0 / (1.0 + np.exp(-z))
+            p[self.feature_at[mine] - start] = sigmoid(self.features.take(mine).logits(head.weights, head.bias))
         return p.reshape(r, c)
 
 
