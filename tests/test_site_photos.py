@@ -281,10 +281,12 @@ def test_classifying_again_clears_the_note_even_when_the_head_is_the_same(tmp_pa
         first = session.adapt()
         assert first.adapted and any("10 large photos have windows the site head cannot rescore" in n
                                      for n in first.notes)
+        assert first.run_again == 10  # what the sidebar offers "Classify all again" for
         session.classify(session.classifier(session.entry.path))
         again = session.adapt()
         assert again.key == first.key  # the same labels, the same examples: the head is reused...
         assert not any("cannot rescore" in n for n in again.notes), again.notes  # ...but not its old notes
+        assert again.run_again == 0
 
 
 def test_a_damaged_window_features_row_is_skipped_not_fatal(tmp_path):

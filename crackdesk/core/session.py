@@ -227,9 +227,11 @@ class FolderSession:
         (no screening model), because the site head rescores only windows with features (decision 38)."""
         from .inference import Classifier
 
-        classifier = Classifier(model_path, threshold=threshold, exact=exact)
-        if classifier.screen is not None and classifier.features_name and self._ws().has_labels():
-            classifier = Classifier(model_path, threshold=threshold, exact=True)
+        unscreened = not exact and self._ws().has_labels()
+        classifier = Classifier(model_path, threshold=threshold, exact=exact or unscreened)
+        if unscreened and classifier.info.screen:
+            if not classifier.features_name:  # it cannot adapt: nothing to rescore, so its screen stays
+                return Classifier(model_path, threshold=threshold, exact=exact)
             classifier.screen_note = (f"every window of large photos runs through {classifier.key}, unscreened: "
                                       "this folder's labels adapt the model, and it rescores only those windows")
         return classifier

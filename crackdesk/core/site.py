@@ -53,6 +53,7 @@ class SiteState:
     retention: tuple[Accuracy, Accuracy] | None = None  # base and site head on the memory's held-out part
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. labelled images without features
+    run_again: int = 0  # large photos with windows the head cannot rescore until they are classified again
     key: str = ""  # which labels it was fitted on (SiteAdapter.labels_key)
     training: tuple | None = field(default=None, repr=False)  # (X, y) it was fitted on, until assessed
 
@@ -195,8 +196,9 @@ class SiteAdapter:
             if read.missing or read.missing_tiles:  # labelled before being classified by this model: compute now
                 notes = self._compute_missing(read.missing, read.missing_tiles)
                 read = self.workspace.labelled_features(self.model_key, self.info.threshold)
-            if any(label == CRACK for _, _, label in read.photos_unused):  # a no-crack one agrees already
-                notes.append(_unused_photos_note([p for p in read.photos_unused if p[2] == CRACK]))
+            unused = [p for p in read.photos_unused if p[2] == CRACK]  # a no-crack one agrees with the model
+            if unused:
+                notes.append(_unused_photos_note(unused))
             screened = self.photos.partly_screened()
             if screened:
                 notes.append(f"{screened:,} large photo{'s have' if screened > 1 else ' has'} windows the site head "
@@ -205,7 +207,7 @@ class SiteAdapter:
             labelled = read.found
             if not labelled:
                 self.workspace.set_site_head(self.model_key, None)
-                self.state = SiteState(None, notes=notes)
+                self.state = SiteState(None, notes=notes, run_again=screened)
                 return self.state
             keys = [(h, label) for h, label, _ in labelled]
             key = self.labels_key(keys)
@@ -220,7 +222,7 @@ class SiteAdapter:
             if key in self._recent:  # an undo or redo: the very head that was shown before, at once
                 self._recent.move_to_end(key)
                 self.state = self._recent[key]
-                self.state.notes = notes
+                self.state.notes, self.state.run_again = notes, screened
                 if self.workspace.site_head(self.model_key) is None or \
                         self.workspace.site_head(self.model_key)[1] != key:
                     self._store(self.state)
@@ -229,13 +231,14 @@ class SiteAdapter:
             if stored is not None and stored[1] == key:
                 w, b = stored[0]
                 self.state = SiteState.from_json(sitehead.Head(w, b, sitehead.THRESHOLD), stored[2])
-                self.state.key, self.state.notes = key, notes
+                self.state.key, self.state.notes, self.state.run_again = key, notes, screened
                 return self.state
             X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
             y = np.array([label == CRACK for _, label, _ in labelled], np.float64)
             head = sitehead.fit(X, y, self.memory, self.base, start=self.state.head)
             crack = {g for g, (_, label) in zip(groups, keys) if label == CRACK}
-            state = SiteState(head, len(set(groups)), len(crack), sum("#" in h for h, _ in keys), notes=notes)
+            state = SiteState(head, len(set(groups)), len(crack), sum("#" in h for h, _ in keys), notes=notes,
+                              run_again=screened)
             state.key, state.training = key, (X, y, np.unique(groups, return_inverse=True)[1])
             state.seconds = time.perf_counter() - started
             self.state = state

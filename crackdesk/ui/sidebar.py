@@ -161,7 +161,7 @@ class Sidebar(QFrame):
             text = "<br>".join(lines)
         notes = state.notes if state is not None and not problem else []
         if notes:  # what the head could not use, and what to do: the action first, each note short (whole: tooltip)
-            if any("classify again" in note for note in notes):
+            if state.run_again:
                 text += f"<br><a href='classify' style='color:{theme.ACCENT.name()}'>Classify all again</a>"
             text += "".join(f"<br><span style='color:{muted}'>{html.escape(_short(note))}</span>" for note in notes[:2])
         self.site_info.setToolTip(SITE_TIP + ("\n\n" + "\n".join(notes) if notes else ""))
