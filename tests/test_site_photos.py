@@ -334,3 +334,28 @@ def test_a_photo_s_windows_are_the_same_scored_alone_or_with_the_whole_folder(tm
         together = photos.verdicts(state.head), photos.grid(row, state.head)
         assert together[1] == pytest.approx(alone, abs=1e-9)
         assert not np.array_equal(photos.verdicts(session.adapter().base), together[0])
+
+
+def test_a_labelled_photo_s_windows_are_read_once_until_it_is_classified_again(tmp_path, monkeypatch):
+    import crackdesk.core.site_photos as site_photos
+
+    calls = []
+    real = site_photos.photo_label_examples
+
+    def counted(workspace, model_key, digest, *args):
+        calls.append(digest)
+        return real(workspace, model_key, digest, *args)
+
+    monkeypatch.setattr(site_photos, "photo_label_examples", counted)
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        names = sorted(truth)
+        session.workspace.set_labels({ids[names[0]]: "no_crack", ids[names[1]]: "crack"})
+        session.adapt(full=False)
+        assert len(calls) == 2
+        session.workspace.set_labels({ids[names[2]]: "no_crack"})
+        session.adapt(full=False)
+        assert len(calls) == 3  # only the new label's photo was read
+        session.classify(session.classifier(session.entry.path))
+        session.adapt(full=False)
+        assert len(calls) == 6  # classified again: every labelled photo's windows read anew

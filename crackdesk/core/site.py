@@ -132,6 +132,7 @@ class SiteAdapter:
         self.ids = np.zeros(0, np.int64)
         self.features = FeatureMatrix(0, info.features["dim"])
         self.photos = LargePhotos(info.features["dim"])  # large photos: verdicts from their windows
+        self._photo_examples: dict = {}  # what each labelled large photo teaches; cleared with `photos`
         self._index = _PositionIndex(self.ids)
         self._arrived: list | None = None  # features added while load_features reads (see there)
         self.features_stale = True  # not read yet, or images were classified without add_features
@@ -161,7 +162,7 @@ class SiteAdapter:
         with self._lock:
             arrived, self._arrived = self._arrived, None
             self.ids, self._index, self.features, self.features_stale = ids, index, matrix, False
-            self.photos = photos
+            self.photos, self._photo_examples = photos, {}
             for batch_ids, blobs in arrived:
                 self._add(batch_ids, blobs)
 
@@ -191,11 +192,11 @@ class SiteAdapter:
         `assess` it. Reuses the stored head (and its figures) when the labels have not changed."""
         with self._lock:
             started = time.perf_counter()
-            read = self.workspace.labelled_features(self.model_key, self.info.threshold)
+            read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples)
             notes = []
             if read.missing or read.missing_tiles:  # labelled before being classified by this model: compute now
                 notes = self._compute_missing(read.missing, read.missing_tiles)
-                read = self.workspace.labelled_features(self.model_key, self.info.threshold)
+                read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples)
             unused = [p for p in read.photos_unused if p[2] == CRACK]  # a no-crack one agrees with the model
             if unused:
                 notes.append(_unused_photos_note(unused))
@@ -327,6 +328,7 @@ class SiteAdapter:
             if report.tiled:
                 self.photos = LargePhotos.load(self.workspace, self.model_key, self._index.positions,
                                                self.features.dim)
+                self._photo_examples = {}
         if tiles:
             rows, problems = tile_feature_rows(self._classifier, self.workspace, tiles)
             self.workspace.set_tile_features(self.model_key, rows)

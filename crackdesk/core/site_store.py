@@ -27,10 +27,14 @@ class SiteStore:
         yield from self._iterate("SELECT i.id, f.vec FROM images i JOIN features f ON f.hash=i.hash AND f.model=? "
                                  "WHERE i.present=1", (model_key,))
 
-    def labelled_features(self, model_key: str, threshold: float = 0.5) -> LabelledFeatures:
+    def labelled_features(self, model_key: str, threshold: float = 0.5,
+                          photo_examples: dict | None = None) -> LabelledFeatures:
         """The folder's human labels as site-head training data. One entry per distinct content; a labelled tile
         of a large photo is an entry of its own (key 'hash#x,y,w,h'), and a labelled large photo gives some of
-        its windows (keys 'hash@x,y,w,h', site_photos.photo_label_examples; `threshold` is the model's)."""
+        its windows (keys 'hash@x,y,w,h', site_photos.photo_label_examples; `threshold` is the model's).
+        `photo_examples` keeps those per photo, label and tile labels between calls (a refit after every label
+        would otherwise read and decode every labelled photo's windows again); its owner clears it when the
+        photos' windows are classified again."""
         from .site_photos import photo_label_examples
 
         rows = self._read("SELECT i.hash, MIN(i.id), MIN(i.path), l.label, f.vec, "
@@ -45,8 +49,13 @@ class SiteStore:
             if blob is not None:
                 found.append((digest, label, codec.decode(blob)))
             elif tiled:  # a large photo, classified by its windows
-                examples = photo_label_examples(self, model_key, digest, label, threshold,
-                                                tile_labelled.get(digest, set()))
+                boxes = tile_labelled.get(digest, set())
+                key = (digest, label, frozenset(boxes))
+                examples = photo_examples.get(key) if photo_examples is not None else None
+                if examples is None:
+                    examples = photo_label_examples(self, model_key, digest, label, threshold, boxes)
+                    if photo_examples is not None:
+                        photo_examples[key] = examples
                 found.extend(examples)
                 if not examples:
                     photos_unused.append((image_id, path_from_db(path), label))
