@@ -10,6 +10,8 @@ On N 227x227 JPEGs (ccic from ../shared when present, else generated) and the sh
      them (hash, prediction and encoded features per photo).
 
     .venv/bin/python scripts/bench_cluster.py [--images 2000] [--rounds 3]
+    .venv/bin/python scripts/bench_cluster.py --photos 24   # 3859x2951 camera mosaics (bench_photos) instead:
+        each photo's 221 windows are cut on the workers and come back with their features (decision 38)
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--photos", type=int, default=0,
+                        help="camera photos (3859x2951 mosaics) instead of --images small patches")
     parser.add_argument("--profile", nargs=2, metavar=("ADDRESS", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.profile:  # the child run inside the namespace
@@ -125,12 +129,22 @@ def main() -> None:
 
     from raycluster import RayHead, unavailable_reason
 
+    unit, digits = ("camera photos", 2) if args.photos else ("images", 0)
+
     reason = unavailable_reason()
     if reason:
         raise SystemExit(f"cannot start a test cluster here: {reason}")
     with tempfile.TemporaryDirectory(prefix="crk-bench-") as tmp:
         work = Path(tmp)
-        folder = image_folder(args.images, ROOT.parent / "shared" / "data" / "ccic", work)
+        ccic = ROOT.parent / "shared" / "data" / "ccic"
+        if args.photos:
+            from bench_photos import write_mosaics
+
+            folder = work / "images"
+            write_mosaics(folder, args.photos, ccic, seed=0)
+            args.images = args.photos
+        else:
+            folder = image_folder(args.images, ccic, work)
         head = RayHead(cpus=os.cpu_count() or 1).start()
         print(f"{args.images} photos, {os.cpu_count()} cores; Ray head started in {head.start_seconds:.1f} s "
               "(not counted below)", flush=True)
@@ -142,8 +156,9 @@ def main() -> None:
                                         str(work / f"local{r}.sqlite")], head.env, args.images))
                 cluster.append(timed_run(head.crackdesk(*common, "--workspace", work / f"cluster{r}.sqlite",
                                                         "--cluster", head.address), head.env, args.images))
-                print(f"round {r + 1}: local {local[-1]['rate']:.0f} images/s ({local[-1]['seconds']:.1f} s), "
-                      f"cluster {cluster[-1]['rate']:.0f} images/s ({cluster[-1]['seconds']:.1f} s)", flush=True)
+                print(f"round {r + 1}: local {local[-1]['rate']:.{digits}f} {unit}/s ({local[-1]['seconds']:.1f} s), "
+                      f"cluster {cluster[-1]['rate']:.{digits}f} {unit}/s ({cluster[-1]['seconds']:.1f} s)",
+                      flush=True)
             profiled = subprocess.run(head.ns([sys.executable, __file__, "--profile", head.address, str(folder)]),
                                       env=head.env, capture_output=True, text=True, timeout=900)
             if profiled.returncode != 0:
@@ -154,8 +169,8 @@ def main() -> None:
         rate = store_rate(work)
     lm, cm = statistics.median(x["rate"] for x in local), statistics.median(x["rate"] for x in cluster)
     print(f"\nmedian over {args.rounds} rounds, whole command (start-up, scan, connection included):")
-    print(f"  local   {lm:.0f} images/s")
-    print(f"  cluster {cm:.0f} images/s  = {cm / lm:.0%} of local (target >= 50%)")
+    print(f"  local   {lm:.{digits}f} {unit}/s")
+    print(f"  cluster {cm:.{digits}f} {unit}/s  = {cm / lm:.0%} of local (target >= 50%)")
     print("\nwhere one cluster job's time goes (profiled in-process):")
     print(json.dumps(where, indent=2))
     print(f"\ndriver store rate (workspace writer alone): {rate:,.0f} photos/s")

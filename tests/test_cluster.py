@@ -21,6 +21,7 @@ from PIL import Image
 from raycluster import ROOT, RayHead, unavailable_reason
 
 from crackdesk.cluster import require_ray
+from crackdesk.cluster.worker import ROWS_PER_OUTPUT
 from crackdesk.core.errors import CrackDeskError
 from crackdesk.core.hashing import bytes_hash
 from crackdesk.core.photo_verdict import photo_verdict
@@ -154,6 +155,38 @@ def test_classify_on_the_cluster_matches_the_local_run(head, model, site, tmp_pa
     assert rows["large_a.jpg"]["features"] is None and rows["img_001.png"]["features"] is not None
     assert len(rows["large_a.jpg"]["windows"][0]) == 9 * 4 and rows["img_001.png"]["windows"] is None
     assert rows["img_001.png"]["tiles"] == []
+
+
+STREAM_CHILD = """
+import json, sys
+from pathlib import Path
+from crackdesk.cluster import connected
+from crackdesk.cluster.runner import ClusterSource
+from crackdesk.core.inference import Classifier
+from crackdesk.core.models import load_model
+address, model, folder = sys.argv[1:4]
+with connected(address):
+    source = ClusterSource(Classifier(load_model(Path(model), spinning=False)))
+    print(json.dumps([[len(p.tiles) for p in done] for done in source(sorted(Path(folder).glob("*.jpg")))]))
+"""
+
+
+def test_camera_photos_come_back_as_they_finish_not_in_one_block(head, model, tmp_path):
+    """Ray Data used to merge a task's output into one block of up to 128 MiB: all the windows of a block of
+    photos then went through the model, and came back, at once (a 24-photo job's first result after 42 s of 42)."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        Image.fromarray(rng.normal(170, 12, (1800, 2400, 3)).clip(0, 255).astype(np.uint8)).save(
+            folder / f"cam_{i}.jpg", quality=90)
+    child = subprocess.run(head.ns([sys.executable, "-c", STREAM_CHILD, head.address, str(model), str(folder)]),
+                           env=head.env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    arrivals = json.loads(child.stdout.strip().splitlines()[-1])
+    windows = [n for done in arrivals for n in done]
+    assert len(windows) == 3 and min(windows) > ROWS_PER_OUTPUT, windows  # each photo spans blocks
+    assert len(arrivals) >= 2, f"every photo arrived in one batch: {arrivals}"
 
 
 def test_ship_bytes_sends_the_photos_and_gives_the_same_results(head, model, site, tmp_path):

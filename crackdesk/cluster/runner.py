@@ -28,7 +28,7 @@ from ..core.hashing import read_file
 from ..core.inference import Classifier, Prediction
 from ..core.tiling import heatmap_of_rows
 from ..core.pipeline import failure_reason
-from .worker import ModelStage, prepare_batch
+from .worker import ROWS_PER_OUTPUT, ModelStage, prepare_batch
 
 # Photos per input block (one task each): results stream back a block at a time, so small blocks keep the
 # pipeline full and the progress bar moving; Ray's per-task overhead (a few ms) stays a few percent.
@@ -57,13 +57,24 @@ class ClusterStats:
 
 
 def plan(cluster_cpus: float, cluster_gpus: float) -> dict:
-    """How to split the cluster between the stages: model actors of one CPU (or one GPU each when the cluster
-    has GPUs), and the rest for the reading tasks (half a CPU each: they mostly wait on files and Pillow's
-    decoder, which releases the GIL)."""
+    """How to split the cluster between the stages. With GPUs: one model actor per GPU. Without: one single-threaded
+    model actor per CPU, reserving 3/4 of it, and reading tasks of 1/4 CPU in the rest, so the cores are shared
+    the way the local pipeline shares them (a model lane per core, decoders beside them). The model is 2/3 of the
+    work on patches and 4/5 on camera photos; with one 1-CPU actor per two CPUs (as before) a 2-CPU node ran
+    camera photos at 150 windows/s with its second core mostly idle, with two actors at 217 (BENCHMARKS.md)."""
     if cluster_gpus >= 1:
         return {"actors": int(cluster_gpus), "actor_cpus": 1.0, "actor_gpus": 1.0, "task_cpus": 0.5}
-    actors = max(1, int(cluster_cpus // 2))  # about half the CPUs run the model: it is ~2/3 of the work
-    return {"actors": actors, "actor_cpus": 1.0, "actor_gpus": 0.0, "task_cpus": 0.5}
+    return {"actors": max(1, int(cluster_cpus)), "actor_cpus": 0.75, "actor_gpus": 0.0, "task_cpus": 0.25}
+
+
+def output_block_bytes(info) -> int:
+    """Ray Data merges what a task yields into blocks of up to 128 MiB by default: a block of camera photos then
+    held 8 photos' 1,768 windows, the model stage ran and returned that block whole, and the first result of a
+    24-photo job came after 42 s of its 42. A bound of 3/4 of one yield (worker.ROWS_PER_OUTPUT model inputs)
+    keeps every yield a block of its own (Ray cuts a block only past 1.5x the bound): results stream a photo at a
+    time, and no block holds more than 64 windows."""
+    h, w = info.preprocessing.input_size
+    return ROWS_PER_OUTPUT * h * w * 3 * 3 // 4
 
 
 class ClusterSource:
@@ -184,6 +195,7 @@ class ClusterSource:
             # Retry counts are still passed as Ray remote arguments in 2.60 (named ones do not cover them).
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ray.data.DataContext.get_current().target_max_block_size = output_block_bytes(info)
             ds = ray.data.from_arrow(blocks)
             ds = ds.map_batches(prepare_batch, fn_kwargs={"info": info},
                                 batch_size=None, num_cpus=layout["task_cpus"], max_retries=TASK_RETRIES)
