@@ -61,6 +61,19 @@ def test_a_thumbnail_too_small_or_of_a_photo_cut_short_is_not_used(tmp_path):
     assert embedded_thumbnail(cut) is None  # decoding it says "truncated", as for photos without a thumbnail
 
 
+def test_a_photo_cropped_after_it_was_taken_is_decoded_not_shown_by_its_old_thumbnail(tmp_path):
+    exif = camera_exif(1.0, 2.0)
+    exif.get_ifd(0x8769).update({0xA002: 640, 0xA003: 480})  # PixelX/YDimension, as cameras write them
+    blob = with_thumbnail(exif, Image.new("RGB", (160, 120), (0, 0, 255)))
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(tmp_path / "camera.jpg", exif=blob)
+    assert embedded_thumbnail(tmp_path / "camera.jpg").size == (160, 120)
+    # A script crops it to the same 4:3 shape and copies the camera's EXIF: the thumbnail still shows the uncropped
+    # photo, so the photo itself is decoded.
+    Image.new("RGB", (600, 450), (128, 128, 128)).save(tmp_path / "cropped.jpg", exif=blob)
+    assert embedded_thumbnail(tmp_path / "cropped.jpg") is None
+    assert abs(colour(finding_picture(tmp_path / "cropped.jpg")) - 128).max() < 8
+
+
 def test_a_large_photo_gets_its_heatmap_with_the_crack_tiles_outlined(tmp_path):
     path = photo_with(tmp_path / "a.jpg", (640, 480), Image.new("RGB", (160, 120), (128, 128, 128)))
     tiles = [(x, y, 320, 240, 0.9 if (x, y) == (320, 0) else 0.1) for y in (0, 240) for x in (0, 320)]

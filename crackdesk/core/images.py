@@ -116,7 +116,8 @@ UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
 
 def embedded_thumbnail(path: str | Path, min_side: int = MIN_EMBEDDED_PX) -> Image.Image | None:
     """The JPEG thumbnail a camera put in the photo's EXIF (often 160x120), upright, if it shows the whole photo
-    and is at least `min_side` on its longer side; else None. Decoding a 12 Mpx photo costs 30-45 ms even at 1/8
+    (of its shape, and of a photo still at the size the camera recorded) and is at least `min_side` on its longer
+    side; else None. Decoding a 12 Mpx photo costs 30-45 ms even at 1/8
     scale (the entropy decoding of its 3-5 MB is the floor); this reads its first 128 KiB and last two bytes.
     A photo without its end marker (a copy cut short) gets None, so decoding it reports the truncation."""
     try:
@@ -133,6 +134,8 @@ def embedded_thumbnail(path: str | Path, min_side: int = MIN_EMBEDDED_PX) -> Ima
             if not start or not 0 < length <= len(tiff) - start:
                 return None
             width, height, orientation = *photo.size, exif.get(0x0112, 1)
+            if not camera_size_matches(exif, width, height):
+                return None
         thumbnail = Image.open(io.BytesIO(tiff[start:start + length]))
         # Some cameras letterbox a 3:2 photo into a 4:3 thumbnail: then it is not the whole photo, undistorted.
         if max(thumbnail.size) < max(min_side, 1) or \
@@ -143,6 +146,18 @@ def embedded_thumbnail(path: str | Path, min_side: int = MIN_EMBEDDED_PX) -> Ima
         return thumbnail.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else thumbnail
     except Exception:  # no usable thumbnail (a missing, truncated or odd one): decode the photo instead
         return None
+
+
+def camera_size_matches(exif: Image.Exif, width: int, height: int) -> bool:
+    """False when the EXIF's PixelXDimension/PixelYDimension (what the camera wrote) differ from the picture's
+    size: the photo was cropped or resized by a tool that copied the camera's EXIF, and with it a thumbnail of
+    the photo before the edit. True when they match or are absent."""
+    try:
+        sub = exif.get_ifd(ExifTags.IFD.Exif)
+        stated = int(sub.get(0xA002, 0)), int(sub.get(0xA003, 0))
+    except Exception:  # an odd sub-IFD says nothing about the size
+        return True
+    return not all(stated) or stated in ((width, height), (height, width))
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
