@@ -78,7 +78,7 @@ def classify_once(folder: Path, entry, exact: bool) -> dict:
 def run(folder: Path, truth: dict, entry, order: list[str] | None, test_x, test_y) -> dict:
     """Label photos in rounds of 10, in `order`, or (None) as `crackdesk suggest` picks them after each round."""
     fresh_workspace(folder)
-    out = {"error": {}, "ccic_test": {}}
+    out = {"error": {}, "ccic_test": {}, "figures": {}}
     with FolderSession.open(folder) as session:
         session.use_model(entry)
         rows = session.rows(entry.key)
@@ -100,6 +100,17 @@ def run(folder: Path, truth: dict, entry, order: list[str] | None, test_x, test_
                 out["error"][len(labelled)] = error_rate(session.current_predictions(), truth, set(labelled))
                 p = sigmoid(test_x @ state.head.weights + state.head.bias)
                 out["ccic_test"][len(labelled)] = float(((p >= 0.5) == (test_y == 1)).mean())
+                if len(labelled) >= 50:  # the sidebar's figures against the truth on the unlabelled photos
+                    assessed = adapter.assess(state)
+                    # the photos the estimate covers: small ones with features, large ones with every window's
+                    judged = set(adapter.ids[adapter.features.present].tolist())
+                    judged |= set(adapter.ids[adapter.photos.rows[adapter.photos.rescorable()]].tolist())
+                    judged_paths = {paths[i] for i in judged} - set(labelled)
+                    out["figures"][len(labelled)] = {
+                        "cv": assessed.cv.correct / assessed.cv.n, "estimate": assessed.estimate,
+                        "n_unlabelled": assessed.n_unlabelled,
+                        "actual": 1 - error_rate(session.current_predictions(), truth,
+                                                 set(truth) - judged_paths)}
     return out
 
 
@@ -207,6 +218,18 @@ def main() -> int:
         c = [r["ccic_test"][n] for r in results if r["form"] == "large" and n in r["ccic_test"]]
         print(f"{n:6d}  " + "  ".join(f"{cell:>22}" for cell in cells)
               + (f"   {100 * np.mean(c):.2f}% ({100 * min(c):.2f}-{100 * max(c):.2f}%)" if c else ""))
+    print("the sidebar's figures: cross-validated on the labels; estimated for the unlabelled photos it covers, and "
+          "their actual accuracy")
+    for form in FORMS + SUGGESTED:
+        for n in CHECKPOINTS:
+            figures = [r["figures"][n] for r in results if r["form"] == form and n in r["figures"]]
+            if figures:
+                estimates = [f["estimate"] for f in figures if f["estimate"] is not None]
+                print(f"  {form:>16} {n:4d} labels: cv {100 * np.mean([f['cv'] for f in figures]):5.1f}%, estimate "
+                      + (f"{100 * np.mean(estimates):5.1f}%" if estimates else "  none")
+                      + f" over {figures[0]['n_unlabelled']} photos, actual "
+                      f"{100 * np.mean([f['actual'] for f in figures]):5.1f}%"
+                      + (f"; |estimate - actual| {100 * np.mean([abs(f['estimate'] - f['actual']) for f in figures if f['estimate'] is not None]):.1f} points" if estimates else ""))
     return 0
 
 

@@ -337,7 +337,7 @@ def test_a_fold_s_fit_stops_as_soon_as_a_newer_refit_cancels_it(adapted_site):
     session.submit_labels({ids[n]: truth[n] for n in sorted(truth)[:8]}).result()
     session.adapt(full=False)
     adapter = session.adapter()
-    X, y, _ = adapter.state.training
+    X, y, *_ = adapter.state.training
     start = adapter.state.head
     stopped = sitehead.fit(X, y, adapter.memory, adapter.base, start=start, cancel=SetAfter(1))
     assert np.array_equal(stopped.weights, start.weights)  # not one step taken
@@ -346,3 +346,28 @@ def test_a_fold_s_fit_stops_as_soon_as_a_newer_refit_cancels_it(adapted_site):
     cancel = SetAfter(2)  # the first fold's start passes; its fit's first step sees the cancel
     assert sitehead.assess_labels(X, y, adapter.memory, adapter.base, start, np.zeros(3), cancel=cancel) == (None, None)
     assert cancel.checks == 3  # fold start, the fit's first step, the check after the fit: no second fold
+
+
+def test_a_group_judged_whole_is_scored_by_its_own_logit_not_its_strongest_example(adapted_site):
+    """Cross-validation scores a label by one logit: a large photo's comes from the verdict rule on its windows
+    (group_logits), which may call it clean where one of its windows alone says crack; other groups keep "any
+    example says crack"."""
+    from crackdesk.core import sitehead
+
+    session, truth, entry = adapted_site
+    ids = {r.path: r.id for r in session.rows()}
+    session.submit_labels({ids[n]: truth[n] for n in sorted(truth)}).result()
+    session.adapt(full=False)
+    adapter = session.adapter()
+    X, y, *_ = adapter.state.training
+    start = adapter.state.head
+    groups = np.arange(len(y)) // 2  # pairs of examples as if each were one photo's windows
+    y = y[groups * 2]  # one class per pair
+    plain, _ = sitehead.assess_labels(X, y, adapter.memory, adapter.base, start, np.zeros(0), groups=groups)
+    said_crack = sitehead.assess_labels(X, y, adapter.memory, adapter.base, start, np.zeros(0), groups=groups,
+                                        group_logits=lambda head, tested: np.full(len(tested), 3.0))[0]
+    unjudged = sitehead.assess_labels(X, y, adapter.memory, adapter.base, start, np.zeros(0), groups=groups,
+                                      group_logits=lambda head, tested: np.full(len(tested), np.nan))[0]
+    n_crack = int(y[::2].sum())
+    assert said_crack.n == plain.n == len(y) // 2 and said_crack.correct == n_crack  # every pair judged crack
+    assert unjudged == plain  # NaN: not judged whole, the strongest example decides

@@ -359,3 +359,44 @@ def test_a_labelled_photo_s_windows_are_read_once_until_it_is_classified_again(t
         session.classify(session.classifier(session.entry.path))
         session.adapt(full=False)
         assert len(calls) == 6  # classified again: every labelled photo's windows read anew
+
+
+def test_cross_validation_judges_photo_labels_by_the_verdict_and_the_estimate_covers_large_photos(tmp_path,
+                                                                                                monkeypatch):
+    """The sidebar's figures about a camera folder: each labelled photo is judged out of fold by the verdict rule
+    on all its windows (what the grid shows), and the expected accuracy covers the unlabelled large photos (it
+    used to count small images only, so a folder of camera photos never had one)."""
+    from crackdesk.core.site_photos import LargePhotos
+
+    model = make_adaptable_model(tmp_path / "models")
+    truth = camera_site(tmp_path / "site", count=64)
+    judged = []
+    original = LargePhotos.verdict_logits
+
+    def spy(self, head, photos=None):
+        if photos is not None:
+            judged.extend(int(k) for k in photos)
+        return original(self, head, photos)
+
+    monkeypatch.setattr(LargePhotos, "verdict_logits", spy)
+    with FolderSession.open(tmp_path / "site") as session:
+        session.use_model(ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model)))
+        session.classify(Classifier(session.entry.path))
+        ids = {r.path: r.id for r in session.rows()}
+        labelled = sorted(truth)[:56]
+        session.workspace.set_labels({ids[n]: truth[n] for n in labelled})
+        state = session.adapt()
+        assert state.cv.n == 56 and state.cv.enough
+        assert state.n_unlabelled == 8 and state.estimate is not None and 0.5 <= state.estimate <= 1
+        photos = session.adapter().photos
+        rows = session.adapter()._index.positions(np.array([ids[n] for n in labelled], np.int64))
+        assert sorted(judged) == sorted(photos.index_of(rows).tolist())  # each labelled photo once, in its fold
+
+        # Two unlabelled photos lose their windows' features (as if screened): the head cannot judge them, so the
+        # estimate leaves them out (the note asks to classify them again).
+        screened = [(session.workspace.hash_of(ids[n]),) for n in sorted(truth)[56:58]]
+        session.workspace._write(lambda db: db.executemany("DELETE FROM window_features WHERE hash=?", screened))
+        session.adapter().load_features(session.adapter().ids)
+        session.workspace.set_labels({ids[labelled[0]]: None})  # new labels: a new head and new figures
+        state = session.adapt()
+        assert state.run_again == 2 and state.n_unlabelled == 8 - 2 + 1 and state.cv.n == 55

@@ -48,14 +48,16 @@ class SiteState:
     n_crack: int = 0
     n_tiles: int = 0  # of the labels, how many are tiles of large photos
     cv: Accuracy | None = None  # cross-validated accuracy on this folder's labels
-    estimate: float | None = None  # expected accuracy on the unlabelled photos (sitehead.assess_labels)
+    estimate: float | None = None  # expected accuracy on the unlabelled photos, large ones included (assess_labels)
     n_unlabelled: int = 0
     retention: tuple[Accuracy, Accuracy] | None = None  # base and site head on the memory's held-out part
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. labelled images without features
     run_again: int = 0  # large photos with windows the head cannot rescore until they are classified again
     key: str = ""  # which labels it was fitted on (SiteAdapter.labels_key)
-    training: tuple | None = field(default=None, repr=False)  # (X, y) it was fitted on, until assessed
+    # (X, y, group of each row, large photo of each group or -1, the LargePhotos those index) it was fitted on,
+    # until assessed
+    training: tuple | None = field(default=None, repr=False)
 
     @property
     def adapted(self) -> bool:
@@ -240,7 +242,11 @@ class SiteAdapter:
             crack = {g for g, (_, label) in zip(groups, keys) if label == CRACK}
             state = SiteState(head, len(set(groups)), len(crack), sum("#" in h for h, _ in keys), notes=notes,
                               run_again=screened)
-            state.key, state.training = key, (X, y, np.unique(groups, return_inverse=True)[1])
+            names, group_index = np.unique(groups, return_inverse=True)
+            # Which of the folder's large photos each label is (-1: not a photo label), in the photos read with it
+            photo_rows = self._index.positions(np.array([read.photos.get(g, -1) for g in names], np.int64))
+            group_photo = np.where(photo_rows >= 0, self.photos.index_of(photo_rows), -1)
+            state.key, state.training = key, (X, y, group_index, group_photo, self.photos)
             state.seconds = time.perf_counter() - started
             self.state = state
         return self.assess(state, cancel) if full else state
@@ -250,15 +256,30 @@ class SiteAdapter:
         slower half of a refit: the GUI shows the new probabilities first), then store the head with them."""
         if state.head is None or state.training is None:
             return state
-        X, y, groups = state.training
+        X, y, groups, group_photo, photos = state.training
         if not (cancel is not None and cancel.is_set()):
-            z = self.features.logits(state.head.weights, state.head.bias)
-            unlabelled = ~np.isnan(z) & ~self.labelled_mask()
-            state.cv, state.estimate = sitehead.assess_labels(X, y, self.memory, self.base, state.head, z[unlabelled],
-                                                              cancel=cancel, groups=groups)
-            state.n_unlabelled = int(unlabelled.sum())
+            def photo_logits(fold_head, tested):  # a labelled large photo is judged as the folder shows it
+                out = np.full(len(tested), np.nan)
+                k = group_photo[tested]
+                if (k >= 0).any():
+                    out[k >= 0] = photos.verdict_logits(fold_head, k[k >= 0])
+                return out
+
+            with self._lock:  # the rows, the mask and the photos of one loading (a reload may come meanwhile)
+                z = self.features.logits(state.head.weights, state.head.bias)
+                labelled, now = self.labelled_mask(), self.photos
+            unlabelled = ~np.isnan(z) & ~labelled
+            # Large photos whose every window the head rescores: a screened window keeps the screen's confident P,
+            # and counting it made the estimate 13 points too high on walls (the note asks to classify them again)
+            z_photos = now.verdict_logits(state.head)[~labelled[now.rows] & now.rescorable()] if len(now) \
+                else np.zeros(0)
+            z_unlabelled = np.concatenate([z[unlabelled], z_photos])  # small images, then large photos
+            state.cv, state.estimate = sitehead.assess_labels(X, y, self.memory, self.base, state.head, z_unlabelled,
+                                                              cancel=cancel, groups=groups, group_logits=photo_logits)
+            state.n_unlabelled = len(z_unlabelled)
             if state.cv is not None:
                 state.retention = sitehead.retention(state.head, self.base, self.memory)
+                state.training = None  # assessed: an undo reuses the figures, and no old photos are held (553 MB at 2,000)
         with self._lock:
             if state.cv is not None:  # a head left without its figures (cancelled) is not reused for undo
                 self._recent[state.key] = state

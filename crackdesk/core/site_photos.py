@@ -49,7 +49,11 @@ class LargePhotos:
     def partly_screened(self) -> int:
         """How many photos have windows without features (settled by a screening model, or classified by an
         older CrackDesk): the site head cannot rescore those windows."""
-        return int((self._features_per_photo() < self.shapes[:, 0] * self.shapes[:, 1]).sum())
+        return int((~self.rescorable()).sum())
+
+    def rescorable(self) -> np.ndarray:
+        """Which photos have features for every window: the site head judges them whole."""
+        return self._features_per_photo() >= self.shapes[:, 0] * self.shapes[:, 1]
 
     def with_features(self) -> int:
         """How many photos have at least one window with features."""
@@ -138,21 +142,49 @@ class LargePhotos:
             strongest[photo[first]] = first
         return logits, strongest
 
+    def index_of(self, rows) -> np.ndarray:
+        """The photo (index into `rows`) at each of the adapter rows `rows`; -1 where there is no large photo."""
+        rows = np.asarray(rows, np.int64)
+        out = np.full(len(rows), -1, np.int64)
+        if len(self.rows) and len(rows):
+            order = np.argsort(self.rows)
+            at = np.minimum(np.searchsorted(self.rows[order], rows), len(order) - 1)
+            hit = self.rows[order][at] == rows
+            out[hit] = order[at[hit]]
+        return out
+
+    def verdict_logits(self, head, photos=None) -> np.ndarray:
+        """Each photo's verdict under `head` as a logit relative to its threshold (>= 0: crack), of the photos at
+        indices `photos` (every photo when None): what cross-validation judges a labelled photo by, and the
+        accuracy estimate an unlabelled one."""
+        if photos is None:
+            p = self.verdicts(head)
+        else:
+            p = np.array([photo_score(self._window_p(int(k), head).reshape(1, *map(int, self.shapes[k])),
+                                      head.threshold)[0] for k in photos], np.float64)
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        t = head.threshold
+        return np.log(p / (1 - p)) - np.log(t / (1 - t))
+
     def grid(self, row: int, head) -> np.ndarray | None:
         """The windows' P of the photo at adapter row `row` under `head`, (rows, cols); None if not a large photo."""
         k = np.flatnonzero(self.rows == row)
         if not len(k):
             return None
         k = int(k[0])
+        return self._window_p(k, head).reshape(*map(int, self.shapes[k]))
+
+    def _window_p(self, k: int, head) -> np.ndarray:
+        """Photo `k`'s window P under `head`, row-major (a copy)."""
         start, (r, c) = int(self.starts[k]), map(int, self.shapes[k])
         scored_head, scored = self._scored  # read once: a refit in a worker thread may replace it
         if scored_head is head:  # the refit's own scores
-            return scored[start:start + r * c].reshape(r, c).copy()
+            return scored[start:start + r * c].copy()
         p = self.base[start:start + r * c].copy()
         mine = np.flatnonzero(self.feature_photo == k)
         if len(mine):  # only this photo's windows: the viewer asks for it on the GUI thread
             p[self.feature_at[mine] - start] = sigmoid(self.features.take(mine).logits(head.weights, head.bias))
-        return p.reshape(r, c)
+        return p
 
 
 def photo_p_under(head, tiles: list, window_features) -> float:

@@ -5,7 +5,7 @@ writes go through the single writer like every other write."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,7 @@ class LabelledFeatures:
     missing: list  # images without features [(id, path)]: not classified by the model yet
     missing_tiles: list  # labelled tiles without features [(id, path, box)]
     photos_unused: list  # labelled large photos with no window to learn from [(id, path, label)]
+    photos: dict = field(default_factory=dict)  # labelled large photos that teach: {hash: image id}
 
 
 class SiteStore:
@@ -44,7 +45,7 @@ class SiteStore:
         tile_labelled = {}
         for digest, x, y, w, h in self._read("SELECT hash, x, y, w, h FROM tile_labels"):
             tile_labelled.setdefault(digest, set()).add((x, y, w, h))
-        found, missing, missing_tiles, photos_unused = [], [], [], []
+        found, missing, missing_tiles, photos_unused, photos = [], [], [], [], {}
         for digest, image_id, path, label, blob, tiled in rows:
             if blob is not None:
                 found.append((digest, label, codec.decode(blob)))
@@ -57,7 +58,9 @@ class SiteStore:
                     if photo_examples is not None:
                         photo_examples[key] = examples
                 found.extend(examples)
-                if not examples:
+                if examples:
+                    photos[digest] = image_id
+                else:
                     photos_unused.append((image_id, path_from_db(path), label))
             else:
                 missing.append((image_id, path_from_db(path)))
@@ -70,7 +73,7 @@ class SiteStore:
                 missing_tiles.append((image_id, path_from_db(path), (x, y, w, h)))
             else:
                 found.append((f"{digest}#{x},{y},{w},{h}", label, codec.decode(blob)))
-        return LabelledFeatures(found, missing, missing_tiles, photos_unused)
+        return LabelledFeatures(found, missing, missing_tiles, photos_unused, photos)
 
     def window_probabilities(self, model_key: str):
         """(image id, x, y, w, h, P) of every window of every present large photo classified by `model_key`, each

@@ -137,7 +137,8 @@ def _lbfgs(fg, x0: np.ndarray, memory: int = 10, max_iter: int = 300, gtol: floa
 
 def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, head: Head,
                   z_unlabelled: np.ndarray, folds: int = CV_FOLDS, seed: int = 0,
-                  cancel=None, groups: np.ndarray | None = None) -> tuple[Accuracy | None, float | None]:
+                  cancel=None, groups: np.ndarray | None = None,
+                  group_logits=None) -> tuple[Accuracy | None, float | None]:
     """(k-fold accuracy on the folder's labels, estimated accuracy on its unlabelled photos or None); (None, None)
     when `cancel` (a threading.Event) is set, checked at every step of every fold's fit: a newer refit should not
     share the cores and the GIL with figures about to be replaced.
@@ -148,18 +149,24 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
     the labels), and the expected accuracy on each unlabelled photo is sigmoid(|z| / T); about 4 points off on
     average on walls from 50 labels (once 21). Neither is shown below `estimates.MIN_IMAGES` labels with
     `MIN_PER_CLASS` of each class. `groups` (an integer per example) keeps examples of one group in one fold: the
-    windows a labelled large photo gives are one label, and would otherwise be tested on their neighbours."""
+    windows a labelled large photo gives are one label, and would otherwise be tested on their neighbours.
+
+    Each label is scored by one logit (>= 0: crack). `group_logits(fold_head, test_groups)` gives it for groups
+    the caller can judge whole, NaN for others: a labelled large photo is judged by the photo verdict rule on all
+    its windows under the fold's head, as the folder shows it. Other groups say crack when any example does."""
     y = np.asarray(y_site, np.float64)
     n = len(y)
     rng = np.random.default_rng(seed)
     group = np.arange(n) if groups is None else np.asarray(groups)
     first = np.unique(group, return_index=True)[1]  # one example stands for its group's class
-    group_fold = np.zeros(group.max() + 1 if n else 0, int)
+    n_groups = group.max() + 1 if n else 0
+    group_fold = np.zeros(n_groups, int)
     for c in (0, 1):
         members = rng.permutation(group[first[y[first] == c]])
         group_fold[members] = np.arange(len(members)) % folds
     fold = group_fold[group]
     z_out = np.full(n, np.nan)
+    z_group = np.full(n_groups, np.nan)  # a label's out-of-fold logit
     for k in range(min(folds, n)):
         if cancel is not None and cancel.is_set():
             return None, None
@@ -170,19 +177,24 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
         if cancel is not None and cancel.is_set():
             return None, None  # that fold's head is unfinished
         z_out[test] = fold_head.logits(X_site[test])
+        if group_logits is not None:
+            tested = np.unique(group[test])
+            z_group[tested] = group_logits(fold_head, tested)
     known = ~np.isnan(z_out)
-    # Scored per label: a group (a photo's windows) says crack when any of its examples does
-    said = np.zeros(len(group_fold), bool)
-    np.logical_or.at(said, group[known], z_out[known] >= 0)
-    tested = np.zeros(len(group_fold), bool)
+    # Groups nobody judged whole: their strongest example (crack when any example says so)
+    strongest = np.full(n_groups, -np.inf)
+    np.maximum.at(strongest, group[known], z_out[known])
+    tested = np.zeros(n_groups, bool)
     tested[group[known]] = True
-    truth = np.zeros(len(group_fold), bool)
+    z_group = np.where(np.isnan(z_group), strongest, z_group)
+    truth = np.zeros(n_groups, bool)
     truth[group] = y == 1
     crack = int(truth[group[first]].sum())
+    said = z_group >= 0
     cv = Accuracy(int((said[tested] == truth[tested]).sum()), int(tested.sum()), crack, len(first) - crack)
     if not cv.enough or not len(z_unlabelled):
         return cv, None
-    t = temperature(z_out[known], y[known])
+    t = temperature(z_group[tested], truth[tested])
     return cv, float(sigmoid(np.abs(z_unlabelled) / t).mean())
 
 
