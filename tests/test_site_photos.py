@@ -281,7 +281,7 @@ def test_classifying_again_clears_the_note_even_when_the_head_is_the_same(tmp_pa
         first = session.adapt()
         assert first.adapted and any("10 large photos have windows the site head cannot rescore" in n
                                      for n in first.notes)
-        assert first.run_again == 10  # what the sidebar offers "Classify all again" for
+        assert first.run_again == 10  # what the sidebar offers to classify again
         session.classify(session.classifier(session.entry.path))
         again = session.adapt()
         assert again.key == first.key  # the same labels, the same examples: the head is reused...
@@ -400,3 +400,4 @@ def test_cross_validation_judges_photo_labels_by_the_verdict_and_the_estimate_co
         session.workspace.set_labels({ids[labelled[0]]: None})  # new labels: a new head and new figures
         state = session.adapt()
         assert state.run_again == 2 and state.n_unlabelled == 8 - 2 + 1 and state.cv.n == 55
+        assert "expected on the 7 unlabelled whose every window it rescores" in state.quality()

@@ -54,6 +54,7 @@ class SiteState:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. labelled images without features
     run_again: int = 0  # large photos with windows the head cannot rescore until they are classified again
+    run_again_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  # their image ids
     key: str = ""  # which labels it was fitted on (SiteAdapter.labels_key)
     # (X, y, group of each row, large photo of each group or -1, the LargePhotos those index) it was fitted on,
     # until assessed
@@ -86,6 +87,8 @@ class SiteState:
         if self.cv.enough and self.estimate is not None:
             text += (f" on the labelled photos, the hardest ones when chosen by “Most useful next”; "
                      f"about {100 * self.estimate:.0f}% expected on the {self.n_unlabelled:,} unlabelled")
+            if self.run_again:  # photos with screened windows are left out of the estimate (assess)
+                text += " whose every window it rescores"
         return text
 
     def to_json(self) -> str:
@@ -202,7 +205,8 @@ class SiteAdapter:
             unused = [p for p in read.photos_unused if p[2] == CRACK]  # a no-crack one agrees with the model
             if unused:
                 notes.append(_unused_photos_note(unused))
-            screened = self.photos.partly_screened()
+            screened_ids = self.ids[self.photos.rows[~self.photos.rescorable()]]
+            screened = len(screened_ids)
             if screened:
                 notes.append(f"{screened:,} large photo{'s have' if screened > 1 else ' has'} windows the site head "
                              "cannot rescore (settled by a screening model, or classified by an older CrackDesk): "
@@ -210,7 +214,7 @@ class SiteAdapter:
             labelled = read.found
             if not labelled:
                 self.workspace.set_site_head(self.model_key, None)
-                self.state = SiteState(None, notes=notes, run_again=screened)
+                self.state = SiteState(None, notes=notes, run_again=screened, run_again_ids=screened_ids)
                 return self.state
             keys = [(h, label) for h, label, _ in labelled]
             key = self.labels_key(keys)
@@ -225,7 +229,7 @@ class SiteAdapter:
             if key in self._recent:  # an undo or redo: the very head that was shown before, at once
                 self._recent.move_to_end(key)
                 self.state = self._recent[key]
-                self.state.notes, self.state.run_again = notes, screened
+                self.state.notes, self.state.run_again, self.state.run_again_ids = notes, screened, screened_ids
                 if self.workspace.site_head(self.model_key) is None or \
                         self.workspace.site_head(self.model_key)[1] != key:
                     self._store(self.state)
@@ -234,14 +238,15 @@ class SiteAdapter:
             if stored is not None and stored[1] == key:
                 w, b = stored[0]
                 self.state = SiteState.from_json(sitehead.Head(w, b, sitehead.THRESHOLD), stored[2])
-                self.state.key, self.state.notes, self.state.run_again = key, notes, screened
+                self.state.key, self.state.notes = key, notes
+                self.state.run_again, self.state.run_again_ids = screened, screened_ids
                 return self.state
             X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
             y = np.array([label == CRACK for _, label, _ in labelled], np.float64)
             head = sitehead.fit(X, y, self.memory, self.base, start=self.state.head)
             crack = {g for g, (_, label) in zip(groups, keys) if label == CRACK}
             state = SiteState(head, len(set(groups)), len(crack), sum("#" in h for h, _ in keys), notes=notes,
-                              run_again=screened)
+                              run_again=screened, run_again_ids=screened_ids)
             names, group_index = np.unique(groups, return_inverse=True)
             # Which of the folder's large photos each label is (-1: not a photo label), in the photos read with it
             photo_rows = self._index.positions(np.array([read.photos.get(g, -1) for g in names], np.int64))

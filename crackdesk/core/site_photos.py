@@ -46,13 +46,9 @@ class LargePhotos:
     def _features_per_photo(self) -> np.ndarray:
         return np.bincount(self.feature_photo, minlength=len(self.rows))
 
-    def partly_screened(self) -> int:
-        """How many photos have windows without features (settled by a screening model, or classified by an
-        older CrackDesk): the site head cannot rescore those windows."""
-        return int((~self.rescorable()).sum())
-
     def rescorable(self) -> np.ndarray:
-        """Which photos have features for every window: the site head judges them whole."""
+        """Which photos have features for every window, so the site head judges them whole. The others had
+        windows settled by a screening model, or were classified by an older CrackDesk."""
         return self._features_per_photo() >= self.shapes[:, 0] * self.shapes[:, 1]
 
     def with_features(self) -> int:

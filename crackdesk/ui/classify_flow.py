@@ -1,4 +1,5 @@
-"""Classifying from the main window: which images (all, the selection, the unclassified), the job that
+"""Classifying from the main window: which images (all, the selection, the unclassified, the large photos the site
+head needs run again), the job that
 runs the core's classify_into_workspace, and results flowing into the grid as they are stored."""
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class ClassifyFlow:
                               np.int64)
         elif scope == "unclassified":
             chosen = np.flatnonzero(np.isnan(m.probs))
+        elif scope == "run again":  # the large photos whose windows the site head cannot all rescore
+            again = self.site_state.run_again_ids if self.site_state is not None else np.zeros(0, np.int64)
+            chosen = np.flatnonzero(np.isin(m.ids, again))
         else:
             chosen = np.arange(len(m.paths))
         chosen = chosen[m.ids[chosen] >= 0].tolist()  # vectorised: 40,000 items in a few milliseconds

@@ -78,7 +78,7 @@ class MainWindow(LabelFlow, ViewerFlow, SiteFlow, ClassifyFlow, QMainWindow):
         self.sidebar.filter_changed.connect(self.set_filter)
         self.sidebar.sort_changed.connect(self.set_sort)
         self.sidebar.band_changed.connect(self.set_band)
-        self.sidebar.classify_again.connect(lambda: self.classify("all"))
+        self.sidebar.classify_again.connect(lambda: self.classify("run again"))
         self.empty = EmptyState(self)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.empty)

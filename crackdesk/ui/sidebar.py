@@ -162,7 +162,9 @@ class Sidebar(QFrame):
         notes = state.notes if state is not None and not problem else []
         if notes:  # what the head could not use, and what to do: the action first, each note short (whole: tooltip)
             if state.run_again:
-                text += f"<br><a href='classify' style='color:{theme.ACCENT.name()}'>Classify all again</a>"
+                n = state.run_again
+                text += (f"<br><a href='classify' style='color:{theme.ACCENT.name()}'>Classify "
+                         f"{'this photo' if n == 1 else f'these {n:,} photos'} again</a>")
             text += "".join(f"<br><span style='color:{muted}'>{html.escape(_short(note))}</span>" for note in notes[:2])
         self.site_info.setToolTip(SITE_TIP + ("\n\n" + "\n".join(notes) if notes else ""))
         self._site_text = text
