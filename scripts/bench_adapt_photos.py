@@ -223,13 +223,15 @@ def main() -> int:
     for form in FORMS + SUGGESTED:
         for n in CHECKPOINTS:
             figures = [r["figures"][n] for r in results if r["form"] == form and n in r["figures"]]
-            if figures:
-                estimates = [f["estimate"] for f in figures if f["estimate"] is not None]
-                print(f"  {form:>16} {n:4d} labels: cv {100 * np.mean([f['cv'] for f in figures]):5.1f}%, estimate "
-                      + (f"{100 * np.mean(estimates):5.1f}%" if estimates else "  none")
-                      + f" over {figures[0]['n_unlabelled']} photos, actual "
-                      f"{100 * np.mean([f['actual'] for f in figures]):5.1f}%"
-                      + (f"; |estimate - actual| {100 * np.mean([abs(f['estimate'] - f['actual']) for f in figures if f['estimate'] is not None]):.1f} points" if estimates else ""))
+            if not figures:
+                continue
+            judged = [f for f in figures if f["estimate"] is not None]
+            estimate = f"{100 * np.mean([f['estimate'] for f in judged]):5.1f}%" if judged else "  none"
+            off = f"; |estimate - actual| {100 * np.mean([abs(f['estimate'] - f['actual']) for f in judged]):.1f} " \
+                  "points" if judged else ""
+            print(f"  {form:>16} {n:4d} labels: cv {100 * np.mean([f['cv'] for f in figures]):5.1f}%, estimate "
+                  f"{estimate} over {figures[0]['n_unlabelled']} photos, actual "
+                  f"{100 * np.mean([f['actual'] for f in figures]):5.1f}%{off}")
     return 0
 
 

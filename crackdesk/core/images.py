@@ -117,9 +117,9 @@ UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
 def embedded_thumbnail(path: str | Path, min_side: int = MIN_EMBEDDED_PX) -> Image.Image | None:
     """The JPEG thumbnail a camera put in the photo's EXIF (often 160x120), upright, if it shows the whole photo
     (of its shape, and of a photo still at the size the camera recorded) and is at least `min_side` on its longer
-    side; else None. Decoding a 12 Mpx photo costs 30-45 ms even at 1/8
-    scale (the entropy decoding of its 3-5 MB is the floor); this reads its first 128 KiB and last two bytes.
-    A photo without its end marker (a copy cut short) gets None, so decoding it reports the truncation."""
+    side; else None. Decoding a 12 Mpx photo costs 30-45 ms even at 1/8 scale (the entropy decoding of its 3-5 MB
+    is the floor); this reads its first 128 KiB and last two bytes. A photo without its end marker (a copy cut
+    short) gets None, so decoding it reports the truncation."""
     try:
         head, end = read_ends(path, EXIF_HEAD_BYTES, len(JPEG_END))
         if end != JPEG_END:

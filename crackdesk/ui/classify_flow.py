@@ -1,6 +1,6 @@
-"""Classifying from the main window: which images (all, the selection, the unclassified, the large photos the site
-head needs run again), the job that
-runs the core's classify_into_workspace, and results flowing into the grid as they are stored."""
+"""Classifying from the main window: which images (all, the selection, the unclassified, or the large photos the
+site head needs run again), the job that runs the core's classify_into_workspace, and results flowing into the
+grid as they are stored."""
 
 from __future__ import annotations
 
