@@ -42,8 +42,8 @@ def timed_run(command: list[str], env: dict, n: int) -> dict:
     seconds = time.perf_counter() - t0
     if result.returncode != 0:
         raise SystemExit(f"{command[-6:]} failed:\n{result.stderr[-3000:]}")
-    said = re.search(r"(\d+) images/s", result.stderr)
-    return {"seconds": seconds, "rate": n / seconds, "summary_rate": int(said.group(1)) if said else None}
+    said = re.search(r"([\d.]+) images/s", result.stderr)
+    return {"seconds": seconds, "rate": n / seconds, "summary_rate": float(said.group(1)) if said else None}
 
 
 def profile(address: str, folder: Path, work: Path) -> dict:

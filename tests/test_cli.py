@@ -164,3 +164,10 @@ def test_new_folders_get_the_int8_default_and_classified_ones_keep_their_model(t
     ws.close()
     assert main(["classify", str(old), "--csv", str(tmp_path / "older.csv")]) == 0
     assert models_in(tmp_path / "older.csv") == {"mobilenetv2@1.0.0"}  # its predictions' model, not the new default
+
+
+def test_rates_keep_a_decimal_where_whole_numbers_would_hide_it():
+    """Camera photos run at 2-5 a second: "2 images/s" would hide a 40% difference."""
+    from crackdesk.cli.progress import format_rate
+
+    assert [format_rate(r) for r in (0.43, 2.349, 9.96, 10.0, 257.4)] == ["0.4", "2.3", "10.0", "10", "257"]

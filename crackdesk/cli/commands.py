@@ -18,7 +18,7 @@ from ..core.csvfiles import write_csv
 from ..core.db import printable
 from ..core.session import FolderSession
 from ..cluster import cluster_source
-from .progress import ProgressBar
+from .progress import ProgressBar, format_rate
 
 
 def load_classifier(name_or_path: str | None, threshold: float | None = None, exact: bool = False) -> Classifier:
@@ -85,7 +85,7 @@ def cmd_classify(args) -> int:
     crack = sum(current.predicted(i) == CRACK for i in done)
     rate = report.classified / seconds if seconds > 0 else 0.0
     print(f"{report.total + skipped} images: {crack} crack, {len(done) - crack} no crack, "
-          f"{len(report.errors) + skipped} unreadable; {rate:.0f} images/s with {classifier.key} {how} "
+          f"{len(report.errors) + skipped} unreadable; {format_rate(rate)} images/s with {classifier.key} {how} "
           f"(threshold {classifier.threshold:.3f}){'; ' + source.summary() if source else ''}", file=sys.stderr)
     if source and source.interrupted:
         print(source.interrupted_note(report.classified + len(report.errors), report.total), file=sys.stderr)
