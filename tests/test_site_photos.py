@@ -401,3 +401,78 @@ def test_cross_validation_judges_photo_labels_by_the_verdict_and_the_estimate_co
         state = session.adapt()
         assert state.run_again == 2 and state.n_unlabelled == 8 - 2 + 1 and state.cv.n == 55
         assert "expected on the 7 unlabelled whose every window it rescores" in state.quality()
+
+
+def test_a_photo_classified_at_the_refit_is_read_alone_and_merged_like_a_full_read(tmp_path, monkeypatch):
+    """A large photo labelled before it was classified is classified at the refit; only its windows are read back
+    (the folder's took seconds at 2,000 photos, on the label's own refit), and the adapter then holds what reading
+    the whole folder would give."""
+    from crackdesk.core.sitehead import Head
+    from crackdesk.core.site_photos import LargePhotos
+
+    model = make_adaptable_model(tmp_path / "models")
+    truth = camera_site(tmp_path / "site")
+    with FolderSession.open(tmp_path / "site") as session:
+        session.use_model(ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model)))
+        rows = session.rows()
+        late = [r for r in rows if truth[r.path] == "crack"][2]  # not classified with the others
+        session.classify(Classifier(session.entry.path), [(r.id, r.path) for r in rows if r.id != late.id])
+        bricks = [r for r in rows if truth[r.path] == "no_crack"][:2]
+        session.workspace.set_labels({bricks[0].id: "no_crack", bricks[1].id: "no_crack"})
+        session.adapt()
+        adapter = session.adapter()
+        assert len(adapter.photos) == len(rows) - 1
+        reads = []
+        original = type(session.workspace).window_probabilities
+
+        def spy(self, model_key, image_ids=None):
+            reads.append(None if image_ids is None else list(image_ids))
+            return original(self, model_key, image_ids)
+
+        monkeypatch.setattr(type(session.workspace), "window_probabilities", spy)
+        session.workspace.set_labels({late.id: "crack"})
+        state = session.adapt()
+        assert state.adapted and state.n_labels == 3
+        assert reads == [[late.id]]  # that photo's windows, not the folder's
+        merged = adapter.photos
+        full = LargePhotos.load(session.workspace, session.entry.key, adapter._index.positions, merged.features.dim)
+        assert len(merged) == len(full) == len(rows)
+        head = state.head
+        other = Head(head.weights * 0.5, head.bias + 1.0, head.threshold)
+        for r in rows:
+            row = int(adapter._index.positions(np.array([r.id]))[0])
+            for h in (head, other):
+                assert np.allclose(merged.grid(row, h), full.grid(row, h)), r.path
+        assert merged.rescorable().sum() == full.rescorable().sum() == len(rows)
+        order = np.argsort(merged.rows), np.argsort(full.rows)
+        assert np.allclose(merged.verdicts(other)[order[0]], full.verdicts(other)[order[1]])
+        # A photo in the middle read again: the photos after it move down, their features with them
+        middle = rows[len(rows) // 2]
+        at = adapter._index.positions(np.array([middle.id]))
+        again = full.merged(LargePhotos.load(session.workspace, session.entry.key, adapter._index.positions,
+                                             full.features.dim, image_ids=[middle.id]), at)
+        assert len(again) == len(full) and len(again.features) == len(full.features)
+        for r in rows:
+            row = int(adapter._index.positions(np.array([r.id]))[0])
+            assert np.allclose(again.grid(row, other), full.grid(row, other)), r.path
+
+
+def test_appending_to_a_feature_matrix_uses_its_room_and_never_writes_under_an_older_one():
+    from crackdesk.core.feature_matrix import FeatureMatrix
+
+    a = FeatureMatrix(3, 4, spare=5)
+    a.codes[:] = 1
+    more = FeatureMatrix(2, 4)
+    more.codes[:] = 2
+    b = a.appended(more)
+    assert np.shares_memory(a.codes, b.codes) and len(a) == 3  # written into a's room, a itself unchanged
+    assert b.codes.tolist() == [[1] * 4] * 3 + [[2] * 4] * 2
+    third = FeatureMatrix(1, 4)
+    third.codes[:] = 3
+    c = a.appended(third)  # a is no longer the newest: b owns those rows now, so a copy
+    assert not np.shares_memory(c.codes, b.codes)
+    assert b.codes[3:].tolist() == [[2] * 4] * 2 and c.codes.tolist() == [[1] * 4] * 3 + [[3] * 4]
+    d = b.appended(FeatureMatrix(10, 4))  # more than its room: a copy, with room of its own
+    assert len(d) == 15 and d.codes[:5].tolist() == b.codes.tolist() and not np.shares_memory(d.codes, b.codes)
+    e = d.appended(third)
+    assert np.shares_memory(d.codes, e.codes) and e.codes[15].tolist() == [3] * 4

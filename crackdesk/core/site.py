@@ -351,9 +351,11 @@ class SiteAdapter:
             report = classify_into_workspace(self.workspace, self._classifier, images,
                                              on_features=lambda ids, blobs: self._add(np.asarray(ids), blobs))
             notes += [f"{path}: {reason} (its label is not used)" for path, reason in report.errors]
-            if report.tiled:
-                self.photos = LargePhotos.load(self.workspace, self.model_key, self._index.positions,
-                                               self.features.dim)
+            if report.tiled:  # read those photos' windows alone, not the folder's
+                ids = np.array([image_id for image_id, _ in images], np.int64)
+                fresh = LargePhotos.load(self.workspace, self.model_key, self._index.positions, self.features.dim,
+                                         image_ids=ids)
+                self.photos = self.photos.merged(fresh, self._index.positions(ids))
                 self._photo_examples = {}
         if tiles:
             rows, problems = tile_feature_rows(self._classifier, self.workspace, tiles)

@@ -22,6 +22,14 @@ class LabelledFeatures:
     photos: dict = field(default_factory=dict)  # labelled large photos that teach: {hash: image id}
 
 
+def _only_images(image_ids) -> tuple[str, tuple]:
+    """A WHERE clause part keeping the images `image_ids` (all when None), as one JSON parameter: no limit on how
+    many."""
+    if image_ids is None:
+        return "", ()
+    return "AND i.id IN (SELECT value FROM json_each(?))", (json.dumps([int(i) for i in image_ids]),)
+
+
 class SiteStore:
     def feature_rows(self, model_key: str):
         """(image id, stored feature bytes) of every present image with features of `model_key`, streamed."""
@@ -75,25 +83,28 @@ class SiteStore:
                 found.append((f"{digest}#{x},{y},{w},{h}", label, codec.decode(blob)))
         return LabelledFeatures(found, missing, missing_tiles, photos_unused, photos)
 
-    def window_probabilities(self, model_key: str):
-        """(image id, x, y, w, h, P) of every window of every present large photo classified by `model_key`, each
-        photo's windows together in row-major order, streamed."""
+    def window_probabilities(self, model_key: str, image_ids=None):
+        """(image id, x, y, w, h, P) of every window of every present large photo classified by `model_key` (of the
+        images `image_ids` only, when given), each photo's windows together in row-major order, streamed."""
+        where, args = _only_images(image_ids)
         yield from self._iterate("SELECT i.id, t.x, t.y, t.w, t.h, t.p_crack FROM images i JOIN tile_results t ON "
-                                 "t.hash=i.hash AND t.model=? WHERE i.present=1 ORDER BY i.id, t.y, t.x",
-                                 (model_key,))
+                                 f"t.hash=i.hash AND t.model=? WHERE i.present=1 {where} ORDER BY i.id, t.y, t.x",
+                                 (model_key, *args))
 
-    def window_features(self, model_key: str, digest: str | None = None):
+    def window_features(self, model_key: str, digest: str | None = None, image_ids=None):
         """(image id, n_windows, window indices blob, encode_matrix blob) of present large photos (of one content
-        with `digest`), streamed: one row a photo."""
-        where, args = ("AND i.hash=?", (model_key, digest)) if digest else ("", (model_key,))
+        with `digest`, or of the images `image_ids`), streamed: one row a photo."""
+        where, args = ("AND i.hash=?", (digest,)) if digest else _only_images(image_ids)
         yield from self._iterate("SELECT i.id, f.n_windows, f.windows, f.vecs FROM images i JOIN window_features f "
-                                 f"ON f.hash=i.hash AND f.model=? WHERE i.present=1 {where}", args, batch=16)
+                                 f"ON f.hash=i.hash AND f.model=? WHERE i.present=1 {where}", (model_key, *args),
+                                 batch=16)
 
-    def window_feature_count(self, model_key: str) -> int:
+    def window_feature_count(self, model_key: str, image_ids=None) -> int:
         """How many windows `window_features` will give (its windows column precedes the large vecs one, so this
         reads no features): the adapter allocates them once instead of concatenating copies."""
+        where, args = _only_images(image_ids)
         return int(self._read("SELECT COALESCE(SUM(LENGTH(f.windows)), 0) / 4 FROM images i JOIN window_features f "
-                              "ON f.hash=i.hash AND f.model=? WHERE i.present=1", (model_key,))[0][0])
+                              f"ON f.hash=i.hash AND f.model=? WHERE i.present=1 {where}", (model_key, *args))[0][0])
 
     def set_window_features(self, model_key: str, rows, wait: bool = True):
         """(hash, the photo's number of windows, window indices, [k, D] features) of large photos' windows that
