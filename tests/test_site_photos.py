@@ -476,3 +476,34 @@ def test_appending_to_a_feature_matrix_uses_its_room_and_never_writes_under_an_o
     assert len(d) == 15 and d.codes[:5].tolist() == b.codes.tolist() and not np.shares_memory(d.codes, b.codes)
     e = d.appended(third)
     assert np.shares_memory(d.codes, e.codes) and e.codes[15].tolist() == [3] * 4
+
+
+def test_classifying_a_few_photos_again_merges_their_windows_instead_of_rereading_the_folder(tmp_path,
+                                                                                             monkeypatch):
+    from crackdesk.core.site_photos import LargePhotos
+
+    session, truth, ids = open_classified(tmp_path)
+    with session:
+        names = sorted(truth)
+        session.workspace.set_labels({ids[names[0]]: truth[names[0]], ids[names[1]]: truth[names[1]]})
+        state = session.adapt()
+        adapter = session.adapter()
+        reads = []
+        original = type(session.workspace).window_probabilities
+
+        def spy(self, model_key, image_ids=None):
+            reads.append(None if image_ids is None else sorted(image_ids))
+            return original(self, model_key, image_ids)
+
+        monkeypatch.setattr(type(session.workspace), "window_probabilities", spy)
+        again = sorted([ids[names[4]], ids[names[7]]])
+        session.classify(session.classifier(session.entry.path), [(i, p) for p, i in ids.items() if i in again])
+        assert reads == [again] and not adapter.features_stale
+        session.workspace.set_labels({ids[names[2]]: truth[names[2]]})
+        state = session.adapt()
+        assert reads == [again]  # the refit read nothing more
+        full = LargePhotos.load(session.workspace, session.entry.key, adapter._index.positions,
+                                adapter.photos.features.dim)
+        merged = adapter.photos
+        order = np.argsort(merged.rows), np.argsort(full.rows)
+        assert np.allclose(merged.verdicts(state.head)[order[0]], full.verdicts(state.head)[order[1]])

@@ -26,6 +26,9 @@ from .workspace_location import is_fallback
 
 Progress = Callable[[int, int], None]
 ACTIVE_MODEL = "active_model"  # workspace meta key: the model this folder is classified with
+# Up to this many photos classified, their large photos' windows are merged into the site adapter at once (about
+# 2 ms a camera photo); more, and the folder's are read again at the next refit (decision 41).
+REFRESH_AT_MOST = 256
 
 
 @dataclass
@@ -249,7 +252,10 @@ class FolderSession:
             report = classify_into_workspace(self._ws(), classifier, items, cancel, on_batch, source,
                                              on_features=adapter.add_features if adapter is not None else None)
             if adapter is not None and report.tiled:
-                adapter.features_stale = True  # large photos' windows are read with the folder's features
+                if len(items) <= REFRESH_AT_MOST:  # a few photos: theirs are read alone, now
+                    adapter.refresh_photos([image_id for image_id, _ in items])
+                else:  # the folder's windows are read once at the next refit, in its worker thread
+                    adapter.features_stale = True
             return report
         finally:
             self._classifying = None

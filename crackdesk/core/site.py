@@ -171,6 +171,23 @@ class SiteAdapter:
             for batch_ids, blobs in arrived:
                 self._add(batch_ids, blobs)
 
+    def refresh_photos(self, image_ids) -> None:
+        """Images just classified again (a few of the folder): their large photos' windows are read alone and
+        merged now, instead of every window of the folder at the next refit (decision 41)."""
+        with self._lock:
+            if self._arrived is not None or self.features_stale:  # a full read is under way, or due anyway
+                self.features_stale = True
+                return
+            self._merge_photos(image_ids)
+
+    def _merge_photos(self, image_ids) -> None:
+        """Under the lock: the loaded large photos with those of `image_ids` read again."""
+        ids = np.asarray(image_ids, np.int64)
+        fresh = LargePhotos.load(self.workspace, self.model_key, self._index.positions, self.features.dim,
+                                 image_ids=ids)
+        self.photos = self.photos.merged(fresh, self._index.positions(ids))
+        self._photo_examples = {}
+
     def add_features(self, ids, blobs: list[bytes]) -> None:
         """Newly classified images' features, as the workspace stores them: the site head sees every image as soon
         as it is classified, without re-reading the folder's features (0.3 s or more at 40,000)."""
@@ -352,11 +369,7 @@ class SiteAdapter:
                                              on_features=lambda ids, blobs: self._add(np.asarray(ids), blobs))
             notes += [f"{path}: {reason} (its label is not used)" for path, reason in report.errors]
             if report.tiled:  # read those photos' windows alone, not the folder's
-                ids = np.array([image_id for image_id, _ in images], np.int64)
-                fresh = LargePhotos.load(self.workspace, self.model_key, self._index.positions, self.features.dim,
-                                         image_ids=ids)
-                self.photos = self.photos.merged(fresh, self._index.positions(ids))
-                self._photo_examples = {}
+                self._merge_photos([image_id for image_id, _ in images])
         if tiles:
             rows, problems = tile_feature_rows(self._classifier, self.workspace, tiles)
             self.workspace.set_tile_features(self.model_key, rows)
