@@ -26,8 +26,8 @@ from .workspace_location import is_fallback
 
 Progress = Callable[[int, int], None]
 ACTIVE_MODEL = "active_model"  # workspace meta key: the model this folder is classified with
-# Up to this many photos classified, their large photos' windows are merged into the site adapter at once (about
-# 2 ms a camera photo); more, and the folder's are read again at the next refit (decision 41).
+# Up to this many images classified, their large photos' windows are read alone and merged into the site adapter
+# at once; more, and the folder's are read again at the next refit, in its worker thread (decision 41).
 REFRESH_AT_MOST = 256
 
 
