@@ -117,6 +117,19 @@ def test_a_file_name_that_is_not_utf8_is_classified_like_any_other(site, tiny_mo
         assert [f.path.name for f in ws.labeled_files()] == [odd]
 
 
+def test_a_file_name_that_is_not_utf8_gets_its_thumbnail_and_its_cache_entry(site, tmp_path):
+    """The grid's thumbnail worker keyed its disk cache with the name encoded as UTF-8, which a name kept as
+    surrogate escapes cannot be: the worker raised, and the card never got its picture."""
+    from crackdesk.ui.thumbnails import make_thumbnail
+
+    odd = site / os.fsdecode(b"caf\xe9.png")
+    (site / "img_000.png").rename(odd)
+    cache = tmp_path / "cache"
+    image, error = make_thumbnail(odd, cache)
+    assert error is None and image is not None and not image.isNull()
+    assert len(list(cache.rglob("*.jpg"))) == 1  # and it is cached like any other
+
+
 # -- 3. only regular files are read ----------------------------------------------------------------------
 
 def test_a_pipe_and_a_link_to_dev_zero_named_jpg_do_not_hang_anything(site, tiny_model, tmp_path):

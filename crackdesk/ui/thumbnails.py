@@ -37,7 +37,7 @@ EMBEDDED_WORTH_BYTES = 1 << 20
 def cache_file(cache_dir: Path, path: Path, st: os.stat_result) -> Path:
     """Disk cache entry keyed by absolute path, size and mtime: a changed file gets a new thumbnail."""
     key = f"{CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{THUMB_PX}"
-    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()  # any name
     return cache_dir / digest[:2] / f"{digest}.jpg"
 
 
