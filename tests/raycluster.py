@@ -46,7 +46,10 @@ class RayHead:
         self.address = f"127.0.0.1:{PORT}"
         # Short: Ray's Unix sockets live under it and a socket path may not exceed 107 bytes.
         self.temp = Path(tempfile.mkdtemp(prefix="crk-ray-", dir="/tmp"))
-        self.env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")  # workers import this tree
+        # Workers import this tree. No token authentication: the namespace's loopback is its only network, and
+        # Ray 2.60 turns tokens on when ~/.ray/auth_token exists, which a local ray.init() anywhere on the machine
+        # leaves behind (a stray one made every test here fail at "the Ray head did not come up").
+        self.env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
         self.holder = self.head = None
         self.start_seconds = None
 
