@@ -184,9 +184,11 @@ class LargePhotos:
         accuracy estimate an unlabelled one."""
         if photos is None:
             p = self.verdicts(head)
-        else:
-            p = np.array([photo_score(self._window_p(int(k), head).reshape(1, *map(int, self.shapes[k])),
-                                      head.threshold)[0] for k in photos], np.float64)
+        else:  # each photo's feature rows found once, not by a scan of the folder's windows per photo and fold
+            by_photo = np.argsort(self.feature_photo, kind="stable")
+            ends = np.searchsorted(self.feature_photo[by_photo], np.arange(len(self.rows) + 1))
+            p = np.array([photo_score(self._window_p(int(k), head, by_photo[ends[k]:ends[k + 1]]).reshape(
+                1, *map(int, self.shapes[k])), head.threshold)[0] for k in photos], np.float64)
         p = np.clip(p, 1e-12, 1 - 1e-12)
         t = head.threshold
         return np.log(p / (1 - p)) - np.log(t / (1 - t))
@@ -199,14 +201,15 @@ class LargePhotos:
         k = int(k[0])
         return self._window_p(k, head).reshape(*map(int, self.shapes[k]))
 
-    def _window_p(self, k: int, head) -> np.ndarray:
-        """Photo `k`'s window P under `head`, row-major (a copy)."""
+    def _window_p(self, k: int, head, mine: np.ndarray | None = None) -> np.ndarray:
+        """Photo `k`'s window P under `head`, row-major (a copy); `mine`: its feature rows, when known."""
         start, (r, c) = int(self.starts[k]), map(int, self.shapes[k])
         scored_head, scored = self._scored  # read once: a refit in a worker thread may replace it
         if scored_head is head:  # the refit's own scores
             return scored[start:start + r * c].copy()
         p = self.base[start:start + r * c].copy()
-        mine = np.flatnonzero(self.feature_photo == k)
+        if mine is None:
+            mine = np.flatnonzero(self.feature_photo == k)
         if len(mine):  # only this photo's windows: the viewer asks for it on the GUI thread
             p[self.feature_at[mine] - start] = sigmoid(self.features.take(mine).logits(head.weights, head.bias))
         return p
