@@ -317,6 +317,36 @@ def test_ctrl_c_stores_what_finished_and_leaves_the_cluster_running(head, model,
     assert again.returncode == 0, again.stderr
 
 
+DRIVER_CLOSED_LATE = """
+import sys
+from pathlib import Path
+import ray
+from crackdesk.cluster import cluster_source
+from crackdesk.core.inference import Classifier
+address, model, folder = sys.argv[1:]
+try:
+    with cluster_source(address, Classifier(model)) as source:
+        jobs = source(sorted(Path(folder).iterdir()))
+        next(jobs)
+        raise KeyboardInterrupt  # Ctrl-C while the consumer stores a batch: the job is left suspended
+except KeyboardInterrupt:
+    pass
+del jobs  # the garbage collector's turn
+print("Ray connected after the job was dropped:", ray.is_initialized())
+"""
+
+
+def test_a_job_closed_after_the_driver_disconnected_does_not_start_a_local_ray(head, model, tmp_path):
+    """Ray's calls after ray.shutdown() start a local Ray instance of their own (which, among other things, left
+    ~/.ray/auth_token behind and turned token authentication on for every later cluster on the machine)."""
+    many_photos(tmp_path / "many", 600)
+    result = subprocess.run(head.ns([sys.executable, "-c", DRIVER_CLOSED_LATE, head.address, str(model),
+                                     str(tmp_path / "many")]), env=head.env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.strip() == "Ray connected after the job was dropped: False"
+
+
 def test_an_address_nobody_answers_on_is_one_line(head, model, site, tmp_path):
     result = head.run("classify", site, "--model", model, "--workspace", tmp_path / "ws.sqlite",
                       "--cluster", "127.0.0.1:1", timeout=60)

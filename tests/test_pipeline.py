@@ -128,6 +128,41 @@ def test_a_folder_of_large_photos_stores_tiles_and_verdicts(tiny_model, tmp_path
             assert len(tiles) == (6 if name.startswith("photo") else 0), name
 
 
+def test_ctrl_c_in_the_consumer_stops_the_source_before_returning_and_keeps_what_came(tiny_model, tmp_path):
+    """A cluster source's job must be stopped while the driver is still connected: left to the garbage collector
+    (the traceback keeps the generator alive), Ray started a local instance to cancel it after the disconnect."""
+    from crackdesk.core.classify import classify_into_workspace
+
+    mixed_folder(tmp_path / "f", large=2, small=4)
+    classifier = Classifier(tiny_model)
+    closed = []
+
+    def source(paths, cancel):
+        try:
+            yield from classifier.classify(paths, cancel=cancel)
+        finally:
+            closed.append(True)
+
+    came = []
+
+    def interrupt(pairs, done, total):
+        came.extend(i for i, p in pairs if p.p_crack is not None)
+        if came:
+            raise KeyboardInterrupt
+
+    with FolderSession.open(tmp_path / "f") as session:
+        ws = session.workspace
+        items = [(r.id, r.path) for r in ws.rows()]
+        try:
+            classify_into_workspace(ws, classifier, items, on_batch=interrupt, source=source)
+        except KeyboardInterrupt:
+            assert closed == [True]  # while the caller handles it (cluster mode: still connected)
+        else:
+            pytest.fail("the interrupt did not come through")
+        ws.flush()
+        assert [r.id for r in ws.rows(classifier.key) if r.predicted is not None] == sorted(came)
+
+
 @pytest.fixture
 def screened(tmp_path):
     """A model that names a screening model beside it (a cheaper one at a smaller input, as cnn is for

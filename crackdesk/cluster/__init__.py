@@ -91,4 +91,8 @@ def cluster_source(address: str | None, classifier, ship_bytes: bool = False):
     with connected(address):
         from .runner import ClusterSource
 
-        yield ClusterSource(classifier, ship_bytes, address)
+        source = ClusterSource(classifier, ship_bytes, address)
+        try:
+            yield source
+        finally:
+            source.close()  # before the disconnect

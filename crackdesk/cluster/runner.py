@@ -15,6 +15,7 @@ from __future__ import annotations
 import pickle
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,21 @@ class ClusterSource:
         self.ship_bytes = ship_bytes
         self.interrupted = False  # Ctrl-C stopped the job: what finished was yielded (and so stored)
         self.stats = ClusterStats()
+        self._jobs = weakref.WeakSet()  # generators not finished yet: closed by close()
 
     def __call__(self, paths: Sequence, cancel: threading.Event | None = None) -> Iterator[list[Prediction]]:
+        jobs = self._run(paths, cancel)
+        self._jobs.add(jobs)
+        return jobs
+
+    def close(self) -> None:
+        """Stop what is still running, while this process is connected: a job left to the garbage collector
+        (Ctrl-C in the consumer keeps it in the traceback) was closed after the disconnect, and Ray's cleanup then
+        started a local Ray instance (which, among other things, left ~/.ray/auth_token behind)."""
+        for jobs in list(self._jobs):
+            jobs.close()
+
+    def _run(self, paths: Sequence, cancel: threading.Event | None) -> Iterator[list[Prediction]]:
         import ray
 
         self.stats = ClusterStats()

@@ -78,8 +78,8 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
         features.clear()
         metas.clear()
 
+    batches = source(paths, cancel) if source is not None else classifier.classify(paths, cancel=cancel)
     try:
-        batches = source(paths, cancel) if source is not None else classifier.classify(paths, cancel=cancel)
         for batch in batches:
             for p in batch:
                 if p.tiles is not None and p.hash:
@@ -111,6 +111,12 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
             if on_batch:
                 on_batch([(ids[p.index], p) for p in batch], done, report.total)
     finally:
-        flush()
+        # Stop the source here, not whenever the generator is collected: an exception (Ctrl-C in this loop)
+        # would keep it alive in its traceback until after the caller had disconnected from a Ray cluster, and
+        # closing a Ray Data job then made Ray start a local instance of its own.
+        try:
+            getattr(batches, "close", lambda: None)()
+        finally:
+            flush()
     report.cancelled = bool(cancel is not None and cancel.is_set() and done < report.total)
     return report
