@@ -74,6 +74,19 @@ def test_a_photo_cropped_after_it_was_taken_is_decoded_not_shown_by_its_old_thum
     assert abs(colour(finding_picture(tmp_path / "cropped.jpg")) - 128).max() < 8
 
 
+def test_a_photo_retouched_after_it_was_taken_is_decoded_not_shown_by_its_old_thumbnail(tmp_path):
+    """Same size, so PixelX/YDimension cannot tell; the editor's DateTime, a day after the shot, does."""
+    exif = camera_exif(1.0, 2.0, captured="2026:05:01 10:00:00")  # DateTime a minute after: as a camera may
+    blob = with_thumbnail(exif, Image.new("RGB", (160, 120), (0, 0, 255)))
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(tmp_path / "camera.jpg", exif=blob)
+    assert embedded_thumbnail(tmp_path / "camera.jpg").size == (160, 120)
+    exif[0x0132] = "2026:05:02 09:30:00"
+    blob = with_thumbnail(exif, Image.new("RGB", (160, 120), (0, 0, 255)))
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(tmp_path / "retouched.jpg", exif=blob)
+    assert embedded_thumbnail(tmp_path / "retouched.jpg") is None
+    assert abs(colour(finding_picture(tmp_path / "retouched.jpg")) - 128).max() < 8
+
+
 def test_a_large_photo_gets_its_heatmap_with_the_crack_tiles_outlined(tmp_path):
     path = photo_with(tmp_path / "a.jpg", (640, 480), Image.new("RGB", (160, 120), (128, 128, 128)))
     tiles = [(x, y, 320, 240, 0.9 if (x, y) == (320, 0) else 0.1) for y in (0, 240) for x in (0, 320)]
