@@ -139,15 +139,16 @@ def write_images(folder: Path, count: int, seed: int = 0, size=(64, 64), crack_e
     return paths
 
 
-def make_adaptable_model(folder: Path, name: str = "tinyf") -> Path:
+def make_adaptable_model(folder: Path, name: str = "tinyf", **info) -> Path:
     """A model-format-2 graph with a replay memory beside it, as every shipped model has: the memory holds the
-    features of grey contrast images (the base model's own world), labelled as the base model sees them."""
+    features of grey contrast images (the base model's own world), labelled as the base model sees them.
+    `info`: more metadata (e.g. `screen`)."""
     from crackdesk.core.inference import classify_all
     from crackdesk.core.memory import memory_path, save_memory
 
     folder.mkdir(parents=True, exist_ok=True)
     model = make_feature_model(folder / f"{name}.onnx", info=tiny_info(name=name, features={"output": "features",
-                                                                                          "dim": FEATURES_DIM}))
+                                                                                          "dim": FEATURES_DIM}, **info))
     images = write_images(folder / "memory-images", 80, seed=11, crack_every=2)
     results = classify_all(model, images)
     labels = np.array([i % 2 == 0 for i in range(len(images))], np.uint8)

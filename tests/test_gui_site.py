@@ -189,3 +189,43 @@ def test_the_sidebar_offers_to_classify_again_photos_whose_windows_it_cannot_res
     verdicts = {m.path_at(r): m.predicted_at(r) for r in range(m.rowCount())}
     assert all(verdicts[n] == t for n, t in truth.items()), verdicts
     assert "photos again" not in window.sidebar.site_info.text()
+
+
+def test_a_label_given_while_classifying_runs_every_window_of_the_photos_after_it(qtbot, tmp_path, monkeypatch):
+    """A new folder's first pass screens windows (fast); the first label switches the running classification to
+    every window, with a status bar note saying why it got slower (core: tests/test_site_screen.py)."""
+    import time
+
+    from factories import make_tiny_model, tiny_info
+    from test_tiling import grid_mosaic
+
+    from crackdesk.core import pipeline
+
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "screen.onnx", 16, tiny_info(16, name="screen", version="1"))
+    make_adaptable_model(models, name="mobilenetv2-int8", screen={"model": "screen@1", "below": 0.3})  # the default
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(models))
+    real_cut = pipeline.cut_photo
+    monkeypatch.setattr(pipeline, "cut_photo", lambda *a, **k: time.sleep(0.1) or real_cut(*a, **k))  # camera-slow
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for i in range(30):
+        grid_mosaic(np.zeros((2, 3), bool), seed=7 * i).save(folder / f"photo{i:02d}.png")
+    window = open_window(qtbot, tmp_path / "settings.ini")
+    try:
+        load_folder(qtbot, window, folder)
+        m = window.model
+        with qtbot.waitSignal(window.classify_finished, timeout=60000):
+            window.classify("all")
+            qtbot.waitUntil(lambda: not np.isnan(m.probs).all(), timeout=20000)
+            first = int(np.flatnonzero(~np.isnan(m.probs))[0])
+            window.select_id(int(m.ids[first]))
+            QTest.keyClick(window.view, Qt.Key_N)
+            qtbot.waitUntil(lambda: "Labels adapt the model" in window.statusBar().currentMessage(), timeout=20000)
+        ws, key = window.session.workspace, window.entry.key
+        last = int(m.ids[list(m.paths).index("photo29.png")])
+        assert ws.window_feature_count(key, [last]) == 6  # read after the label: every window ran
+        assert ws.window_feature_count(key, [int(m.ids[first])]) < 6  # the first pass's screen settled some
+    finally:
+        window.close()

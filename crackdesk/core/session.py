@@ -29,6 +29,8 @@ ACTIVE_MODEL = "active_model"  # workspace meta key: the model this folder is cl
 # Up to this many images classified, their large photos' windows are read alone and merged into the site adapter
 # at once; more, and the folder's are read again at the next refit, in its worker thread (decision 41).
 REFRESH_AT_MOST = 256
+UNSCREENED_NOTE = ("every window of large photos runs through {key}, unscreened: this folder's labels adapt the "
+                   "model, and it rescores only those windows")
 
 
 @dataclass
@@ -179,6 +181,7 @@ class FolderSession:
         adapter = self.adapter()
         if adapter is None:
             return None
+        self.unscreen_for_labels()
         if ids is not None or len(adapter.ids) == 0 or adapter.features_stale:
             if ids is None:
                 ids = np.array([r.id for r in self.rows()], np.int64)
@@ -235,9 +238,20 @@ class FolderSession:
         if unscreened and classifier.info.screen:
             if not classifier.features_name:  # it cannot adapt: nothing to rescore, so its screen stays
                 return Classifier(model_path, threshold=threshold, exact=exact)
-            classifier.screen_note = (f"every window of large photos runs through {classifier.key}, unscreened: "
-                                      "this folder's labels adapt the model, and it rescores only those windows")
+            classifier.screen_note = UNSCREENED_NOTE.format(key=classifier.key)
         return classifier
+
+    def unscreen_for_labels(self) -> str:
+        """The same rule for labels given while a classification runs (a refit calls this): the photos it reads
+        from then on run every window, so the site head can rescore them, instead of needing a second pass
+        ("classify these N photos again"). The note to show when it switched now, else ""."""
+        classifier = self._classifying
+        if classifier is None or classifier.screen is None or not classifier.features_name \
+                or not self._ws().has_labels():
+            return ""
+        classifier.unscreen(UNSCREENED_NOTE.format(key=classifier.key))
+        return ("Labels adapt the model to this site: from here on every window of the large photos runs through "
+                f"{classifier.key}, unscreened, so it can rescore them (slower)")
 
     def classify(self, classifier, items: list[tuple[int, str]] | None = None,
                  cancel: threading.Event | None = None, on_batch=None, source=None) -> ClassifyReport:

@@ -19,20 +19,21 @@ DEBOUNCE_MS = 30  # coalesces a burst of saves (a bulk label, a fast typist) int
 
 
 def adapt_job(session, ids: np.ndarray, parent=None) -> Job:
-    """Partial: (ids, state, probabilities, "most useful next" rank) as soon as the head is fitted; result:
-    (ids, state) once assessed."""
+    """Partial: (ids, state, probabilities, "most useful next" rank, a note for the status bar or "") as soon as
+    the head is fitted; result: (ids, state) once assessed."""
 
     def work(job: Job):
         adapter = session.adapter()
         if adapter is None:
             return ids, None
+        note = session.unscreen_for_labels()  # a classification running now stops screening windows
         with session.waited_for():  # the inspector waits for these probabilities, not for the classification
             if adapter.features_stale or len(adapter.ids) != len(ids) or not np.array_equal(adapter.ids, ids):
                 adapter.load_features(ids)
             state = adapter.refit(job.cancel_event, full=False)
             probs = adapter.probabilities(state) if state.adapted else None
             _, rank = adapter.suggestions(state=state)
-        job._partial.emit((ids, state, probs, rank))
+        job._partial.emit((ids, state, probs, rank, note))
         lower_thread_priority(BACKGROUND_NICE)  # the figures for the sidebar: after the next label's refit
         state = adapter.assess(state, job.cancel_event)
         adapter.prepare_for_unclassified()  # once: the next label of an unclassified photo is not kept waiting
@@ -80,7 +81,9 @@ class SiteFlow:
         self.sidebar.set_site_busy(True)
         self.start_job(job, in_bar=False)
 
-    def _adapted(self, session, ids, state, probs, rank, job=None) -> None:
+    def _adapted(self, session, ids, state, probs, rank, note="", job=None) -> None:
+        if note and session is self.session:
+            self.statusBar().showMessage(note, 10000)
         if job is not None and self.site_job is job:  # only its assessment is left: the next refit may start
             self.site_job = None
             self.site_assessing.append(job)

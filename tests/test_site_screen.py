@@ -1,0 +1,79 @@
+"""A screened first pass and the site head: windows a screening model settled have no features, so the head cannot
+rescore them; once the folder has labels, even labels given while a classification runs, every window of the
+photos read from then on runs through the model."""
+
+from __future__ import annotations
+
+import numpy as np
+from factories import make_adaptable_model, make_tiny_model, tiny_info
+from test_tiling import grid_mosaic
+
+from crackdesk.core.models import ModelRegistry
+from crackdesk.core.session import FolderSession
+
+PHOTOS = 16
+
+
+def screened_folder(tmp_path):
+    """Plain 2 x 3 window mosaics, most of whose windows the screen settles, and an adaptable model screened by
+    a cheaper one beside it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "screen.onnx", 16, tiny_info(16, name="screen", version="1"))
+    model = make_adaptable_model(models, screen={"model": "screen@1", "below": 0.3})
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for i in range(PHOTOS):
+        grid_mosaic(np.zeros((2, 3), bool), seed=7 * i).save(folder / f"photo{i:02d}.png")
+    session = FolderSession.open(folder)
+    session.use_model(ModelRegistry(models, tmp_path / "user").find(str(model)))
+    return session
+
+
+def featured_windows(prediction) -> int:
+    return 0 if prediction.window_features is None else len(prediction.window_features[0])
+
+
+def test_labels_given_while_classifying_stop_the_screen_for_the_photos_read_after_them(tmp_path):
+    session = screened_folder(tmp_path)
+    with session:
+        classifier = session.classifier(session.entry.path)
+        assert classifier.screen is not None  # no labels yet: the fast first pass
+        assert session.unscreen_for_labels() == ""  # nothing runs
+        ids = [r.id for r in session.rows()]
+        notes, featured = [], {}
+
+        def on_batch(pairs, done, total):
+            featured.update({image_id: featured_windows(p) for image_id, p in pairs})
+            if not notes:  # the inspector labels the first photo shown; its refit asks for the switch
+                assert session.unscreen_for_labels() == ""  # still no label
+                session.workspace.set_labels({pairs[0][0]: "no_crack"})
+                notes.append(session.unscreen_for_labels())
+                assert session.unscreen_for_labels() == ""  # once
+
+        report = session.classify(classifier, on_batch=on_batch)
+        assert report.classified == PHOTOS and report.tiled == PHOTOS
+    assert notes[0].startswith("Labels adapt the model to this site") and "unscreened" in notes[0]
+    assert classifier.screen is None and "unscreened" in classifier.screen_note
+    assert featured[ids[0]] < 6  # screened: some of its windows were settled without features
+    assert featured[ids[-1]] == 6  # read after the label: every window ran, so the head rescores it whole
+
+
+def test_a_screened_model_without_features_keeps_its_screen_even_with_labels(tmp_path):
+    """It cannot adapt, so nothing would rescore the windows the screen let go of."""
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "screen.onnx", 16, tiny_info(16, name="screen", version="1"))
+    model = make_tiny_model(models / "main.onnx", 32, tiny_info(32, name="main", version="1",
+                                                                 screen={"model": "screen@1", "below": 0.3}))
+    folder = tmp_path / "site"
+    folder.mkdir()
+    grid_mosaic(np.zeros((2, 3), bool), seed=1).save(folder / "a.png")
+    with FolderSession.open(folder) as session:
+        session.use_model(ModelRegistry(models, tmp_path / "user").find(str(model)))
+        session.workspace.set_labels({session.rows()[0].id: "no_crack"})
+        classifier = session.classifier(session.entry.path)
+        assert classifier.screen is not None
+        seen = []
+        session.classify(classifier, on_batch=lambda pairs, done, total: seen.append(session.unscreen_for_labels()))
+        assert seen == [""] and classifier.screen is not None
