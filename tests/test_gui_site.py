@@ -80,6 +80,7 @@ def test_u_and_the_most_useful_sort_point_at_what_to_label_next(qtbot, site_wind
     assert window.model.label_at(0) is None
     QTest.keyClick(window.view, Qt.Key_N if truth[first] == "no_crack" else Qt.Key_C)
     wait_adapted(qtbot, window, 1)
+    assert "<b>Adapted</b> on 1 label (" in window.sidebar.site_info.text()
     assert window.model.path_at(0) != first  # labelled photos sink to the end of the order
     assert window.model.label_at(window.model.rowCount() - 1) is not None
 

@@ -17,6 +17,7 @@ from ..core.models import ModelRegistry, origin
 from ..core.csvfiles import write_csv
 from ..core.db import printable
 from ..core.session import FolderSession
+from ..core.wording import count
 from ..cluster import cluster_source
 from .progress import ProgressBar, format_rate
 
@@ -100,7 +101,7 @@ def adaptation_note(session, current, refused: bool) -> str:
         for note in current.state.notes:
             print(f"note: {note}", file=sys.stderr)
     if current.adapted:
-        return f"site-adapted on {current.n_labels:,} labels"
+        return f"site-adapted on {count(current.n_labels, 'label')}"
     if refused:
         return "alone (--no-adapt)"
     if session.adaptation_problem:

@@ -11,6 +11,7 @@ from ..core.errors import CrackDeskError
 from ..core.session import FolderSession
 from ..core.suggest import BATCH
 from ..core.site_model import export_site_model
+from ..core.wording import count
 from .commands import folder_model, report_scan_problems
 
 
@@ -53,7 +54,7 @@ def cmd_suggest(args) -> int:
         print(f"{printable(path)}\t{p:.3f}\t{reason}")
     if args.csv:
         write_csv(args.csv, ["path", "p_crack", "reason"], ((path, f"{p:.6f}", reason) for path, p, reason in rows))
-    how = f"site-adapted on {state.n_labels:,} labels" if state.adapted else "no labels yet: typical photos first"
+    how = f"site-adapted on {count(state.n_labels, 'label')}" if state.adapted else "no labels yet: typical photos first"
     note = (f"; {unclassified:,} photos not classified yet (or large ones with no window the model ran) cannot be "
             "suggested" if unclassified else "")
     print(f"{len(rows)} suggestions with {entry.key} ({how}){note}", file=sys.stderr)

@@ -18,6 +18,7 @@ from .errors import ModelError
 from .memory import load_memory, memory_path
 from .modelformat import METADATA_KEY, ModelInfo, validate_graph
 from .paths import shipped_models_dir, user_models_dir
+from .wording import count
 
 # The model a new folder starts with: the int8 fast path of `mobilenetv2` (as accurate on the ccic test split,
 # faster on a CPU; models/mobilenetv2-int8.md). The exact float model stays one choice away (`--model
@@ -246,7 +247,7 @@ def origin(entry: ModelEntry, short: bool = False) -> str:
         text = f"adapted from {site.get('base_model', info.base_model)} to the site '{site.get('folder', '?')}'"
         if short:
             return text
-        text += (f" on {site.get('labels', 0)} labels ({site.get('crack', 0)} crack, {site.get('no_crack', 0)} "
+        text += (f" on {count(site.get('labels', 0), 'label')} ({site.get('crack', 0)} crack, {site.get('no_crack', 0)} "
                  f"no crack)")
         retention = site.get("retention") or {}
         if retention.get("site_accuracy") is not None:

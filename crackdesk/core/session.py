@@ -250,8 +250,7 @@ class FolderSession:
                 or not self._ws().has_labels():
             return ""
         classifier.unscreen(UNSCREENED_NOTE.format(key=classifier.key))
-        return ("Labels adapt the model to this site: from here on every window of the large photos runs through "
-                f"{classifier.key}, unscreened, so it can rescore them (slower)")
+        return "Labels adapt the model: the rest of this run checks every window of large photos (slower)"
 
     def classify(self, classifier, items: list[tuple[int, str]] | None = None,
                  cancel: threading.Event | None = None, on_batch=None, source=None) -> ClassifyReport:

@@ -30,6 +30,7 @@ from .modeledit import read_head
 from .modelformat import ModelInfo
 from .site_photos import LargePhotos
 from .store import Workspace
+from .wording import count
 
 
 RECENT_HEADS = 32
@@ -67,7 +68,7 @@ class SiteState:
     def summary(self) -> str:
         if self.head is None:
             return "base model (no labels in this folder yet)"
-        parts = [f"site-adapted on {self.n_labels:,} labels ({self.n_crack:,} crack, "
+        parts = [f"site-adapted on {count(self.n_labels, 'label')} ({self.n_crack:,} crack, "
                  f"{self.n_labels - self.n_crack:,} no crack)"]
         if self.cv is not None:
             parts.append("this site: " + self.quality())
@@ -239,9 +240,10 @@ class SiteAdapter:
             groups = [h.split("@")[0] for h, _ in keys]
             photos = {g for g, (h, _) in zip(groups, keys) if "@" in h}
             if photos:
+                windows = sum('@' in h for h, _ in keys)
                 notes.append(f"{len(photos):,} labelled large photo{'s' if len(photos) > 1 else ''} "
-                             f"teach{'' if len(photos) > 1 else 'es'} the site head through "
-                             f"{sum('@' in h for h, _ in keys):,} of their windows")
+                             f"teach{'' if len(photos) > 1 else 'es'} the site head through {windows:,} of "
+                             f"{'their' if len(photos) > 1 else 'its'} windows")
             # The notes describe the folder now, also when the head itself is one fitted before
             if key in self._recent:  # an undo or redo: the very head that was shown before, at once
                 self._recent.move_to_end(key)

@@ -16,6 +16,7 @@ from .errors import CrackDeskError
 from .memory import load_activations, load_memory, memory_path, save_memory
 from .modeledit import set_head
 from .modelformat import ModelInfo, write_metadata
+from .wording import count
 
 
 def site_slug(folder: Path) -> str:
@@ -54,8 +55,8 @@ def export_site_model(session, out: str | Path, name: str | None = None) -> Mode
         name=name or f"{base.name}-{site_slug(session.folder)}", version=stamp, architecture=base.architecture,
         preprocessing=base.preprocessing, class_names=base.class_names, positive_class=base.positive_class,
         output=base.output, threshold=state.head.threshold, created=site["adapted"], patch_px=base.patch_px,
-        description=f"{base.name} {base.version} adapted to the site '{session.folder.name}' on {state.n_labels} "
-                    f"labels ({state.summary()})",
+        description=f"{base.name} {base.version} adapted to the site '{session.folder.name}' on "
+                    f"{count(state.n_labels, 'label')} ({state.summary()})",
         base_model=entry.key, training={"site_adaptation": "logistic head on the base model's features, fitted on "
                                                            "the site's labels and the base's replay memory"},
         metrics={}, features=base.features, site=site)

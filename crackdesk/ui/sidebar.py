@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFrame, QLabel, QListWidget, QListWidgetItem, QVBoxLayout
 
+from ..core.wording import count
 from . import theme
 from .gallery_model import FILTERS, SORTS
 
@@ -152,7 +153,7 @@ class Sidebar(QFrame):
             text = (f"<span style='color:{muted}'>The base model alone: label a few photos and it adapts to this "
                     "site after each one.</span>")
         else:
-            lines = [f"<b>Adapted</b> on {state.n_labels:,} labels ({state.n_crack:,} crack, "
+            lines = [f"<b>Adapted</b> on {count(state.n_labels, 'label')} ({state.n_crack:,} crack, "
                      f"{state.n_labels - state.n_crack:,} no crack)"]
             if state.cv is not None:
                 lines.append("This site: " + html.escape(state.quality()))
