@@ -168,6 +168,29 @@ def test_new_folders_get_the_int8_default_and_classified_ones_keep_their_model(t
 
 def test_rates_keep_a_decimal_where_whole_numbers_would_hide_it():
     """Camera photos run at 2-5 a second: "2 images/s" would hide a 40% difference."""
-    from crackdesk.cli.progress import format_rate
+    from crackdesk.core.rates import format_rate
 
-    assert [format_rate(r) for r in (0.43, 2.349, 9.96, 10.0, 257.4)] == ["0.4", "2.3", "10.0", "10", "257"]
+    assert [format_rate(r) for r in (0.43, 2.349, 9.96, 10.0, 257.4, 1234.0)] == ["0.4", "2.3", "10.0", "10", "257",
+                                                                                  "1,234"]
+
+
+def test_the_rate_and_eta_follow_the_last_seconds_not_the_whole_run():
+    """A first pass at 6 photos/s that slows to 2/s (decision 42: every window after the first label): after 40 s
+    at the new speed, the whole-run average (4/s) would put the ETA at half the truth."""
+    from crackdesk.core.rates import RATE_WINDOW_S, RecentRate, format_duration
+
+    meter = RecentRate(100.0)
+    assert meter.rate(100.1) == 0.0 and meter.eta(500, 100.1) is None  # nothing done yet
+    done, now = 0, 100.0
+    for _ in range(40):  # 6 a second, sampled twice a second
+        now, done = now + 0.5, done + 3
+        meter.add(done, now)
+    assert meter.rate(now) == 6.0  # since the start while that is shorter than the window
+    for _ in range(80):
+        now, done = now + 0.5, done + 1
+        meter.add(done, now)
+    assert done == 200 and now - 100.0 == 60.0
+    assert meter.rate(now) == 2.0  # the last RATE_WINDOW_S (20 s) only
+    assert meter.eta(500, now) == 150.0 and format_duration(meter.eta(500, now)) == "2:30"
+    assert meter.rate(now + RATE_WINDOW_S) == 1.0  # nothing more done: it falls
+    assert format_duration(3725) == "1:02:05" and format_duration(None) == ""

@@ -16,10 +16,11 @@ from ..core.metrics import binary_metrics
 from ..core.models import ModelRegistry, origin
 from ..core.csvfiles import write_csv
 from ..core.db import printable
+from ..core.rates import format_rate
 from ..core.session import FolderSession
 from ..core.wording import count
 from ..cluster import cluster_source
-from .progress import ProgressBar, format_rate
+from .progress import ProgressBar
 
 
 def load_classifier(name_or_path: str | None, threshold: float | None = None, exact: bool = False) -> Classifier:

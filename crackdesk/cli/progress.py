@@ -5,16 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-        else f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def format_rate(rate: float) -> str:
-    """Images a second: whole under a crowd of small patches, one decimal for camera photos (2-5 a second)."""
-    return f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
+from ..core.rates import RecentRate, format_duration, format_rate
 
 
 class ProgressBar:
@@ -23,14 +14,15 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
+        self._rate = RecentRate(self.start)
         self._last_draw = 0.0
         self._last_decile = -1
 
     def update(self, done: int) -> None:
         now = time.perf_counter()
-        elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else 0.0
+        self._rate.add(done, now)
+        rate = self._rate.rate(now)
+        eta = self._rate.eta(self.total, now) or 0.0
         fraction = done / self.total if self.total else 1.0
         text = (f"{self.label} {done}/{self.total} {fraction:4.0%} "
                 f"{format_rate(rate):>6} img/s  ETA {format_duration(eta)}")

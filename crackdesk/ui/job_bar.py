@@ -5,13 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
+from ..core.rates import format_duration, format_rate
 
 
 class JobBar(QWidget):
@@ -68,8 +62,8 @@ class JobBar(QWidget):
             rate = job.rate()
             parts = [f"{job.title}  {job.done:,} / {job.total:,}"]
             if rate:
-                parts.append(f"{rate:,.0f} img/s")
-                eta = format_eta(job.eta())
+                parts.append(f"{format_rate(rate)} img/s")
+                eta = format_duration(job.eta())
                 if eta:
                     parts.append(f"ETA {eta}")
             self.text.setText("  ·  ".join(parts))

@@ -25,6 +25,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
 
 from ..core.errors import CrackDeskError
+from ..core.rates import RecentRate
 from ..core.site_photos import photo_p_under
 from .gallery_model import RowArrays
 
@@ -67,6 +68,7 @@ class Job(QThread):
         self.nice = BACKGROUND_NICE
         self.cancel_event = threading.Event()
         self.started_at = 0.0
+        self._rate = RecentRate(0.0)  # replaced when the job starts
         self.done = 0
         self.total = 0
         self._progress.connect(self._on_progress)
@@ -77,6 +79,7 @@ class Job(QThread):
 
     def _on_progress(self, done: int, total: int) -> None:
         self.done, self.total = done, total
+        self._rate.add(done, time.monotonic())
         self.progress.emit(done, total)
 
     def _on_partial(self, value) -> None:
@@ -99,17 +102,16 @@ class Job(QThread):
         return self.cancel_event.is_set()
 
     def rate(self) -> float:
-        """Items per second so far."""
-        elapsed = time.monotonic() - self.started_at
-        return self.done / elapsed if elapsed > 0.2 and self.done else 0.0
+        """Items per second lately (core/rates.py)."""
+        return self._rate.rate(time.monotonic())
 
     def eta(self) -> float | None:
-        r = self.rate()
-        return (self.total - self.done) / r if r else None
+        return self._rate.eta(self.total, time.monotonic())
 
     def run(self) -> None:
         lower_thread_priority(self.nice)
         self.started_at = time.monotonic()
+        self._rate = RecentRate(self.started_at)
         try:
             result = self.fn(self)
         except CrackDeskError as e:

@@ -14,9 +14,9 @@ from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout
 
 from ..core.jsoncheck import IDENTIFIER, IDENTIFIER_RULE
+from ..core.rates import format_duration
 from . import theme
 from .charts import CurvesWidget
-from .job_bar import format_eta
 from .retrain_form import RetrainForm
 from .retrain_results import RESULTS_TITLE, RetrainResults
 from .screen_fit import fit_to_screen
@@ -174,13 +174,13 @@ class RetrainDialog(RetrainForm, RetrainResults, QDialog):
             total = int(event.get("total") or 0)
             self.progress.setRange(0, max(total, 1))
             self.progress.setValue(int(event.get("done") or 0))
-            eta = format_eta(event.get("eta_s"))
+            eta = format_duration(event.get("eta_s"))
             self.progress.setToolTip(f"ETA {eta}" if eta else "")
         elif kind == "epoch":
             self.curves.add_epoch(event)
             acc = event.get("val_accuracy")
             acc_text = f", validation accuracy {acc:.3f}" if isinstance(acc, (int, float)) else ""
-            eta = format_eta(event.get("eta_s"))
+            eta = format_duration(event.get("eta_s"))
             self.phase.setText(f"Epoch {event.get('epoch')} of {event.get('epochs')}{acc_text}"
                                + (f" · ETA {eta}" if eta else ""))
         elif kind == "warning":
