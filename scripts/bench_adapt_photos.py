@@ -8,7 +8,8 @@ are (448 px: small images, one model input each, the site head scores their feat
 which makes each a large photo of 2 x 2 windows at the training patches' own scale, judged by the photo verdict
 rule, every window run through the model (as classification does once a folder has labels); and the same large
 photos as the first classification of a new folder leaves them (the screening model settles some windows, which
-the site head cannot rescore). Each run labels random photos with their truth (whole-photo labels, the same
+the site head cannot rescore), and as a first classification leaves them when the inspector's first label comes
+after a tenth of it (decision 42: the rest of that run goes unscreened). Each run labels random photos with their truth (whole-photo labels, the same
 photos in every form) and measures the error on the photos nobody labelled, with the site head's accuracy on the
 ccic TEST split (concrete retention); then, for the whole and the large forms, labels in rounds of 10 in the order
 `crackdesk suggest` gives them. Also prints how many windows have features and their bytes a photo.
@@ -41,7 +42,8 @@ from crackdesk.core.session import FolderSession  # noqa: E402
 from crackdesk.core.sitehead import sigmoid  # noqa: E402
 
 CHECKPOINTS = (10, 20, 50, 100)
-FORMS = ("small", "large", "screened")  # random labels, --seeds runs each
+FORMS = ("small", "large", "screened", "switched")  # random labels, --seeds runs each
+SWITCH_AT = 0.1  # "switched": the first label comes after this fraction of the first pass
 SUGGESTED = ("small suggest", "large suggest")  # labels in `crackdesk suggest`'s order
 LARGE_SIDE = 454  # two 227-px windows a side: the smallest photo classified by its windows
 
@@ -62,10 +64,18 @@ def site_folders(walls: Path, work: Path) -> tuple[Path, Path, dict[str, str]]:
     return small, large, truth
 
 
-def classify_once(folder: Path, entry, exact: bool) -> dict:
+def classify_once(folder: Path, entry, exact: bool, switch_at: float | None = None) -> dict:
+    """Classify the folder once (screened unless `exact`); past `switch_at` of it, unscreened, as a label given
+    then makes it (FolderSession.unscreen_for_labels)."""
     with FolderSession.open(folder) as session:
         session.use_model(entry)
-        report = session.classify(Classifier(entry.path, exact=exact))
+        classifier = Classifier(entry.path, exact=exact)
+
+        def on_batch(pairs, done, total):
+            if switch_at is not None and done >= switch_at * total and classifier.screen is not None:
+                classifier.unscreen("the first label (simulated)")
+
+        report = session.classify(classifier, on_batch=on_batch)
         ws = session.workspace
         windows = ws._read("SELECT COALESCE(SUM(LENGTH(windows)) / 4, 0), COALESCE(SUM(LENGTH(vecs)), 0) "
                            "FROM window_features")[0]
@@ -189,15 +199,17 @@ def main() -> int:
         shutil.rmtree(work)
         return 0
     small, large, truth = site_folders(args.walls, work)
-    screened = work / "screened" / "site"
+    screened, switched = work / "screened" / "site", work / "switched" / "site"
     shutil.copytree(large, screened)
+    shutil.copytree(large, switched)
     stored = {"small": classify_once(small, entry, True), "large": classify_once(large, entry, True),
-              "screened": classify_once(screened, entry, False)}
+              "screened": classify_once(screened, entry, False),
+              "switched": classify_once(switched, entry, False, SWITCH_AT)}
     test_x, test_y, _ = ccic_test(args.ccic, entry.path)
     results = []
     for seed in range(args.seeds):
         order = list(np.random.default_rng(seed).permutation(sorted(truth)))
-        for form, folder in (("small", small), ("large", large), ("screened", screened)):
+        for form, folder in (("small", small), ("large", large), ("screened", screened), ("switched", switched)):
             results.append(dict(run(folder, truth, entry, order, test_x, test_y), form=form, seed=seed))
     for form, folder in (("small", small), ("large", large)):  # deterministic: one run each
         results.append(dict(run(folder, truth, entry, None, test_x, test_y), form=form + " suggest", seed=0))
@@ -206,7 +218,7 @@ def main() -> int:
         print(json.dumps(summary))
         return 0
     print(f"{entry.key}, {len(truth)} walls photos, random labels, {args.seeds} seeds (mean; min-max)")
-    for form in ("large", "screened"):
+    for form in ("large", "screened", "switched"):
         print(f"{form}: {stored[form]['windows']:,} windows, {stored[form]['windows_with_features']:,} with features "
               f"({stored[form]['feature_bytes'] / len(truth) / 1024:.1f} KB a photo)")
     print("labels  " + "  ".join(f"{form + ' error':>22}" for form in FORMS + SUGGESTED) + "   ccic test (large)")
