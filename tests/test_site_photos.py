@@ -115,18 +115,22 @@ def test_a_crack_label_teaches_the_likeliest_window_when_the_model_saw_no_crack(
         assert key.endswith("@227,227,227,227") and label == "crack"
 
 
-def test_a_labelled_photo_without_window_features_says_how_to_teach_it(tmp_path):
-    """Windows settled by a screening model (or classified by an older CrackDesk) have no features: the note says
-    so."""
+def test_a_labelled_photo_without_window_features_is_classified_again_and_teaches(tmp_path):
+    """Windows settled by a screening model (or classified by an older CrackDesk) have no features: the refit
+    classifies a labelled photo again, every window, so its label counts (decision 43); one it cannot read is
+    named in a note."""
     session, truth, ids = open_classified(tmp_path)
     with session:
         session.workspace._write(lambda db: db.execute("DELETE FROM window_features"))
         crack = sorted(n for n, t in truth.items() if t == "crack")
-        session.workspace.set_labels({ids[crack[0]]: "crack", ids[sorted(truth)[0]]: "no_crack"})
+        gone = sorted(truth)[0]
+        session.workspace.set_labels({ids[crack[0]]: "crack", ids[sorted(truth)[2]]: "no_crack", ids[gone]: "no_crack"})
+        (tmp_path / "site" / gone).unlink()  # moved away since the folder was scanned
         state = session.adapt()
-        assert not state.adapted
-        assert any(n.startswith(f"1 labelled large photo has no window the model ran ({crack[0]};") for n in state.notes)
-        assert any(n.startswith("12 large photos have windows the site head cannot rescore") for n in state.notes)
+        assert state.adapted and state.n_labels == 2
+        assert any(n.startswith(f"{gone}: ") and n.endswith("(its label is not used)") for n in state.notes)
+        assert any(n.startswith(f"1 labelled large photo has no window the model ran ({gone};") for n in state.notes)
+        assert any(n.startswith("10 large photos have windows the site head cannot rescore") for n in state.notes)
         classifier = session.classifier(session.entry.path)
         assert classifier.screen is None  # the tiny model has none: nothing to turn off
 
@@ -249,8 +253,9 @@ def test_a_photo_s_verdict_while_classifying_is_the_one_the_adapter_gives_afterw
 
 
 def test_a_folder_classified_before_windows_kept_features_adapts_once_classified_again(tmp_path):
-    """A workspace from before decision 38 (no window features): its labels teach nothing, the summary says what
-    to do, and the next classification (every window through the model, as the folder has labels) adapts it."""
+    """A workspace from before decision 38 (no window features): the labelled photos are classified again at the
+    refit (decision 43), the summary says what to do about the others, and the next classification (every window
+    through the model, as the folder has labels) adapts them too."""
     from processes import run_cli
 
     model = make_adaptable_model(tmp_path / "models")
@@ -263,8 +268,8 @@ def test_a_folder_classified_before_windows_kept_features_adapts_once_classified
         session.workspace.set_labels({ids[bricks[0]]: "no_crack", ids[sorted(truth)[1]]: "crack"})
         session.use_model(ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model)))
         current = session.current_predictions()
-        assert not current.adapted
-        assert any(n.startswith("12 large photos have windows the site head cannot rescore")
+        assert current.adapted and current.n_labels == 2
+        assert any(n.startswith("10 large photos have windows the site head cannot rescore")
                    and n.endswith("classify again to run every window through the model") for n in current.state.notes)
     again = run_cli("classify", tmp_path / "site")
     assert again.returncode == 0 and "site-adapted on 2 labels" in again.stderr, again.stderr
@@ -298,9 +303,12 @@ def test_a_damaged_window_features_row_is_skipped_not_fatal(tmp_path):
                                                        (damaged,)))
         session.workspace.set_labels({ids[bricks[0]]: "no_crack", ids[bricks[1]]: "no_crack",
                                       ids[sorted(truth)[1]]: "crack"})
+        adapter = session.adapter()
+        adapter.load_features(np.array([r.id for r in session.rows()], np.int64))
+        assert (~adapter.photos.rescorable()).sum() == 1  # the damaged row is skipped when read
         state = session.adapt()
-        assert state.adapted and state.n_labels == 2  # the damaged photo's label teaches nothing; the others do
-        assert any(n.startswith("1 large photo has windows the site head cannot rescore") for n in state.notes)
+        assert state.adapted and state.n_labels == 3  # and its labelled photo is classified again at the refit
+        assert not any("cannot rescore" in n for n in state.notes), state.notes
         adapted = verdicts(session)
         assert adapted[bricks[2]] == "no_crack"
 

@@ -15,8 +15,8 @@ PHOTOS = 16
 
 
 def screened_folder(tmp_path):
-    """Plain 2 x 3 window mosaics, most of whose windows the screen settles, and an adaptable model screened by
-    a cheaper one beside it."""
+    """2 x 3 window mosaics, plain (the screen settles every window) and every fourth with a crack, and an
+    adaptable model screened by a cheaper one beside it."""
     models = tmp_path / "models"
     models.mkdir()
     make_tiny_model(models / "screen.onnx", 16, tiny_info(16, name="screen", version="1"))
@@ -24,7 +24,9 @@ def screened_folder(tmp_path):
     folder = tmp_path / "site"
     folder.mkdir()
     for i in range(PHOTOS):
-        grid_mosaic(np.zeros((2, 3), bool), seed=7 * i).save(folder / f"photo{i:02d}.png")
+        cracked = np.zeros((2, 3), bool)
+        cracked[1, 1] = i % 4 == 3  # a crack the screen lets through to the model
+        grid_mosaic(cracked, seed=7 * i).save(folder / f"photo{i:02d}.png")
     session = FolderSession.open(folder)
     session.use_model(ModelRegistry(models, tmp_path / "user").find(str(model)))
     return session
@@ -77,3 +79,32 @@ def test_a_screened_model_without_features_keeps_its_screen_even_with_labels(tmp
         seen = []
         session.classify(classifier, on_batch=lambda pairs, done, total: seen.append(session.unscreen_for_labels()))
         assert seen == [""] and classifier.screen is not None
+
+
+def test_a_label_on_a_photo_the_screen_settled_whole_teaches_once_its_windows_are_run(tmp_path, monkeypatch):
+    """Such a photo has no window with features, so its label taught nothing and the sidebar counted one label
+    fewer than the inspector gave. The refit classifies it again, every window, reading back its windows alone and
+    writing their codes into the matrix's spare rows (decision 43)."""
+    from test_site_photo_merge import window_reads
+
+    session = screened_folder(tmp_path)
+    with session:
+        session.classify(session.classifier(session.entry.path))  # no labels yet: screened
+        session.adapt()
+        adapter = session.adapter()
+        bare = adapter.photos._features_per_photo() == 0
+        assert bare.any() and not bare.all()
+        bare_ids = adapter.ids[adapter.photos.rows[bare]].tolist()
+        featured_id = int(adapter.ids[adapter.photos.rows[~bare][0]])
+        before = adapter.photos.features
+        reads = window_reads(monkeypatch, session.workspace)
+        session.workspace.set_labels({bare_ids[0]: "no_crack", featured_id: "no_crack"})
+        state = session.adapt()
+        assert state.adapted and state.n_labels == 2  # both count
+        assert reads == [[bare_ids[0]]]  # its windows alone, not the folder's
+        assert not any("no window the model ran" in n for n in state.notes), state.notes
+        k = adapter.photos.index_of([adapter._index.positions(np.array([bare_ids[0]]))[0]])[0]
+        assert adapter.photos.rescorable()[k]  # every window of it has features now
+        assert np.shares_memory(adapter.photos.features.codes, before.codes)  # appended, not copied
+        again = session.adapt()  # the next refit: nothing more to classify
+        assert reads == [[bare_ids[0]]] and again.n_labels == 2

@@ -144,6 +144,7 @@ class SiteAdapter:
         self.features_stale = True  # not read yet, or images were classified without add_features
         self.state = SiteState(None)
         self._classifier = None  # the base model, loaded only to compute features nobody stored yet
+        self._classified_for_labels: set[int] = set()  # labelled large photos a refit has classified again
         self._recent: OrderedDict[str, SiteState] = OrderedDict()  # heads by labels: undo and redo are instant
         self._lock = threading.Lock()
 
@@ -187,7 +188,8 @@ class SiteAdapter:
         fresh = LargePhotos.load(self.workspace, self.model_key, self._index.positions, self.features.dim,
                                  image_ids=ids)
         self.photos = self.photos.merged(fresh, self._index.positions(ids))
-        self._photo_examples = {}
+        again = {self.workspace.hash_of(int(i)) for i in ids}  # what the others teach is unchanged
+        self._photo_examples = {k: v for k, v in self._photo_examples.items() if k[0] not in again}
 
     def add_features(self, ids, blobs: list[bytes]) -> None:
         """Newly classified images' features, as the workspace stores them: the site head sees every image as soon
@@ -217,12 +219,15 @@ class SiteAdapter:
             started = time.perf_counter()
             read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples)
             notes = []
-            if read.missing or read.missing_tiles:  # labelled before being classified by this model: compute now
-                notes = self._compute_missing(read.missing, read.missing_tiles)
+            # Labelled before being classified by this model, or a large photo whose windows a screening model
+            # all settled (a first pass): classified now, every window, so that the label teaches (decision 43)
+            again = [(i, path) for i, path, _ in read.photos_unused if i not in self._classified_for_labels]
+            if read.missing or read.missing_tiles or again:
+                self._classified_for_labels.update(i for i, _ in again)  # once: its label may still teach nothing
+                notes = self._compute_missing(read.missing + again, read.missing_tiles)
                 read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples)
-            unused = [p for p in read.photos_unused if p[2] == CRACK]  # a no-crack one agrees with the model
-            if unused:
-                notes.append(_unused_photos_note(unused))
+            if read.photos_unused:
+                notes.append(_unused_photos_note(read.photos_unused))
             screened_ids = self.ids[self.photos.rows[~self.photos.rescorable()]]
             screened = len(screened_ids)
             if screened:
@@ -352,7 +357,7 @@ class SiteAdapter:
         """Load the base model now if some images have no features yet, so that labelling one of them (during
         classification, or a large photo's tile) computes its features at once instead of first spending half a
         second loading the model."""
-        if self._classifier is None and not self.features.present.all():
+        if self._classifier is None and not (self.features.present.all() and self.photos.rescorable().all()):
             from .inference import Classifier
 
             self._classifier = Classifier(self.info.path, exact=True)  # features of whole images: no screen

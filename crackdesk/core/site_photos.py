@@ -106,7 +106,8 @@ class LargePhotos:
         before classification, or by a classification of a few images) replaced by `fresh`, read for them alone
         instead of with the whole folder's windows (2.5-4.9 s at 2,000 camera photos; decision 41)."""
         gone = np.concatenate([np.asarray(replaced_rows, np.int64), fresh.rows])
-        keep = np.flatnonzero(~np.isin(self.rows, gone))
+        kept_photo = ~np.isin(self.rows, gone)
+        keep = np.flatnonzero(kept_photo)
         sizes = self.shapes[keep, 0] * self.shapes[keep, 1]
         kept = int(sizes.sum())
         starts = np.cumsum(sizes) - sizes  # the kept photos' windows, packed
@@ -116,12 +117,13 @@ class LargePhotos:
         out.starts = np.concatenate([starts, fresh.starts + kept])
         out.base = np.concatenate([self.base[np.arange(kept) + np.repeat(self.starts[keep] - starts, sizes)],
                                    fresh.base])
-        # Every photo kept (a new photo, the usual case): its features are appended, into the matrix's spare rows
-        everyone = len(keep) == len(self.rows)
-        mine = slice(None) if everyone else np.flatnonzero(np.isin(self.feature_photo, keep))
+        # Every feature row kept (a new photo, or one whose windows were all settled by a screening model, the usual
+        # cases): the new photos' features are appended, into the matrix's spare rows; else the kept rows are copied
+        every_row = bool(kept_photo[self.feature_photo].all())
+        mine = slice(None) if every_row else np.flatnonzero(kept_photo[self.feature_photo])
         moved = np.zeros(len(self.rows), np.int64)
         moved[keep] = starts - self.starts[keep]  # how far each kept photo's windows moved
-        out.features = self.features.appended(fresh.features) if everyone else \
+        out.features = self.features.appended(fresh.features) if every_row else \
             FeatureMatrix.joined([self.features.take(mine), fresh.features], self.features.dim)
         out.feature_at = np.concatenate([self.feature_at[mine] + moved[self.feature_photo[mine]],
                                          fresh.feature_at + kept])
