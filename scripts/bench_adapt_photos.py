@@ -3,16 +3,17 @@ of the site as labelling small images does?
 
     python scripts/bench_adapt_photos.py [--walls ../shared/data/walls] [--ccic ../shared/data/ccic] [--seeds 3]
 
-The same 612 walls photos (the new site) are classified by the default shipped model in three forms: as they
+The same 612 walls photos (the new site) are classified by the default shipped model in four forms: as they
 are (448 px: small images, one model input each, the site head scores their features); enlarged to 454 px (1.3%),
 which makes each a large photo of 2 x 2 windows at the training patches' own scale, judged by the photo verdict
-rule, every window run through the model (as classification does once a folder has labels); and the same large
-photos as the first classification of a new folder leaves them (the screening model settles some windows, which
-the site head cannot rescore), and as a first classification leaves them when the inspector's first label comes
-after a tenth of it (decision 42: the rest of that run goes unscreened). Each run labels random photos with their truth (whole-photo labels, the same
-photos in every form) and measures the error on the photos nobody labelled, with the site head's accuracy on the
-ccic TEST split (concrete retention); then, for the whole and the large forms, labels in rounds of 10 in the order
-`crackdesk suggest` gives them. Also prints how many windows have features and their bytes a photo.
+rule, every window run through the model (as classification does once a folder has labels); those large photos
+as the first classification of a new folder leaves them (the screening model settles some windows, which the site
+head cannot rescore); and as a first classification leaves them when the inspector's first label comes after a
+tenth of it (decision 42: the rest of that run goes unscreened). Each run labels random photos with their truth
+(whole-photo labels, the same photos in every form) and measures the error on the photos nobody labelled, with
+the site head's accuracy on the ccic TEST split (concrete retention); then, for the whole and the large forms,
+labels in rounds of 10 in the order `crackdesk suggest` gives them. Also prints how many windows have features and
+their bytes a photo.
 """
 
 from __future__ import annotations

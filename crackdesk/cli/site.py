@@ -54,7 +54,8 @@ def cmd_suggest(args) -> int:
         print(f"{printable(path)}\t{p:.3f}\t{reason}")
     if args.csv:
         write_csv(args.csv, ["path", "p_crack", "reason"], ((path, f"{p:.6f}", reason) for path, p, reason in rows))
-    how = f"site-adapted on {count(state.n_labels, 'label')}" if state.adapted else "no labels yet: typical photos first"
+    how = f"site-adapted on {count(state.n_labels, 'label')}" if state.adapted else \
+        "no labels yet: typical photos first"
     note = (f"; {unclassified:,} photos not classified yet (or large ones with no window the model ran) cannot be "
             "suggested" if unclassified else "")
     print(f"{len(rows)} suggestions with {entry.key} ({how}){note}", file=sys.stderr)

@@ -112,6 +112,7 @@ class Classifier:
         except ModelError as e:
             self.screen_note = (f"screening model {key} unavailable ({e.reason}): every window of a large photo runs "
                                 f"through {self.key}")
+
     def unscreen(self, note: str) -> None:
         """Run every window of the large photos read from now on through this model (the pool reads `screen` per
         photo; those already cut keep their screen's P). Safe while a classification runs."""

@@ -247,8 +247,8 @@ def origin(entry: ModelEntry, short: bool = False) -> str:
         text = f"adapted from {site.get('base_model', info.base_model)} to the site '{site.get('folder', '?')}'"
         if short:
             return text
-        text += (f" on {count(site.get('labels', 0), 'label')} ({site.get('crack', 0)} crack, {site.get('no_crack', 0)} "
-                 f"no crack)")
+        text += (f" on {count(site.get('labels', 0), 'label')} ({site.get('crack', 0)} crack, "
+                 f"{site.get('no_crack', 0)} no crack)")
         retention = site.get("retention") or {}
         if retention.get("site_accuracy") is not None:
             text += (f"; concrete {100 * retention['base_accuracy']:.1f}% → {100 * retention['site_accuracy']:.1f}% "
