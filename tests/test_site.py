@@ -232,7 +232,7 @@ def test_features_classified_after_the_adapter_loaded_reach_it_without_a_reread(
 def test_the_feature_matrix_reads_stored_vectors_in_bulk_as_it_does_one_by_one():
     from crackdesk.core import features as codec
     from crackdesk.core.feature_matrix import FeatureMatrix
-    from crackdesk.core.site import _PositionIndex
+    from crackdesk.core.site_photos import PositionIndex
 
     rng = np.random.default_rng(0)
     vectors = rng.random((6, 16)).astype(np.float32) * 4
@@ -253,9 +253,9 @@ def test_the_feature_matrix_reads_stored_vectors_in_bulk_as_it_does_one_by_one()
     np.testing.assert_allclose(one.rows([7])[0], vectors[0], atol=float(vectors[0].max()) / 255)
     with pytest.raises(ValueError, match="4 values"):
         bulk.set_blobs(np.array([4]), [codec.encode(np.ones(4, np.float32))])
-    index = _PositionIndex(np.array([40, 10, 30, 20]))
+    index = PositionIndex(np.array([40, 10, 30, 20]))
     np.testing.assert_array_equal(index.positions(np.array([10, 99, 40, 5, 20])), [1, -1, 0, -1, 3])
-    assert list(_PositionIndex(np.zeros(0, np.int64)).positions(np.array([1]))) == [-1]
+    assert list(PositionIndex(np.zeros(0, np.int64)).positions(np.array([1]))) == [-1]
 
 
 def test_a_refit_waited_for_holds_the_running_classification(tmp_path):

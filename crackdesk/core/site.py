@@ -28,7 +28,7 @@ from .feature_matrix import FeatureMatrix
 from .memory import ReplayMemory, load_memory
 from .modeledit import read_head
 from .modelformat import ModelInfo
-from .site_photos import LargePhotos
+from .site_photos import LargePhotos, PositionIndex
 from .store import Workspace
 from .wording import count
 
@@ -54,12 +54,16 @@ class SiteState:
     retention: tuple[Accuracy, Accuracy] | None = None  # base and site head on the memory's held-out part
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. labelled images without features
-    run_again: int = 0  # large photos with windows the head cannot rescore until they are classified again
-    run_again_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  # their image ids
+    # image ids of the large photos with windows the head cannot rescore until they are classified again
+    run_again_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     key: str = ""  # which labels it was fitted on (SiteAdapter.labels_key)
     # (X, y, group of each row, large photo of each group or -1, the LargePhotos those index) it was fitted on,
     # until assessed
     training: tuple | None = field(default=None, repr=False)
+
+    @property
+    def run_again(self) -> int:
+        return len(self.run_again_ids)
 
     @property
     def adapted(self) -> bool:
@@ -139,7 +143,7 @@ class SiteAdapter:
         self.features = FeatureMatrix(0, info.features["dim"])
         self.photos = LargePhotos(info.features["dim"])  # large photos: verdicts from their windows
         self._photo_examples: dict = {}  # what each labelled large photo teaches; cleared with `photos`
-        self._index = _PositionIndex(self.ids)
+        self._index = PositionIndex(self.ids)
         self._arrived: list | None = None  # features added while load_features reads (see there)
         self.features_stale = True  # not read yet, or images were classified without add_features
         self.state = SiteState(None)
@@ -154,7 +158,7 @@ class SiteAdapter:
         that classification adds meanwhile (add_features) are kept: a read that began before they were stored
         would miss them."""
         ids = np.asarray(ids, np.int64)
-        index = _PositionIndex(ids)
+        index = PositionIndex(ids)
         with self._lock:
             self._arrived = []  # add_features records here until the new matrix is in place
         found, blobs = [], []
@@ -237,7 +241,7 @@ class SiteAdapter:
             labelled = read.found
             if not labelled:
                 self.workspace.set_site_head(self.model_key, None)
-                self.state = SiteState(None, notes=notes, run_again=screened, run_again_ids=screened_ids)
+                self.state = SiteState(None, notes=notes, run_again_ids=screened_ids)
                 return self.state
             keys = [(h, label) for h, label, _ in labelled]
             key = self.labels_key(keys)
@@ -253,7 +257,7 @@ class SiteAdapter:
             if key in self._recent:  # an undo or redo: the very head that was shown before, at once
                 self._recent.move_to_end(key)
                 self.state = self._recent[key]
-                self.state.notes, self.state.run_again, self.state.run_again_ids = notes, screened, screened_ids
+                self.state.notes, self.state.run_again_ids = notes, screened_ids
                 if self.workspace.site_head(self.model_key) is None or \
                         self.workspace.site_head(self.model_key)[1] != key:
                     self._store(self.state)
@@ -262,15 +266,14 @@ class SiteAdapter:
             if stored is not None and stored[1] == key:
                 w, b = stored[0]
                 self.state = SiteState.from_json(sitehead.Head(w, b, sitehead.THRESHOLD), stored[2])
-                self.state.key, self.state.notes = key, notes
-                self.state.run_again, self.state.run_again_ids = screened, screened_ids
+                self.state.key, self.state.notes, self.state.run_again_ids = key, notes, screened_ids
                 return self.state
             X = np.stack([vector for _, _, vector in labelled]).astype(np.float64)
             y = np.array([label == CRACK for _, label, _ in labelled], np.float64)
             head = sitehead.fit(X, y, self.memory, self.base, start=self.state.head)
             crack = {g for g, (_, label) in zip(groups, keys) if label == CRACK}
             state = SiteState(head, len(set(groups)), len(crack), sum("#" in h for h, _ in keys), notes=notes,
-                              run_again=screened, run_again_ids=screened_ids)
+                              run_again_ids=screened_ids)
             names, group_index = np.unique(groups, return_inverse=True)
             # Which of the folder's large photos each label is (-1: not a photo label), in the photos read with it
             photo_rows = self._index.positions(np.array([read.photos.get(g, -1) for g in names], np.int64))
@@ -420,20 +423,3 @@ def _unused_photos_note(photos: list) -> str:
     return (f"{len(photos):,} labelled large photo{'s have' if len(photos) > 1 else ' has'} no window the model ran "
             f"({names}; all settled by a screening model, or classified by an older CrackDesk): classify again for "
             "the site head to learn from them")
-
-
-class _PositionIndex:
-    """Image id -> row of the loaded matrix, for many ids at once (a sorted copy and a binary search: no dict of
-    40,000 entries rebuilt per classified batch)."""
-
-    def __init__(self, ids: np.ndarray):
-        self.order = np.argsort(ids, kind="stable")
-        self.sorted = ids[self.order]
-
-    def positions(self, ids: np.ndarray) -> np.ndarray:
-        """Each id's row, -1 for ids not loaded."""
-        ids = np.asarray(ids, np.int64)
-        if not len(self.sorted) or not len(ids):
-            return np.full(len(ids), -1, np.int64)
-        at = np.searchsorted(self.sorted, ids).clip(0, len(self.sorted) - 1)
-        return np.where(self.sorted[at] == ids, self.order[at], -1)

@@ -178,8 +178,8 @@ def assess_labels(X_site: np.ndarray, y_site: np.ndarray, memory, base: Head, he
             return None, None  # that fold's head is unfinished
         z_out[test] = fold_head.logits(X_site[test])
         if group_logits is not None:
-            tested = np.unique(group[test])
-            z_group[tested] = group_logits(fold_head, tested)
+            judged = np.unique(group[test])
+            z_group[judged] = group_logits(fold_head, judged)
     known = ~np.isnan(z_out)
     # Groups nobody judged whole: their strongest example (crack when any example says so)
     strongest = np.full(n_groups, -np.inf)
