@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
@@ -172,6 +172,20 @@ def _altitude(value, ref) -> float | None:
     else:
         ref = False
     return -alt if ref else alt
+
+
+EDIT_GAP = timedelta(minutes=10)  # a camera writes its file within seconds of the shot; an edit comes later
+
+
+def edited_after_capture(exif) -> bool:
+    """True when DateTime (the file's last change, which editors update) is more than EDIT_GAP after
+    DateTimeOriginal (the shot): the photo was retouched by a tool that kept the camera's thumbnail of the photo
+    before the edit, at the same size, which `images.camera_size_matches` cannot see. False when either is
+    missing or unreadable."""
+    changed, taken = _timestamp(exif.get(DATETIME)), _timestamp(_ifd(exif, EXIF_IFD).get(DATETIME_ORIGINAL))
+    if changed is None or taken is None:
+        return False
+    return datetime.fromisoformat(changed) - datetime.fromisoformat(taken) > EDIT_GAP
 
 
 def _timestamp(value, offset=None) -> str | None:

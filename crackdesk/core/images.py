@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -135,6 +134,8 @@ def embedded_thumbnail(path: str | Path, min_side: int = MIN_EMBEDDED_PX) -> Ima
             if not start or not 0 < length <= len(tiff) - start:
                 return None
             width, height, orientation = *photo.size, exif.get(0x0112, 1)
+            from .exif import edited_after_capture  # exif.py reads images through this module
+
             if not camera_size_matches(exif, width, height) or edited_after_capture(exif):
                 return None
         thumbnail = Image.open(io.BytesIO(tiff[start:start + length]))
@@ -159,21 +160,6 @@ def camera_size_matches(exif: Image.Exif, width: int, height: int) -> bool:
     except Exception:  # an odd sub-IFD says nothing about the size
         return True
     return not all(stated) or stated in ((width, height), (height, width))
-
-
-EDIT_GAP = timedelta(minutes=10)  # a camera writes its file within seconds of the shot; an edit comes later
-
-
-def edited_after_capture(exif: Image.Exif) -> bool:
-    """True when the EXIF's DateTime (last change of the file, which editors update) is more than EDIT_GAP after
-    DateTimeOriginal (the shot): the photo was retouched by a tool that kept the camera's thumbnail of the photo
-    before the edit, at the same size, which `camera_size_matches` cannot see. False when either is missing."""
-    try:
-        changed, taken = (datetime.strptime(str(value).strip("\0 "), "%Y:%m:%d %H:%M:%S") for value in (
-            exif.get(0x0132), exif.get_ifd(ExifTags.IFD.Exif).get(0x9003)))
-    except (TypeError, ValueError):  # absent or not a date: nothing says it was edited
-        return False
-    return changed - taken > EDIT_GAP
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
