@@ -340,7 +340,8 @@ def test_a_photo_s_windows_are_the_same_scored_alone_or_with_the_whole_folder(tm
         photos, row = session.adapter().photos, int(session.adapter()._index.positions(np.array([ids["wall_04.png"]]))[0])
         alone = photos.grid(row, Head(state.head.weights, state.head.bias, state.head.threshold))
         together = photos.verdicts(state.head), photos.grid(row, state.head)
-        assert together[1] == pytest.approx(alone, abs=1e-9)
+        # float32 dot products of 1,280 features: BLAS sums one row and a block of rows in different orders
+        assert together[1] == pytest.approx(alone, rel=1e-4, abs=1e-7)
         assert not np.array_equal(photos.verdicts(session.adapter().base), together[0])
 
 
