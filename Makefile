@@ -14,7 +14,8 @@ XCB_DEBS := libx11-6 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-ima
 	libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0
 # The desktop tests start the app on a virtual X server and look for its window with xwininfo; the report
 # tests render report.html in headless Chromium and read report.pdf with poppler (pdftotext, pdftoppm).
-TEST_DEBS := xvfb x11-utils chromium poppler-utils
+# qemu-user runs the int8 model as a CPU without VNNI would (tests/test_int8_model.py).
+TEST_DEBS := xvfb x11-utils chromium poppler-utils qemu-user
 # PyInstaller's bundle needs objdump (binutils) to read shared-library dependencies.
 BUILD_DEBS := binutils
 DEBS := $(QT_DEBS) $(XCB_DEBS) $(TEST_DEBS) $(BUILD_DEBS)

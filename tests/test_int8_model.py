@@ -68,3 +68,56 @@ def test_int8_keeps_ccic_test_accuracy_and_its_memory_holds_its_own_features():
     own, other = [nearest(f) for f in features], [nearest(f) for f in float_features]
     assert max(own) < 0.02, own  # float16 rounding of features up to ~6
     assert min(other) > 5 * max(own), (own, other)
+
+
+GRAPH_OUTPUTS = """
+import sys
+import numpy as np
+from crackdesk.core.models import load_model
+session = load_model(sys.argv[1]).session
+outputs = session.run(None, {session.get_inputs()[0].name: np.load(sys.argv[2])})
+np.savez(sys.argv[3], **{o.name: v for o, v in zip(session.get_outputs(), outputs)})
+"""
+
+
+def app_outputs(cpu: str | None, inputs, out) -> dict:
+    """The int8 model's outputs through the app's own session, on this CPU or on `cpu` emulated by qemu (its
+    instruction set decides which int8 kernels onnxruntime picks, and whether the app asks for the exact ones)."""
+    import subprocess
+    import sys
+
+    script = out.parent / "graph_outputs.py"
+    script.write_text(GRAPH_OUTPUTS)
+    command = [sys.executable, str(script), str(INT8), str(inputs), str(out)]
+    subprocess.run((["qemu-x86_64", "-cpu", cpu] if cpu else []) + command, check=True, capture_output=True,
+                   timeout=600, cwd=ROOT)
+    with np.load(out) as saved:
+        return dict(saved)
+
+
+@pytest.mark.slow
+def test_the_int8_model_gives_the_same_p_and_features_on_a_cpu_without_vnni(tmp_path):
+    """x86 CPUs without VNNI sum uint8 x int8 products in 16-bit pairs that saturate: there onnxruntime's fast
+    kernels gave a ccic test patch P 0.43 against 0.85 with VNNI, and features up to 1.4 apart, so the replay
+    memory matched one kind of CPU only. The app asks for exact sums where they would saturate (decision 45)."""
+    import platform
+    import shutil
+
+    if not CCIC.is_dir():
+        pytest.skip(f"needs ../shared: {CCIC} is absent")
+    if platform.machine() != "x86_64":
+        pytest.skip(f"about the int8 kernels of x86 CPUs: this machine is {platform.machine()}")
+    assert shutil.which("qemu-x86_64"), "qemu-x86_64 is missing: `make setup` installs qemu-user"
+    from crackdesk.core.models import load_model
+    from training.data import collect, decode_all
+
+    prep = load_model(INT8).info.preprocessing
+    val = [e for e in collect([str(CCIC)], 0, None)[0] if e.split == "val"][::40]  # 60 patches
+    _, images, _ = decode_all(val, prep)
+    np.save(tmp_path / "inputs.npy", prep.normalize(images))
+    here = app_outputs(None, tmp_path / "inputs.npy", tmp_path / "here.npz")
+    haswell = app_outputs("Haswell", tmp_path / "inputs.npy", tmp_path / "haswell.npz")  # AVX2, no VNNI
+    assert set(here) == set(haswell) and "features" in here
+    for name in here:
+        difference = float(np.abs(here[name] - haswell[name]).max())
+        assert difference == 0.0, (name, difference)

@@ -19,6 +19,7 @@ from crackdesk.core.atomic import atomic_write_bytes, check_output_file
 from crackdesk.core.errors import ModelError
 from crackdesk.core.modeledit import FEATURES_OUTPUT, add_features_output, feature_dim, find_head
 from crackdesk.core.modelformat import ModelInfo, write_metadata
+from crackdesk.core.models import session_options
 from crackdesk.core.preprocess import Preprocessing
 
 from .archs import ProbabilityModel
@@ -70,12 +71,8 @@ def with_metadata(onnx_bytes: bytes, info: ModelInfo) -> bytes:
 def session(model: bytes | str | Path, threads: int | None = None):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def ort_probabilities(sess, images_uint8: np.ndarray, prep: Preprocessing, batch: int = 64, cancel=None) -> np.ndarray:

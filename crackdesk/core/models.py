@@ -6,7 +6,9 @@ bundle when frozen); imported and retrained ones in the user's data directory, n
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 import re
 import threading
 import weakref
@@ -39,15 +41,45 @@ def available_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have] or have
 
 
-def create_session(path: str | Path, threads: int | None = None, spinning: bool = True):
-    """An onnxruntime session. spinning=False makes its idle threads sleep instead of busy-waiting,
-    leaving the cores to the threads that decode the next batch."""
+@functools.cache
+def int8_sums_saturate() -> bool:
+    """Whether onnxruntime's fast uint8 x int8 kernels saturate on this CPU: x86-64 without VNNI multiplies in pairs
+    summed into 16 bits (VPMADDUBSW); AVX-512 VNNI and AVX-VNNI sum exactly (decision 45)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy 1
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    if features.get("AVX512VNNI"):
+        return False
+    try:  # AVX-VNNI (256-bit, without AVX-512), which numpy does not report
+        return " avx_vnni" not in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # exact either way; only slower where VNNI was there
+
+
+def session_options(threads: int | None = None):
+    """onnxruntime options every CrackDesk session shares: quiet, and int8 arithmetic exact on every CPU (where
+    the fast kernels would saturate, the exact uint8 x uint8 ones, about half the speed), so that a photo gets the
+    same P and features on every inspector's computer as where its model was made."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime's warnings are for developers, not inspectors
     if threads:
         options.intra_op_num_threads = threads
+    if int8_sums_saturate():
+        options.add_session_config_entry("session.x64quantprecision", "1")
+    return options
+
+
+def create_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+    """An onnxruntime session. spinning=False makes its idle threads sleep instead of busy-waiting,
+    leaving the cores to the threads that decode the next batch."""
+    import onnxruntime as ort
+
+    options = session_options(threads)
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
