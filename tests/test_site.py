@@ -371,3 +371,20 @@ def test_a_group_judged_whole_is_scored_by_its_own_logit_not_its_strongest_examp
     n_crack = int(y[::2].sum())
     assert said_crack.n == plain.n == len(y) // 2 and said_crack.correct == n_crack  # every pair judged crack
     assert unjudged == plain  # NaN: not judged whole, the strongest example decides
+
+
+def test_a_head_fitted_with_another_replay_memory_is_fitted_again(adapted_site):
+    """A model's memory built again (other features for the same rows: decision 45 measured the int8 file's again
+    with exact sums) must not bring back the head a folder stored with the old one."""
+    from crackdesk.core.site import SiteAdapter
+
+    session, truth, entry = adapted_site
+    ids = {r.path: r.id for r in session.rows()}
+    session.submit_labels({ids[n]: truth[n] for n in sorted(truth)[:8]}).result()
+    first = session.adapt()
+    reopened = SiteAdapter(session.workspace, entry.info, entry.key).refit(full=False)
+    assert reopened.key == first.key and reopened.training is None  # the stored head, as the folder opens again
+    rebuilt = SiteAdapter(session.workspace, entry.info, entry.key)
+    rebuilt.memory.meta["created"] = "2026-11-28T17:55:00Z"  # the same rows, built again
+    again = rebuilt.refit(full=False)
+    assert again.key != first.key and again.training is not None  # fitted on the memory it has

@@ -212,8 +212,11 @@ class SiteAdapter:
 
     # -- the refit -------------------------------------------------------------------------------
     def labels_key(self, labelled: list[tuple[str, str]]) -> str:
+        # The memory's build and model file, not only its size: a memory built again (other features, as when
+        # the int8 file's were measured again with exact sums, decision 45) must not reuse a head fitted on the old
+        memory = self.memory.meta
         text = "\n".join(f"{h}:{label}" for h, label in sorted(labelled)) + f"|{self.model_key}|" \
-            + str(self.memory.meta.get("id", len(self.memory.labels)))
+            + f"{len(self.memory.labels)}|{memory.get('created', '')}|{memory.get('model_sha256', '')}"
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def refit(self, cancel: threading.Event | None = None, full: bool = True) -> SiteState:
