@@ -102,6 +102,24 @@ def test_models_lists_shipped_and_user_models(tmp_path, monkeypatch, capsys):
     assert "cnn" in capsys.readouterr().out
 
 
+def test_models_says_when_this_cpu_runs_int8_on_the_exact_kernels(tmp_path, monkeypatch, capsys):
+    """Without VNNI the int8 fast path is about as fast as float (decision 45): `models` and the Models dialog say
+    why."""
+    from crackdesk.core import models
+    from crackdesk.core.models import ModelRegistry
+    from crackdesk.ui.models_dialog import describe_model
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    make_tiny_model(shipped / "fast.onnx", info=tiny_info(name="fast", version="1.0.0", quantized_from="slow@1.0.0"))
+    monkeypatch.setenv("CRACKDESK_MODELS_DIR", str(shipped))
+    for saturate in (False, True):
+        monkeypatch.setattr(models, "int8_sums_saturate", lambda: saturate)
+        assert main(["models"]) == 0
+        assert (f"note: {models.INT8_EXACT_KERNELS}" in capsys.readouterr().err) == saturate
+        assert ("no VNNI" in describe_model(ModelRegistry().find("fast"))) == saturate  # the Models dialog too
+
+
 def test_demo_folder_is_deterministic(tmp_path):
     assert main(["demo", str(tmp_path / "a"), "--count", "6"]) == 0
     write_demo_folder(tmp_path / "b", count=6)

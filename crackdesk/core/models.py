@@ -59,6 +59,10 @@ def int8_sums_saturate() -> bool:
         return True  # exact either way; only slower where VNNI was there
 
 
+INT8_EXACT_KERNELS = ("this CPU has no VNNI, so int8 models run on onnxruntime's exact kernels, about as fast as "
+                      "their float originals (the fast ones would round their sums differently from other CPUs)")
+
+
 def session_options(threads: int | None = None):
     """onnxruntime options every CrackDesk session shares: quiet, and int8 arithmetic exact on every CPU (where
     the fast kernels would saturate, the exact uint8 x uint8 ones, about half the speed), so that a photo gets the
