@@ -192,7 +192,7 @@ class SiteAdapter:
         fresh = LargePhotos.load(self.workspace, self.model_key, self._index.positions, self.features.dim,
                                  image_ids=ids)
         self.photos = self.photos.merged(fresh, self._index.positions(ids))
-        again = {self.workspace.hash_of(int(i)) for i in ids}  # what the others teach is unchanged
+        again = self.workspace.hashes_of(ids)  # what the others teach is unchanged
         self._photo_examples = {k: v for k, v in self._photo_examples.items() if k[0] not in again}
 
     def add_features(self, ids, blobs: list[bytes]) -> None:

@@ -83,6 +83,11 @@ class SiteStore:
                 found.append((f"{digest}#{x},{y},{w},{h}", label, codec.decode(blob)))
         return LabelledFeatures(found, missing, missing_tiles, photos_unused, photos)
 
+    def hashes_of(self, image_ids) -> set[str]:
+        """The content hashes of these images, in one query (a merge's photos: up to a quarter of the folder)."""
+        where, args = _only_images(image_ids)
+        return {h for (h,) in self._read(f"SELECT i.hash FROM images i WHERE i.hash IS NOT NULL {where}", args)}
+
     def window_probabilities(self, model_key: str, image_ids=None):
         """(image id, x, y, w, h, P) of every window of every present large photo classified by `model_key` (of the
         images `image_ids` only, when given), each photo's windows together in row-major order, streamed."""
