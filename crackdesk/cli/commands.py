@@ -13,8 +13,7 @@ from ..core.datasets import CRACK, load_class_folders
 from ..core.errors import CrackDeskError, ModelError
 from ..core.inference import Classifier
 from ..core.metrics import binary_metrics
-from ..core import models as model_files
-from ..core.models import ModelRegistry, origin
+from ..core.models import ModelRegistry, exact_int8_note, origin
 from ..core.csvfiles import write_csv
 from ..core.db import printable
 from ..core.rates import format_rate
@@ -189,8 +188,9 @@ def cmd_models(args) -> int:
             h, w = e.info.preprocessing.input_size
             print(f"{e.info.name:<18} {e.info.version:<10} {e.info.architecture:<12} {w}x{h}  {acc_text:<24} "
                   f"{e.source:<8} {origin(e, short=True):<40} {e.path}")
-        if any(e.info.quantized_from for e in entries) and model_files.int8_sums_saturate():
-            print(f"note: {model_files.INT8_EXACT_KERNELS}", file=sys.stderr)
+        note = exact_int8_note(e.info for e in entries)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     for problem in registry.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     return 0

@@ -59,8 +59,13 @@ def int8_sums_saturate() -> bool:
         return True  # exact either way; only slower where VNNI was there
 
 
-INT8_EXACT_KERNELS = ("this CPU has no VNNI, so int8 models run on onnxruntime's exact kernels, about as fast as "
-                      "their float originals (the fast ones would round their sums differently from other CPUs)")
+def exact_int8_note(infos) -> str:
+    """A sentence for `crackdesk models` and the Models dialog when int8 models among `infos` (ModelInfo) run on
+    the exact kernels here, and so about as fast as float; "" otherwise."""
+    if not any(info.quantized_from for info in infos) or not int8_sums_saturate():
+        return ""
+    return ("This CPU has no VNNI, so int8 models run on onnxruntime's exact kernels, about as fast as their float "
+            "originals (the fast ones would round their sums differently from other CPUs)")
 
 
 def session_options(threads: int | None = None):
@@ -294,8 +299,8 @@ def origin(entry: ModelEntry, short: bool = False) -> str:
         text = f"int8 fast path of {info.quantized_from}"
         if short:
             return text
-        return (f"the {text}: quantized, as accurate on the test split, faster on a CPU; the exact float model is "
-                f"{info.quantized_from.split('@')[0]}, and retraining starts from it")
+        return (f"the {text}: quantized and checked against it on the test split, faster on a CPU; the exact float "
+                f"model is {info.quantized_from.split('@')[0]}, and retraining starts from it")
     if info.base_model:
         return f"retrained from {info.base_model}"
     return "shipped with CrackDesk" if entry.source == "shipped" else "trained with CrackDesk"

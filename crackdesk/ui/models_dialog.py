@@ -11,8 +11,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayo
                                QListWidgetItem, QMessageBox, QPushButton, QSplitter, QTextBrowser, QVBoxLayout)
 
 from ..core.errors import ModelError
-from ..core import models as model_files
-from ..core.models import origin as model_origin
+from ..core.models import exact_int8_note, origin as model_origin
 from . import theme
 from .screen_fit import fit_to_screen
 
@@ -36,8 +35,8 @@ def describe_model(entry) -> str:
              ("File", str(entry.path)), ("Came from", origin(entry)),
              ("Replay memory", "yes: site adaptation and retraining keep what it knew" if entry.memory.is_file()
               else "none: it cannot be adapted to a site without forgetting")]
-    if info.quantized_from and model_files.int8_sums_saturate():
-        facts.append(("On this CPU", model_files.INT8_EXACT_KERNELS[0].upper() + model_files.INT8_EXACT_KERNELS[1:]))
+    if note := exact_int8_note([info]):
+        facts.append(("On this CPU", note))
     for key in ("epochs", "seconds", "hardware"):
         if key in training:
             facts.append((key.capitalize(), str(training[key])))
