@@ -111,3 +111,23 @@ def test_shared_model_is_loaded_once_per_file_and_thread_count(tmp_path):
     assert replaced.session is not first.session and replaced.info.version == "2.0.10"
     with pytest.raises(ModelError, match="model file not found"):
         shared_model(tmp_path / "gone.onnx", threads=1)
+
+
+def test_model_metadata_is_read_once_per_file_version_and_each_caller_gets_its_own_copy(tmp_path, monkeypatch):
+    import crackdesk.core.models as models
+
+    path = make_tiny_model(tmp_path / "m.onnx", info=tiny_info(version="1.0.0"))
+    opened = []
+    load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda p, *a, **k: opened.append(p) or load(p, *a, **k))
+    first = models.read_model_info(path)
+    first.metrics["accuracy"] = -1.0  # a caller changing its copy (training fills in its figures)
+    again = models.read_model_info(path)
+    registry = ModelRegistry(tmp_path, tmp_path / "user")
+    assert [e.info.version for e in registry.entries()] == ["1.0.0"]
+    assert len(opened) == 1  # one onnxruntime session for three reads
+    assert again.metrics.get("accuracy") != -1.0 and again is not first
+    make_tiny_model(path, info=tiny_info(version="2.0.10"))  # replaced in place: read again
+    assert models.read_model_info(path).version == "2.0.10" and len(opened) == 2
+    with pytest.raises(ModelError, match="model file not found"):
+        models.read_model_info(tmp_path / "gone.onnx")

@@ -93,6 +93,17 @@ def test_undo_restores_the_previous_head_and_clearing_returns_to_the_base(adapte
     np.testing.assert_allclose(cleared.p_crack, session.current_predictions(adapt=False).p_crack)
 
 
+def test_a_folder_without_labels_gets_the_base_model_without_loading_the_site_adapter(adapted_site):
+    session, _, entry = adapted_site
+    current = session.current_predictions()
+    base = {r.id: r.p_crack for r in session.rows(entry.key)}
+    assert not current.adapted and current.state is None and not np.isnan(current.p_crack).any()
+    np.testing.assert_array_equal(current.p_crack, [base[r.id] for r in current.rows])
+    # Nothing to adapt to: neither the replay memory nor the folder's feature vectors were read (a quarter of a
+    # second of `crackdesk classify` on 2,000 patches)
+    assert session._adapter is None
+
+
 def test_reopening_restores_the_head_without_refitting(adapted_site, tmp_path):
     session, truth, entry = adapted_site
     ids = {r.path: r.id for r in session.rows()}
