@@ -7,6 +7,8 @@ On the same folder of 227x227 JPEGs and the same model it measures
       the pipeline's way (two batches side by side on single-threaded runs, inference.model_lanes),
   (d) decode + preprocess alone, on one core,
   (e) PyTorch eager on the same images (when torch and the training module are installed),
+  (g) the command from outside: `crackdesk classify` on the folder in a child process, start-up, scan, a new
+      workspace and exit included (what an inspector waits for, and how the issue measures it),
   (f) the ideal split: one process per core, each decoding its share and running the model on it, nothing shared
       (ideal_split.py): what a program with nothing shared between its cores reaches here, decoding and the
       model sharing only the hardware,
@@ -148,6 +150,18 @@ def bench_torch(info, tensors: np.ndarray) -> float | None:
     return len(x) / (time.perf_counter() - start)
 
 
+def bench_command(model_path: Path, folder: Path, workspace: Path) -> float:
+    """(g): images/s of `crackdesk classify` as an inspector runs it, from the child's start to its exit."""
+    n = len(scan_folder(folder))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "crackdesk", "classify", str(folder), "--model", str(model_path),
+                           "--workspace", str(workspace)], stderr=subprocess.DEVNULL, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"crackdesk classify failed with exit status {done.returncode}")
+    return n / seconds
+
+
 def peak_memory_mb(model_path: Path, source_folder: Path, n: int, work: Path) -> tuple[float, float, float]:
     """Max RSS (MB) and rate of `crackdesk classify` on n images made by hard-linking the source images,
     and the seconds scan_folder takes to list them (warm cache)."""
@@ -225,6 +239,7 @@ def main() -> int:
             (d_after, _), d_host_after = measured(bench_decode, paths, info.preprocessing)
             c_after = max(c_after_one, c_after_lanes)
             a_one = bench_end_to_end(model_path, folder, work / f"round{r}-one-lane", lanes=1) if lanes > 1 else a
+            g = bench_command(model_path, folder, work / f"round{r}-command.sqlite")
             c = (max(c_one, c_lanes) + c_after) / 2
             d = (d_before + d_after) / 2
             limit = 1.0 / (1.0 / c + 1.0 / (cores * d))
@@ -236,12 +251,14 @@ def main() -> int:
             limit_own = 1.0 / ((1.0 - c_host) / c + (1.0 - d_host) / (cores * d))
             a_own = a / (1.0 - a_host)
             f = (f_before + f_after) / 2
-            rounds.append({"a": a, "a_one_lane": a_one, "b": b, "c": c, "c_one_session": c_one, "c_lanes": c_lanes,
-                           "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after, "L": limit,
+            rounds.append({"a": a, "a_one_lane": a_one, "g": g, "b": b, "c": c, "c_one_session": c_one,
+                           "c_lanes": c_lanes, "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after,
+                           "L": limit,
                            "best_batch": best_batch, "host_took_a": a_host, "host_took_b": b_host,
                            "host_took_c": c_host, "host_took_d": d_host, "a_own": a_own, "L_own": limit_own,
                            "f": f or None, "f_before": f_before or None, "f_after": f_after or None})
-            print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f})  (b) {b:.0f}  (c) {c:.0f} (before: one session "
+            print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f}; the command from outside {g:.0f} = "
+                  f"{g / limit:.1%} of L)  (b) {b:.0f}  (c) {c:.0f} (before: one session "
                   f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f}; after {c_after:.0f})  (d) {d:.0f} (before {d_before:.0f}, "
                   f"after {d_after:.0f})  L {limit:.0f}: a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop; "
                   f"the host took {a_host:.1%} of (a)'s core time, {c_host:.1%} of (c)'s, {d_host:.1%} of (d)'s: "
@@ -253,7 +270,7 @@ def main() -> int:
         e = bench_torch(info, tensors[:512])
         memory_mb, memory_rate, scan_seconds = (peak_memory_mb(model_path, folder, args.memory_images, work)
                                                 if args.memory_images else (None, None, None))
-    median = {k: statistics.median(r[k] for r in rounds) for k in ("a", "a_one_lane", "b", "c", "d", "L")}
+    median = {k: statistics.median(r[k] for r in rounds) for k in ("a", "a_one_lane", "g", "b", "c", "d", "L")}
     a, b, c, d, limit = (median[k] for k in ("a", "b", "c", "d", "L"))
     best_batch = rounds[-1]["best_batch"]
     fractions = [r["a"] / r["L"] for r in rounds]
@@ -264,6 +281,7 @@ def main() -> int:
         "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
         "a_end_to_end": a, "a_one_lane": median["a_one_lane"], "model_lanes": lanes, "b_naive": b,
+        "g_command": median["g"], "g_fraction_of_L_per_round": [r["g"] / r["L"] for r in rounds],
         "c_model_alone": c, "c_best_batch": best_batch,
         "d_decode_per_core": d, "e_torch_eager": e, "limit_L": limit,
         "a_fraction_of_L_per_round": fractions, "a_over_b_per_round": speedups,
@@ -284,6 +302,9 @@ def main() -> int:
         one = median["a_one_lane"]
         print(f"    the same with one model lane  {one:8.0f}   {one / limit:5.1%} of L "
               f"(before {lanes} lanes ran side by side)")
+    g_rounds = ", ".join(f"{r['g'] / r['L']:.1%}" for r in rounds)
+    print(f"(g) crackdesk classify, outside   {median['g']:8.0f}   {median['g'] / limit:5.1%} of L "
+          f"(start-up, scan, workspace and exit included; per round {g_rounds})")
     print(f"(b) naive loop, batch 1           {b:8.0f}   {b / limit:5.1%} of L")
     print(f"(c) model alone                   {c:8.0f}   (the better of one session at batch {best_batch} and "
           f"{lanes} lanes at {IMAGES_IN_FLIGHT // lanes}; the mean of before and after (a))")

@@ -84,12 +84,16 @@ def session_options(threads: int | None = None):
     return options
 
 
-def create_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+def create_session(path: str | Path, threads: int | None = None, spinning: bool = True, optimized: bool = True):
     """An onnxruntime session. spinning=False makes its idle threads sleep instead of busy-waiting,
-    leaving the cores to the threads that decode the next batch."""
+    leaving the cores to the threads that decode the next batch. optimized=False skips the graph optimizations, for
+    a session that only reads the file's metadata and checks its graph (half the time: 9 against 21 ms for
+    `mobilenetv2`)."""
     import onnxruntime as ort
 
     options = session_options(threads)
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
@@ -116,12 +120,13 @@ class LoadedModel:
         return self.session.get_inputs()[0].name
 
 
-def load_model(path: str | Path, threads: int | None = None, spinning: bool = True) -> LoadedModel:
+def load_model(path: str | Path, threads: int | None = None, spinning: bool = True,
+               optimized: bool = True) -> LoadedModel:
     """Open and validate a model file; ModelError says what is wrong with it."""
     path = Path(path)
     if not path.is_file():
         raise ModelError("model file not found", path)
-    session = create_session(path, threads, spinning)
+    session = create_session(path, threads, spinning, optimized)
     meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:
         raise ModelError(f"an ONNX model, but not a CrackDesk model: its metadata has no '{METADATA_KEY}' "
@@ -171,7 +176,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
     with _reading_infos:
         info = _read_infos.get(key)
     if info is None:
-        info = load_model(path, threads=1).info  # outside the lock: a slow file holds up no other caller
+        info = load_model(path, threads=1, optimized=False).info  # outside the lock: a slow file holds up no one
         with _reading_infos:
             _read_infos[key] = info
     return copy.deepcopy(info)  # callers may change theirs (training fills in its figures)
