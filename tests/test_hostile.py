@@ -130,6 +130,28 @@ def test_a_file_name_that_is_not_utf8_gets_its_thumbnail_and_its_cache_entry(sit
     assert len(list(cache.rglob("*.jpg"))) == 1  # and it is cached like any other
 
 
+def test_a_newline_or_a_direction_override_in_a_file_name_stays_on_one_line_of_every_message(site, tiny_model,
+                                                                                              tmp_path):
+    """A name with a newline split the "unreadable:" line in two, and one with U+202E showed another name (the
+    characters after it reversed). Both now show as escapes, and the file is still classified or reported."""
+    from crackdesk.core.wording import printable
+
+    (site / "bad\nname.jpg").write_text("not a picture")
+    (site / "img_001.png").rename(site / "x\u202egnp.exe.png")  # reads as "xexe.png" reversed: a disguise
+    result = run_cli("classify", site, "--model", tiny_model)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.endswith("bad\\nname.jpg: not an image Pillow can read (unknown or corrupt format)")
+               for line in lines), result.stderr
+    assert all(not line.startswith("name.jpg") for line in lines), result.stderr
+    assert "7 images" in result.stderr and "1 unreadable" in result.stderr
+    folder = tmp_path / "a\nfolder"
+    folder.mkdir()
+    assert one_line_error(run_cli("classify", folder / "missing")).endswith("a\\nfolder/missing: folder not found")
+    assert printable("x\u202egnp.exe.png") == "x\\u202egnp.exe.png" and "\u202e" not in printable("\u202e")
+    assert printable("café 👷\u200d♀️.jpg") == "café 👷\u200d♀️.jpg"  # names in any script stay as they are
+
+
 # -- 3. only regular files are read ----------------------------------------------------------------------
 
 def test_a_pipe_and_a_link_to_dev_zero_named_jpg_do_not_hang_anything(site, tiny_model, tmp_path):

@@ -15,7 +15,7 @@ from ..core.inference import Classifier
 from ..core.metrics import binary_metrics
 from ..core.models import ModelRegistry, exact_int8_note, origin
 from ..core.csvfiles import write_csv
-from ..core.db import printable
+from ..core.wording import printable
 from ..core.rates import format_rate
 from ..core.session import FolderSession
 from ..core.wording import count
@@ -152,13 +152,14 @@ def cmd_evaluate(args) -> int:
     if source and source.interrupted:
         raise KeyboardInterrupt
     if not scores:
-        print(f"crackdesk: {args.folder}: none of the {len(files)} images could be read", file=sys.stderr)
+        print(f"crackdesk: {printable(str(args.folder))}: none of the {len(files)} images could be read",
+              file=sys.stderr)
         return 1
     m = binary_metrics(truth, scores, classifier.threshold)
     m["unreadable"] = len(unreadable)
     m["model"] = classifier.key
     for path, reason in unreadable:
-        print(f"unreadable: {path}: {reason}", file=sys.stderr)
+        print(f"unreadable: {printable(str(path))}: {reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(m))
         return 0

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..core.db import printable
+from ..core.wording import printable
 from ..core.errors import CrackDeskError
 from ..core.images import is_image_name
 from ..core.overlay import render_overlay
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
                  if not (root / rel).resolve().is_relative_to(outputs)}
     try:
         if not image_ids:
-            print(f"crackdesk heatmap: {target}: no images found", file=sys.stderr)
+            print(f"crackdesk heatmap: {printable(str(target))}: no images found", file=sys.stderr)
             return 1
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import sys
 
 from .. import __version__
 from ..core.errors import CrackDeskError
+from ..core.wording import printable
 
 
 def version_text() -> str:
@@ -140,7 +141,7 @@ def guarded(run, prefix: str = "crackdesk") -> int:
         print(f"{prefix}: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a file or folder the user named
-        where = f"{e.filename}: " if e.filename else ""
+        where = f"{printable(str(e.filename))}: " if e.filename else ""
         print(f"{prefix}: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ import sys
 
 from ..core.atomic import check_output_file
 from ..core.csvfiles import write_csv
-from ..core.db import printable
+from ..core.wording import printable
 from ..core.errors import CrackDeskError
 from ..core.session import FolderSession
 from ..core.suggest import BATCH

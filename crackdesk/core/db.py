@@ -84,7 +84,3 @@ def path_to_db(relpath: str) -> str | bytes:
 def path_from_db(value: str | bytes) -> str:
     return value if isinstance(value, str) else os.fsdecode(value)
 
-
-def printable(name: str) -> str:
-    """A file name fit for a message or a label on screen (undecodable bytes shown as U+FFFD)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .wording import printable
+
 
 class CrackDeskError(Exception):
     """Base class for problems caused by input the user chose (a file, a folder, an option)."""
@@ -12,7 +14,8 @@ class CrackDeskError(Exception):
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = str(path) if path is not None else None
         self.reason = message
-        super().__init__(f"{path}: {message}" if path is not None else message)
+        # One line whatever the file's name (a newline in it would split the message)
+        super().__init__(f"{printable(str(path))}: {message}" if path is not None else message)
 
 
 class ImageError(CrackDeskError):

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from .csvfiles import read_csv, write_csv
 from .datasets import LABELS
-from .db import printable
+from .wording import printable
 from .errors import CrackDeskError
 from .store import LabelChange, Workspace
 

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from .. import __version__
 from ..core.datasets import CRACK, NO_CRACK
-from ..core.db import printable
+from ..core.wording import printable
 from ..core.exif import PhotoMeta
 from ..core.scan import natural_key
 

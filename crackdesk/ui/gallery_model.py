@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt
 
 from ..core.datasets import CRACK, NO_CRACK
-from ..core.db import printable
+from ..core.wording import printable
 
 PATH_ROLE = Qt.UserRole + 1
 LABEL_ROLE = Qt.UserRole + 2

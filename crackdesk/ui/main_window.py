@@ -15,7 +15,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
-from ..core.db import printable
+from ..core.wording import printable
 from ..core.errors import CrackDeskError, ModelError
 from ..core.models import ModelRegistry
 from ..core.session import FolderSession

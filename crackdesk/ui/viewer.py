@@ -11,7 +11,7 @@ from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
 from PySide6.QtWidgets import (QDialog, QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QHBoxLayout,
                                QLabel, QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget)
 
-from ..core.db import printable
+from ..core.wording import printable
 from ..core.errors import ImageError
 from ..core.images import load_rgb
 from . import theme
