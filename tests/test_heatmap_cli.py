@@ -57,6 +57,22 @@ def test_folder_writes_png_and_csv_per_image_and_fills_the_workspace(tmp_path, t
         assert sorted(t[4] for t in tiles)[-2] == pytest.approx(by_path["pier/IMG_1.jpg"].p_crack)  # the pair's weaker
 
 
+def test_a_pipe_named_jpg_counts_as_unreadable_and_an_odd_name_stays_on_one_line(tmp_path, tiny_model, capsys):
+    """The summary left out what the scan skipped (a pipe named .jpg), which `classify` counts as unreadable; and a
+    name with a newline split its verdict line on stdout in two."""
+    import os
+
+    site, out = tmp_path / "site", tmp_path / "out"
+    make_site(site)
+    (site / "pier" / "IMG_1.jpg").rename(site / "pier" / "IMG\n1.jpg")
+    os.mkfifo(site / "camera.jpg")
+    assert main(["heatmap", str(site), "--model", str(tiny_model), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 3 and any("pier/IMG\\n1.jpg: crack" in line and "2/15" in line for line in lines), lines
+    assert "camera.jpg: not a regular file" in captured.err and "3 heatmaps (2 unreadable)" in captured.err
+
+
 def test_outputs_inside_the_folder_are_not_processed_again(tmp_path, tiny_model, capsys):
     site = tmp_path / "site"
     make_site(site)

@@ -70,19 +70,19 @@ def save_png_atomically(image, path: Path) -> None:
 
 
 def _targets(target: Path, workspace_arg: str | None):
-    """(root folder, {relpath: image id or None}, workspace or None)."""
+    """(root folder, {relpath: image id or None}, workspace or None, entries the scan skipped and reported)."""
     if target.is_dir():
         session = FolderSession.open(target, workspace_arg)
-        report_scan_problems(session)
-        return target, {r.path: r.id for r in session.rows()}, session.workspace
+        skipped = report_scan_problems(session)
+        return target, {r.path: r.id for r in session.rows()}, session.workspace, skipped
     if not target.is_file():
         raise CrackDeskError("no such file or folder", target)
     if not is_image_name(target.name):
         raise CrackDeskError("not an image file name (expected .jpg, .png, .tif, ...)", target)
     if not workspace_arg:
-        return target.parent, {target.name: None}, None
+        return target.parent, {target.name: None}, None, 0
     workspace = Workspace(target.parent, workspace_arg)
-    return target.parent, {target.name: workspace.add_file(target.name)}, workspace
+    return target.parent, {target.name: workspace.add_file(target.name)}, workspace, 0
 
 
 def main(argv: list[str]) -> int:
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
     if args.stride and args.stride > classifier.info.patch_px:
         raise CrackDeskError(f"--stride {args.stride} is larger than the model's patch size "
                              f"({classifier.info.patch_px} px): the tiles would leave gaps")
-    root, image_ids, workspace = _targets(target, args.workspace)
+    root, image_ids, workspace, skipped = _targets(target, args.workspace)
     outputs = out.resolve()
     image_ids = {rel: i for rel, i in image_ids.items()  # an --out inside the folder: not our own PNGs again
                  if not (root / rel).resolve().is_relative_to(outputs)}
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CrackDeskError(f"cannot create the output folder ({e.strerror or e})", out) from None
-        return _run(classifier, root, image_ids, out, args.stride, workspace)
+        return _run(classifier, root, image_ids, out, args.stride, workspace, skipped)
     finally:
         if workspace is not None:
             workspace.close()
@@ -121,10 +121,11 @@ def write_outputs(base: Path, photo, heatmap) -> None:
         raise CrackDeskError(f"cannot write the heatmap ({e.strerror or e})", base.parent) from None
 
 
-def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, stride, workspace) -> int:
+def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, stride, workspace,
+         skipped: int = 0) -> int:
     relpaths = list(image_ids)
     stems = output_stems(relpaths)
-    done = unreadable = 0
+    done, unreadable = 0, skipped  # the scan's skipped entries (a pipe named .jpg) were reported as unreadable too
     started = time.perf_counter()
     paths = [root / rel for rel in relpaths]
     # Three stages overlap: decoding the next photos (the pipeline's pool), the model on this one (here), and
@@ -142,7 +143,7 @@ def _run(classifier, root: Path, image_ids: dict[str, int | None], out: Path, st
             photo.image = None
             _record(workspace, image_ids[rel], photo.hash, classifier.key, heatmap)
             done += 1
-            print(f"{root / rel}: {heatmap.verdict()}", flush=True)
+            print(f"{printable(str(root / rel))}: {heatmap.verdict()}", flush=True)
         if writing is not None:
             writing.result()
     seconds = time.perf_counter() - started
