@@ -375,3 +375,20 @@ def test_the_model_section_says_site_adapted_and_on_how_many_labels(tmp_path):
     assert rows["Site model figures"] == "cv_accuracy 0.931, labels 42"
     rows = dict(text.model_rows(gather(base, {}, tiny_info(), tmp_path).model))
     assert rows["Predictions"].startswith("the base model") and rows["Site adaptation"].startswith("none")
+
+@pytest.mark.parametrize("totals, expected", [
+    (dict(photos=6, classified=2, model_only=2, cracked=1), ["4 of the 6 photos have no verdict (not classified, or unreadable, and "
+                                               "not reviewed); they are counted but cannot be findings.",
+                                               "The finding rests on the model alone: no person has reviewed it. It is "
+                                               "marked \u201cnot reviewed\u201d wherever it appears."]),
+    (dict(photos=6, classified=5, reviewed=1, model_only=4, cracked=3,
+          cracked_reviewed=1),
+     ["1 of the 6 photos has no verdict (not classified, or unreadable, and not reviewed); it is counted but cannot "
+      "be findings.", "2 of the 3 findings rest on the model alone: no person has reviewed them. They are marked "
+                      "\u201cnot reviewed\u201d wherever they appear."]),
+])
+def test_the_report_s_notes_say_one_photo_and_one_finding_in_the_singular(totals, expected):
+    from crackdesk.report.gather import ReportData, Tally
+
+    data = ReportData("t", "", "/site", "2026-11-28 20:00", None, [], Tally("all photos", **totals), [], [], None)
+    assert data.notes == expected

@@ -15,10 +15,9 @@ from ..core.inference import Classifier
 from ..core.metrics import binary_metrics
 from ..core.models import ModelRegistry, exact_int8_note, origin
 from ..core.csvfiles import write_csv
-from ..core.wording import printable
 from ..core.rates import format_rate
 from ..core.session import FolderSession
-from ..core.wording import count
+from ..core.wording import count, printable
 from ..cluster import cluster_source
 from .progress import ProgressBar
 

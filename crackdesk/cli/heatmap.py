@@ -16,13 +16,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..core.wording import printable
 from ..core.errors import CrackDeskError
 from ..core.images import is_image_name
 from ..core.overlay import render_overlay
 from ..core.session import FolderSession
 from ..core.store import Workspace
 from ..core.tiling import heatmap_stream
+from ..core.wording import printable
 from ..core.atomic import atomic_writer
 from ..core.csvfiles import write_csv
 from .commands import load_classifier, report_scan_problems

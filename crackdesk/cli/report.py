@@ -12,6 +12,7 @@ import threading
 
 from ..core.models import ModelRegistry
 from ..core.session import FolderSession
+from ..core.wording import count
 from ..report.build import build_report, output_files
 from .commands import folder_model, report_scan_problems
 from .progress import ProgressBar
@@ -67,7 +68,8 @@ def main(argv: list[str]) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     files = result.files
-    print(f"{result.photos:,} photos, {result.findings:,} findings ({result.findings_not_reviewed:,} not reviewed), "
+    print(f"{count(result.photos, 'photo')}, {count(result.findings, 'finding')} "
+          f"({result.findings_not_reviewed:,} not reviewed), "
           f"{result.located:,} with GPS -> {files['html']}, {files['pdf']} ({result.pages} pages), "
           f"{files['geojson']}", file=sys.stderr)
     return 0

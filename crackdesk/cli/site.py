@@ -6,12 +6,11 @@ import sys
 
 from ..core.atomic import check_output_file
 from ..core.csvfiles import write_csv
-from ..core.wording import printable
 from ..core.errors import CrackDeskError
 from ..core.session import FolderSession
 from ..core.suggest import BATCH
 from ..core.site_model import export_site_model
-from ..core.wording import count
+from ..core.wording import count, printable
 from .commands import folder_model, report_scan_problems
 
 

@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 
 from .csvfiles import read_csv, write_csv
 from .datasets import LABELS
-from .wording import printable
 from .errors import CrackDeskError
 from .store import LabelChange, Workspace
+from .wording import printable
 
 IMPORT_COLUMNS = ("path", "label")
 EXPORT_COLUMNS = ["path", "label", "updated"]

@@ -15,9 +15,9 @@ from pathlib import PurePosixPath
 
 from .. import __version__
 from ..core.datasets import CRACK, NO_CRACK
-from ..core.wording import printable
 from ..core.exif import PhotoMeta
 from ..core.scan import natural_key
+from ..core.wording import printable
 
 TOP_LEVEL = "(top level)"  # the sub-folder name shown for photos directly in the folder
 TEST_FIGURES = ("accuracy", "precision", "recall", "f1", "auc", "n")
@@ -117,11 +117,16 @@ class ReportData:
             notes.append(f"None of the {t.photos:,} photos has been classified with {self.model.key}: run "
                          "Classify (or `crackdesk classify`) first. Only the photos a person labelled have a verdict.")
         elif t.unjudged:
-            notes.append(f"{t.unjudged:,} of the {t.photos:,} photos have no verdict yet (neither classified nor "
-                         "reviewed); they are counted but cannot be findings.")
+            notes.append(f"{t.unjudged:,} of the {t.photos:,} photos {'has' if t.unjudged == 1 else 'have'} no verdict "
+                         "(not classified, or unreadable, and not reviewed); "
+                         f"{'it is' if t.unjudged == 1 else 'they are'} counted but cannot be findings.")
         if t.cracked_model_only:
-            notes.append(f"{t.cracked_model_only:,} of the {t.cracked:,} findings rest on the model alone: no person "
-                         "has reviewed them. They are marked \u201cnot reviewed\u201d wherever they appear.")
+            one = t.cracked_model_only == 1
+            which = ("The finding rests" if t.cracked == 1 else
+                     f"{t.cracked_model_only:,} of the {t.cracked:,} findings rest")
+            them = "it. It is marked \u201cnot reviewed\u201d wherever it appears" if one else \
+                "them. They are marked \u201cnot reviewed\u201d wherever they appear"
+            notes.append(f"{which} on the model alone: no person has reviewed {them}.")
         return notes
 
 

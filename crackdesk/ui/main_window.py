@@ -15,10 +15,10 @@ from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
-from ..core.wording import printable
 from ..core.errors import CrackDeskError, ModelError
 from ..core.models import ModelRegistry
 from ..core.session import FolderSession
+from ..core.wording import printable
 from .classify_flow import ClassifyFlow
 from .empty_state import EmptyState
 from .gallery_delegate import GalleryDelegate

@@ -11,9 +11,9 @@ from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
 from PySide6.QtWidgets import (QDialog, QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QHBoxLayout,
                                QLabel, QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget)
 
-from ..core.wording import printable
 from ..core.errors import ImageError
 from ..core.images import load_rgb
+from ..core.wording import printable
 from . import theme
 from .heatmap_item import HeatmapControls
 from .jobs import run_in_pool
