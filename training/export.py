@@ -121,6 +121,20 @@ def atomic_write(data: bytes, out: Path) -> None:
     atomic_write_bytes(out, data, "model")
 
 
+def _final_layer(payload: bytes):
+    """The model's final-layer weights [D], for its memory's window basis; None when it has no such layer."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from crackdesk.core.errors import ModelError
+    from crackdesk.core.modeledit import head_weights
+
+    try:
+        return head_weights(onnx.load_from_string(payload))[0]
+    except (DecodeError, ValueError, KeyError, ModelError):
+        return None
+
+
 def write_model_and_memory(payload: bytes, out: Path, memory) -> None:
     """The replay memory first, then the model, so that a model is never without its memory. An error in
     between puts back the memory that was there (or removes the new one), so a failed run leaves the files as
@@ -135,7 +149,7 @@ def write_model_and_memory(payload: bytes, out: Path, memory) -> None:
     if had_memory:
         os.replace(target, previous)
     try:
-        memory.save(target)
+        memory.save(target, _final_layer(payload))
         atomic_write(payload, out)
     except BaseException:
         if had_memory:

@@ -59,11 +59,12 @@ class MemoryContent:
     activation_rows: np.ndarray | None = None  # int [K]
     meta: dict = field(default_factory=dict)
 
-    def save(self, path) -> None:
+    def save(self, path, head: np.ndarray | None = None) -> None:
+        """`head`: the model's final-layer weights (the memory's window basis keeps their direction)."""
         from crackdesk.core.memory import save_memory
 
         save_memory(path, self.features, self.labels, self.holdout, self.meta, self.activations,
-                    self.activation_rows)
+                    self.activation_rows, head)
 
 
 def stratified_order(examples: list[Example], seed: int) -> list[int]:

@@ -87,7 +87,7 @@ def classify_into_workspace(workspace: Workspace, classifier: Classifier, items:
                     workspace.set_tile_results(p.hash, classifier.key, p.tiles, wait=False)
                     if p.window_features is not None:
                         workspace.set_window_features(classifier.key, [(p.hash, len(p.tiles), *p.window_features)],
-                                                      wait=False)
+                                                      wait=False, projection=classifier.window_projection)
             hashes.extend((ids[p.index], p.hash) for p in batch if p.hash)
             predictions.extend((p.hash, p.p_crack, classifier.stored_label(p.p_crack)) for p in batch
                                if p.p_crack is not None and p.hash)

@@ -20,8 +20,10 @@ class _Room:
 
 
 class FeatureMatrix:
-    def __init__(self, n: int, dim: int, spare: int = 0):
-        """n rows of `dim` features, with room for `spare` more (`appended`)."""
+    def __init__(self, n: int, dim: int, spare: int = 0, projection=None):
+        """n rows of `dim` features, with room for `spare` more (`appended`); with a `projection` (large photos'
+        windows, core/projection.py), rows of its `dim` coefficients that stand for features."""
+        self.projection = projection
         buffer = np.zeros((n + spare, dim), np.uint8)
         self.codes = buffer[:n]
         self._room = _Room(buffer, n) if spare else None
@@ -40,7 +42,7 @@ class FeatureMatrix:
             room.buffer[:n] = self.codes
         room.buffer[n:n + k] = more.codes
         room.used = n + k
-        out = FeatureMatrix(0, self.dim)
+        out = FeatureMatrix(0, self.dim, projection=self.projection)
         out.codes, out._room = room.buffer[:n + k], room
         out.scale, out.offset, out.present = (np.concatenate([a, b]) for a, b in (
             (self.scale, more.scale), (self.offset, more.offset), (self.present, more.present)))
@@ -52,7 +54,7 @@ class FeatureMatrix:
 
     def take(self, rows) -> FeatureMatrix:
         """Some rows (a slice: views; an index array: copies), e.g. one photo's windows."""
-        out = FeatureMatrix(0, self.dim)
+        out = FeatureMatrix(0, self.dim, projection=self.projection)
         out.codes, out.scale, out.offset, out.present = (self.codes[rows], self.scale[rows], self.offset[rows],
                                                          self.present[rows])
         return out
@@ -61,7 +63,7 @@ class FeatureMatrix:
         """Rows `rows` of this matrix, then `more`'s, copied once into a new matrix with spare rows (no temporary
         copy of the selection: it is most of a folder's window codes)."""
         n = len(rows) + len(more)
-        out = FeatureMatrix(n, self.dim, spare=max(1024, n // 8))
+        out = FeatureMatrix(n, self.dim, spare=max(1024, n // 8), projection=self.projection)
         for name in ("codes", "scale", "offset", "present"):
             target = getattr(out, name)
             np.take(getattr(self, name), rows, axis=0, out=target[:len(rows)], mode="clip")  # "raise" buffers
@@ -104,12 +106,15 @@ class FeatureMatrix:
             self.set_row(int(rows[k]), blobs[k])
 
     def rows(self, index) -> np.ndarray:
-        """float32 features of some rows (for fitting: the labelled ones)."""
+        """float32 features of some rows (for fitting: the labelled ones), reconstructed when projected."""
         index = np.asarray(index)
-        return self.codes[index].astype(np.float32) * self.scale[index, None] + self.offset[index, None]
+        rows = self.codes[index].astype(np.float32) * self.scale[index, None] + self.offset[index, None]
+        return rows if self.projection is None else self.projection.reconstruct(rows)
 
     def logits(self, weights: np.ndarray, bias: float) -> np.ndarray:
         """features . weights + bias for every row (NaN where a row has no features)."""
+        if self.projection is not None:
+            weights, bias = self.projection.weights(weights, bias)
         w = np.asarray(weights, np.float32)
         w_sum = float(w.sum())
         out = np.full(len(self), np.nan)

@@ -75,31 +75,46 @@ def encode_many(vectors: np.ndarray) -> list[bytes]:
 
 
 _MATRIX = 1  # layout of a matrix of vectors: version, rows, dims, then scales, offsets and codes
+_PROJECTED = 2  # the same, of projected vectors: the basis's 8-byte fingerprint after the dims (decision 48)
 
 
-def encode_matrix(vectors: np.ndarray) -> bytes:
+def quantize_rows(V: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes [k, D] uint8, scale [k], offset [k]) float32 of finite rows: x ~= codes * scale + offset, the offset
+    0 for non-negative rows (as `encode`)."""
+    low = V.min(axis=1, initial=0.0)
+    high = V.max(axis=1, initial=0.0)
+    scale = np.where(high > low, (high - low) / 255.0, 1.0).astype(np.float32)
+    codes = np.rint((V - low[:, None]) / scale[:, None]).clip(0, 255).astype(np.uint8)
+    return codes, scale, low.astype(np.float32)
+
+
+def encode_matrix(vectors: np.ndarray, projection=None) -> bytes:
     """Many vectors as one blob (a large photo's windows, decision 38): per row a float32 scale and offset
     (0 for non-negative rows, as `encode`), then the uint8 codes row after row. One row in the workspace
-    per photo, read back as arrays without a Python step per window."""
+    per photo, read back as arrays without a Python step per window. With a `projection` (core/projection.py)
+    the rows stored are the vectors' coefficients in its basis, which the blob names."""
     V = np.asarray(vectors, dtype=np.float32)
     if V.ndim != 2:
         raise ValueError(f"a feature matrix must be 2-D, got shape {V.shape}")
     if not np.isfinite(V).all():
         raise ValueError("feature vectors have NaN or infinite values")
-    low = V.min(axis=1, initial=0.0)  # non-negative rows: offset 0, as `encode`
-    high = V.max(axis=1, initial=0.0)
-    scale = np.where(high > low, (high - low) / 255.0, 1.0).astype(np.float32)
-    codes = np.rint((V - low[:, None]) / scale[:, None]).clip(0, 255).astype(np.uint8)
-    header = np.array([_MATRIX, len(V), V.shape[1]], np.int32)
-    return header.tobytes() + scale.tobytes() + low.astype(np.float32).tobytes() + codes.tobytes()
+    fingerprint = b""
+    if projection is not None:
+        V, fingerprint = projection.project(V), projection.fingerprint
+    codes, scale, offset = quantize_rows(V)
+    header = np.array([_PROJECTED if fingerprint else _MATRIX, len(V), V.shape[1]], np.int32)
+    return header.tobytes() + fingerprint + scale.tobytes() + offset.tobytes() + codes.tobytes()
 
 
-def decode_matrix(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(codes [k, D] uint8, scale [k], offset [k]) of `encode_matrix`'s bytes; x ~= codes * scale + offset."""
+def decode_matrix(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes | None]:
+    """(codes [k, D] uint8, scale [k], offset [k], the basis's fingerprint or None) of `encode_matrix`'s bytes;
+    x ~= codes * scale + offset (coefficients in that basis, when it names one)."""
     layout, k, dim = (int(v) for v in np.frombuffer(blob, np.int32, 3))  # Python ints: no int32 overflow
-    if layout != _MATRIX or k < 0 or dim <= 0 or len(blob) != 12 + 8 * k + k * dim:
+    start = 12 + (8 if layout == _PROJECTED else 0)
+    if layout not in (_MATRIX, _PROJECTED) or k < 0 or dim <= 0 or len(blob) != start + 8 * k + k * dim:
         raise ValueError("not a feature matrix, or a damaged one")
-    scale = np.frombuffer(blob, np.float32, k, 12)
-    offset = np.frombuffer(blob, np.float32, k, 12 + 4 * k)
-    codes = np.frombuffer(blob, np.uint8, k * dim, 12 + 8 * k).reshape(k, dim)
-    return codes, scale, offset
+    fingerprint = bytes(blob[12:start]) if layout == _PROJECTED else None
+    scale = np.frombuffer(blob, np.float32, k, start)
+    offset = np.frombuffer(blob, np.float32, k, start + 4 * k)
+    codes = np.frombuffer(blob, np.uint8, k * dim, start + 8 * k).reshape(k, dim)
+    return codes, scale, offset, fingerprint

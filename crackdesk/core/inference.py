@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -112,6 +113,16 @@ class Classifier:
         except ModelError as e:
             self.screen_note = (f"screening model {key} unavailable ({e.reason}): every window of a large photo runs "
                                 f"through {self.key}")
+
+    @cached_property
+    def window_projection(self):
+        """The basis a large photo's window features are stored in (its replay memory's, decision 48), or None."""
+        from .memory import memory_path
+        from .projection import load_projection
+
+        if self.features_name is None or self.info.path is None:
+            return None
+        return load_projection(memory_path(self.info.path))
 
     def unscreen(self, note: str) -> None:
         """Run every window of the large photos read from now on through this model (the pool reads `screen` per

@@ -12,6 +12,8 @@ set (derived numbers, never images):
                                   Activations cost ~8x the pooled features, so a model may keep them for a
                                   subset only (docs/decisions.md)
   meta          a JSON string: which model computed it, from which data, how it was chosen.
+  window_basis  [k, D] float32 (optional) the principal directions large photos' window features are stored in,
+  window_mean   [D]    float32  and their mean (core/projection.py, decision 48); absent: stored whole
 The app reads the first three with numpy alone (np.load of an .npz reads only the arrays asked for).
 """
 
@@ -27,6 +29,7 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .errors import ModelError
+from .projection import BASIS, MEAN, fit_basis
 
 MEMORY_SUFFIX = ".memory.npz"
 
@@ -94,8 +97,10 @@ def load_memory(model_path: str | Path, dim: int | None = None) -> ReplayMemory 
 
 
 def save_memory(path: str | Path, features: np.ndarray, labels: np.ndarray, holdout: np.ndarray, meta: dict,
-                activations: np.ndarray | None = None, activation_rows: np.ndarray | None = None) -> None:
-    """Write a memory file atomically (compressed)."""
+                activations: np.ndarray | None = None, activation_rows: np.ndarray | None = None,
+                head: np.ndarray | None = None) -> None:
+    """Write a memory file atomically (compressed), with the window basis of these features and the model's
+    final-layer weights `head` (core/projection.py)."""
     arrays = {"features": np.asarray(features, np.float16), "labels": np.asarray(labels, np.uint8),
               "holdout": np.asarray(holdout, bool), "meta": np.array(json.dumps(meta, sort_keys=True))}
     if activations is not None:
@@ -108,6 +113,9 @@ def save_memory(path: str | Path, features: np.ndarray, labels: np.ndarray, hold
             arrays["activation_rows"] = rows
         elif len(activations) != len(labels):
             raise ValueError("activations for a subset of the rows need activation_rows")
+    basis = fit_basis(arrays["features"], head)  # what large photos' windows are stored in (decision 48)
+    if basis is not None:
+        arrays[BASIS], arrays[MEAN] = basis
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue(), "replay memory")

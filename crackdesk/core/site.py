@@ -25,9 +25,10 @@ from .datasets import CRACK
 from .errors import CrackDeskError, ModelError
 from .estimates import Accuracy
 from .feature_matrix import FeatureMatrix
-from .memory import ReplayMemory, load_memory
+from .memory import ReplayMemory, load_memory, memory_path
 from .modeledit import read_head
 from .modelformat import ModelInfo
+from .projection import load_projection
 from .site_photos import LargePhotos, PositionIndex
 from .store import Workspace
 from .wording import count
@@ -141,7 +142,8 @@ class SiteAdapter:
         self.base = sitehead.Head(np.asarray(weights, np.float64), float(bias), info.threshold)
         self.ids = np.zeros(0, np.int64)
         self.features = FeatureMatrix(0, info.features["dim"])
-        self.photos = LargePhotos(info.features["dim"])  # large photos: verdicts from their windows
+        self.projection = load_projection(memory_path(info.path))  # how its windows are stored (decision 48)
+        self.photos = LargePhotos(info.features["dim"], self.projection)  # large photos: verdicts from their windows
         self._photo_examples: dict = {}  # what each labelled large photo teaches; cleared with `photos`
         self._index = PositionIndex(self.ids)
         self._arrived: list | None = None  # features added while load_features reads (see there)
@@ -169,7 +171,8 @@ class SiteAdapter:
         rows = index.positions(np.array(found, np.int64))
         known = rows >= 0
         matrix.set_blobs(rows[known], [b for b, k in zip(blobs, known.tolist()) if k])
-        photos = LargePhotos.load(self.workspace, self.model_key, index.positions, self.features.dim)
+        photos = LargePhotos.load(self.workspace, self.model_key, index.positions, self.features.dim,
+                                  projection=self.projection)
         with self._lock:
             arrived, self._arrived = self._arrived, None
             self.ids, self._index, self.features, self.features_stale = ids, index, matrix, False
@@ -190,7 +193,7 @@ class SiteAdapter:
         """Under the lock: the loaded large photos with those of `image_ids` read again."""
         ids = np.asarray(image_ids, np.int64)
         fresh = LargePhotos.load(self.workspace, self.model_key, self._index.positions, self.features.dim,
-                                 image_ids=ids)
+                                 image_ids=ids, projection=self.projection)
         self.photos = self.photos.merged(fresh, self._index.positions(ids))
         again = self.workspace.hashes_of(ids)  # what the others teach is unchanged
         self._photo_examples = {k: v for k, v in self._photo_examples.items() if k[0] not in again}
@@ -224,7 +227,8 @@ class SiteAdapter:
         `assess` it. Reuses the stored head (and its figures) when the labels have not changed."""
         with self._lock:
             started = time.perf_counter()
-            read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples)
+            read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples,
+                                                           self.projection)
             notes = []
             # Labelled before being classified by this model, or a large photo whose windows a screening model
             # all settled (a first pass): classified now, every window, so that the label teaches (decision 43)
@@ -232,7 +236,8 @@ class SiteAdapter:
             if read.missing or read.missing_tiles or again:
                 self._classified_for_labels.update(i for i, _ in again)  # once: its label may still teach nothing
                 notes = self._compute_missing(read.missing + again, read.missing_tiles)
-                read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples)
+                read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples,
+                                                           self.projection)
             if read.photos_unused:
                 notes.append(_unused_photos_note(read.photos_unused))
             screened_ids = self.ids[self.photos.rows[~self.photos.rescorable()]]

@@ -16,6 +16,7 @@ from .errors import CrackDeskError
 from .memory import load_activations, load_memory, memory_path, save_memory
 from .modeledit import set_head
 from .modelformat import ModelInfo, write_metadata
+from .projection import load_projection
 from .wording import count
 
 
@@ -61,18 +62,20 @@ def export_site_model(session, out: str | Path, name: str | None = None) -> Mode
                                                            "the site's labels and the base's replay memory"},
         metrics={}, features=base.features, site=site)
     write_metadata(proto, info)
-    _write_memory(session, entry, out)  # first: a model never exists without its memory
+    _write_memory(session, entry, out, state.head.weights)  # first: a model never exists without its memory
     atomic_write_bytes(out, proto.SerializeToString(), "model")
     from .models import read_model_info
 
     return read_model_info(out)
 
 
-def _write_memory(session, entry, out: Path) -> None:
+def _write_memory(session, entry, out: Path, head: np.ndarray) -> None:
     """The base's memory plus this site's labelled examples (to rehearse if the site model is adapted again); the
-    base's activations keep their rows, as the site's rows are appended after them."""
+    base's activations keep their rows, as the site's rows are appended after them. `head`: the site model's
+    final-layer weights (its window basis keeps their direction)."""
     base = load_memory(entry.path, entry.info.features["dim"])
-    labelled = session.workspace.labelled_features(entry.key, entry.info.threshold).found
+    labelled = session.workspace.labelled_features(entry.key, entry.info.threshold,
+                                                   projection=load_projection(memory_path(entry.path))).found
     site_x = np.stack([v for _, _, v in labelled]).astype(np.float32)
     site_y = np.array([label == "crack" for _, label, _ in labelled], np.uint8)
     features = np.concatenate([base.features, site_x])
@@ -82,4 +85,4 @@ def _write_memory(session, entry, out: Path) -> None:
                 source=f"{base.meta.get('source', entry.key)} + {len(site_y)} labels of '{session.folder.name}'")
     rehearsal = load_activations(entry.path)  # deep retraining's activations (the site's only training computes)
     save_memory(memory_path(out), features, labels, holdout, meta,
-                rehearsal.activations if rehearsal else None, rehearsal.rows if rehearsal else None)
+                rehearsal.activations if rehearsal else None, rehearsal.rows if rehearsal else None, head)

@@ -31,12 +31,14 @@ UNUSED_AT_MOST = 1 / 8  # of the feature rows, before a merge copies the rows in
 class LargePhotos:
     """The folder's large photos for one model: each one's grid of base P and the windows with features."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, projection=None):
+        """`dim`: the model's features; `projection`: the basis its windows are stored in (None: every feature)."""
+        self.dim, self.projection = dim, projection
         self.rows = np.zeros(0, np.int64)  # each photo's row among the adapter's images
         self.shapes = np.zeros((0, 2), np.int64)  # grid (rows, cols)
         self.starts = np.zeros(0, np.int64)  # where its windows begin in `base`
         self.base = np.zeros(0)  # every window's base P, photo after photo, row-major
-        self.features = FeatureMatrix(0, dim)
+        self.features = FeatureMatrix(0, projection.k if projection else dim, projection=projection)
         self.feature_at = np.zeros(0, np.int64)  # the window (index into `base`) of each feature row, or UNUSED
         self.feature_photo = np.zeros(0, np.int64)  # the photo (index into `rows`) of each feature row, or UNUSED
         self._scored: tuple = (None, None)  # (head, every window's P under it): a refit's verdicts and review
@@ -62,11 +64,11 @@ class LargePhotos:
         return int((self._features_per_photo() > 0).sum())
 
     @classmethod
-    def load(cls, workspace, model_key: str, positions, dim: int, image_ids=None) -> LargePhotos:
+    def load(cls, workspace, model_key: str, positions, dim: int, image_ids=None, projection=None) -> LargePhotos:
         """Read the windows of the present large photos among the adapter's images (`positions(ids)` gives their
         rows, -1 for others; of the images `image_ids` only, when given) and the stored features of the windows
-        the model ran."""
-        out = cls(dim)
+        the model ran, as `projection`'s coefficients when given (rows stored whole are projected here)."""
+        out = cls(dim, projection)
         windows = list(workspace.window_probabilities(model_key, image_ids))
         if not windows:
             return out
@@ -82,7 +84,7 @@ class LargePhotos:
         # 2,000 camera photos) and took half the read.
         capacity = workspace.window_feature_count(model_key, image_ids)
         # Room for photos classified later (`merged`): pages only reserved until written
-        features = FeatureMatrix(capacity, dim, spare=max(1024, capacity // 8))
+        features = FeatureMatrix(capacity, out.features.dim, spare=max(1024, capacity // 8), projection=projection)
         at = np.empty(capacity, np.int64)
         filled = 0
         for image_id, n_windows, indices, blob in workspace.window_features(model_key, image_ids=image_ids):
@@ -92,10 +94,10 @@ class LargePhotos:
                     or index.max() >= n_windows or filled + len(index) > capacity:
                 continue  # its grid changed since (not these windows' features), or stored after the count
             try:
-                codes, scale, offset = codec.decode_matrix(blob)
+                codes, scale, offset = stored_windows(blob, projection)
             except ValueError:
-                continue  # a damaged row: the photo keeps the base model's P
-            if len(codes) != len(index) or codes.shape[1] != dim:
+                continue  # a damaged row, or of another basis: the photo keeps the base model's P
+            if len(codes) != len(index) or codes.shape[1] != features.dim:
                 continue
             part = slice(filled, filled + len(index))
             features.codes[part], features.scale[part], features.offset[part] = codes, scale, offset
@@ -117,7 +119,7 @@ class LargePhotos:
         sizes = self.shapes[keep, 0] * self.shapes[keep, 1]
         kept = int(sizes.sum())
         starts = np.cumsum(sizes) - sizes  # the kept photos' windows, packed
-        out = LargePhotos(self.features.dim)
+        out = LargePhotos(self.dim, self.projection)
         out.rows = np.concatenate([self.rows[keep], fresh.rows])
         out.shapes = np.concatenate([self.shapes[keep], fresh.shapes])
         out.starts = np.concatenate([starts, fresh.starts + kept])
@@ -240,6 +242,22 @@ class PositionIndex:
         return np.where(self.sorted[at] == ids, self.order[at], -1)
 
 
+def stored_windows(blob: bytes, projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, scale, offset) of a stored window-features blob as `projection`'s coefficients (or, without one,
+    as stored): a row stored whole under a projection (by a CrackDesk before decision 48, or by a model
+    without a basis then) is projected now. ValueError: damaged, or of another basis or model."""
+    codes, scale, offset, fingerprint = codec.decode_matrix(blob)
+    if fingerprint is None:
+        if projection is None:
+            return codes, scale, offset
+        if codes.shape[1] == projection.dim:
+            whole = codes.astype(np.float32) * scale[:, None] + offset[:, None]
+            return codec.quantize_rows(projection.project(whole))
+    elif projection is not None and fingerprint == projection.fingerprint and codes.shape[1] == projection.k:
+        return codes, scale, offset
+    raise ValueError("the windows' features were stored in another basis, or by another model")
+
+
 def photo_p_under(head, tiles: list, window_features) -> float:
     """A just-classified large photo's P(crack) under `head`: its windows (x, y, w, h, p) row-major, those the model
     ran (indices, [k, D] features) rescored, then the verdict rule (what the GUI shows while classifying)."""
@@ -252,15 +270,17 @@ def photo_p_under(head, tiles: list, window_features) -> float:
 
 
 def photo_label_examples(workspace, model_key: str, digest: str, label: str, threshold: float,
-                         tile_labelled: set[tuple[int, int, int, int]]) -> list[tuple[str, str, np.ndarray]]:
-    """The site-head examples a whole-photo label of a large photo gives: (key 'hash@x,y,w,h', label, features)."""
+                         tile_labelled: set[tuple[int, int, int, int]],
+                         projection=None) -> list[tuple[str, str, np.ndarray]]:
+    """The site-head examples a whole-photo label of a large photo gives: (key 'hash@x,y,w,h', label, features);
+    its windows' stored rows are read as `stored_windows` reads them for the adapter."""
     tiles = workspace.tile_results(digest, model_key)  # row-major, as the window indices
     for _, n_windows, indices, blob in workspace.window_features(model_key, digest):
         index = np.frombuffer(indices, np.int32)
         if n_windows != len(tiles) or not len(index) or index.max() >= len(tiles):
             continue
         try:
-            codes, scale, offset = codec.decode_matrix(blob)
+            codes, scale, offset = stored_windows(blob, projection)
         except ValueError:
             continue  # a damaged row teaches nothing (the sidebar says the photo has no window to learn from)
         windows = [(tiles[i][4], tuple(tiles[i][:4]), k) for k, i in enumerate(index.tolist())
@@ -268,6 +288,10 @@ def photo_label_examples(workspace, model_key: str, digest: str, label: str, thr
         windows.sort(key=lambda w: (-w[0], w[1]))
         if label == CRACK:  # the windows that found it; if none did, the likeliest place of the crack it missed
             windows = [w for w in windows if w[0] >= threshold] or windows[:UNSEEN_CRACK_WINDOWS]
-        return [(f"{digest}@{','.join(map(str, box))}", label, codes[k].astype(np.float32) * scale[k] + offset[k])
-                for _, box, k in windows[:WINDOWS_PER_PHOTO]]
+        windows = windows[:WINDOWS_PER_PHOTO]
+        rows = np.array([k for _, _, k in windows], np.int64)
+        vectors = codes[rows].astype(np.float32) * scale[rows, None] + offset[rows, None]
+        if projection is not None:
+            vectors = projection.reconstruct(vectors)
+        return [(f"{digest}@{','.join(map(str, box))}", label, v) for (_, box, _), v in zip(windows, vectors)]
     return []

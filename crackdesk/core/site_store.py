@@ -37,10 +37,11 @@ class SiteStore:
                                  "WHERE i.present=1", (model_key,))
 
     def labelled_features(self, model_key: str, threshold: float = 0.5,
-                          photo_examples: dict | None = None) -> LabelledFeatures:
+                          photo_examples: dict | None = None, projection=None) -> LabelledFeatures:
         """The folder's human labels as site-head training data. One entry per distinct content; a labelled tile
         of a large photo is an entry of its own (key 'hash#x,y,w,h'), and a labelled large photo gives some of
-        its windows (keys 'hash@x,y,w,h', site_photos.photo_label_examples; `threshold` is the model's).
+        its windows (keys 'hash@x,y,w,h', site_photos.photo_label_examples; `threshold` is the model's,
+        `projection` the basis its windows are stored in).
         `photo_examples` keeps those per photo, label and tile labels between calls (a refit after every label
         would otherwise read and decode every labelled photo's windows again); its owner clears it when the
         photos' windows are classified again."""
@@ -62,7 +63,7 @@ class SiteStore:
                 key = (digest, label, frozenset(boxes))
                 examples = photo_examples.get(key) if photo_examples is not None else None
                 if examples is None:
-                    examples = photo_label_examples(self, model_key, digest, label, threshold, boxes)
+                    examples = photo_label_examples(self, model_key, digest, label, threshold, boxes, projection)
                     if photo_examples is not None:
                         photo_examples[key] = examples
                 found.extend(examples)
@@ -111,10 +112,11 @@ class SiteStore:
         return int(self._read("SELECT COALESCE(SUM(LENGTH(f.windows)), 0) / 4 FROM images i JOIN window_features f "
                               f"ON f.hash=i.hash AND f.model=? WHERE i.present=1 {where}", (model_key, *args))[0][0])
 
-    def set_window_features(self, model_key: str, rows, wait: bool = True):
+    def set_window_features(self, model_key: str, rows, wait: bool = True, projection=None):
         """(hash, the photo's number of windows, window indices, [k, D] features) of large photos' windows that
-        ran through the model (decision 38); replaces what the photo had."""
-        rows = [(h, model_key, int(n), np.asarray(w, np.int32).tobytes(), codec.encode_matrix(v))
+        ran through the model (decision 38), stored as `projection`'s coefficients when given (decision 48);
+        replaces what the photo had."""
+        rows = [(h, model_key, int(n), np.asarray(w, np.int32).tobytes(), codec.encode_matrix(v, projection))
                 for h, n, w, v in rows]
         return self._write(lambda db: db.executemany(
             "INSERT INTO window_features(hash, model, n_windows, windows, vecs) VALUES (?,?,?,?,?) "
