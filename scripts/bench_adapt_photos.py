@@ -38,7 +38,9 @@ from bench_adapt import ccic_test, error_rate, fresh_workspace  # noqa: E402
 
 from crackdesk.core.datasets import load_class_folders  # noqa: E402
 from crackdesk.core.inference import Classifier  # noqa: E402
+from crackdesk.core.memory import memory_path  # noqa: E402
 from crackdesk.core.models import ModelRegistry  # noqa: E402
+from crackdesk.core.projection import load_projection  # noqa: E402
 from crackdesk.core.session import FolderSession  # noqa: E402
 from crackdesk.core.sitehead import sigmoid  # noqa: E402
 
@@ -128,7 +130,8 @@ def run(folder: Path, truth: dict, entry, order: list[str] | None, test_x, test_
 def at_scale(entry, work: Path, photos: int, grid=(13, 17)) -> dict:
     """What the site adapter costs with `photos` camera photos of 13 x 17 windows (3859x2951), every window with
     features: reading them when the folder opens, and one refit's verdicts of every photo (what the GUI waits for
-    after a label). The workspace holds real rows through the real writer; the features are random codes."""
+    after a label). The workspace holds real rows through the real writer, in the model's window basis; the features
+    are random codes."""
     from crackdesk.core.sitehead import Head
 
     folder = work / "scale"
@@ -137,6 +140,7 @@ def at_scale(entry, work: Path, photos: int, grid=(13, 17)) -> dict:
         Image.new("RGB", (4, 4), (i % 256, i // 256, 0)).save(folder / f"photo_{i:05d}.png")
     rng = np.random.default_rng(0)
     dim = entry.info.features["dim"]
+    projection = load_projection(memory_path(entry.path))  # stored as classification stores them (decision 48)
     with FolderSession.open(folder) as session:
         session.use_model(entry)
         session.hash_missing()
@@ -146,7 +150,8 @@ def at_scale(entry, work: Path, photos: int, grid=(13, 17)) -> dict:
         for r in rows:
             ws.set_tile_results(r.hash, entry.key, [b + (float(rng.random() * 0.2),) for b in boxes], wait=False)
             vectors = (rng.random((len(boxes), dim)) * rng.random((len(boxes), 1)) * 6).astype(np.float32)
-            ws.set_window_features(entry.key, [(r.hash, len(boxes), np.arange(len(boxes)), vectors)], wait=False)
+            ws.set_window_features(entry.key, [(r.hash, len(boxes), np.arange(len(boxes)), vectors)], wait=False,
+                                   projection=projection)
         ws._write(lambda db: None)  # everything queued is committed
         size = (folder / ".crackdesk" / "workspace.sqlite").stat().st_size
         adapter = session.adapter()

@@ -319,7 +319,7 @@ class SiteAdapter:
             state.n_unlabelled = len(z_unlabelled)
             if state.cv is not None:
                 state.retention = sitehead.retention(state.head, self.base, self.memory)
-                state.training = None  # an undo reuses the figures; kept heads pin no old photos (553 MB at 2,000)
+                state.training = None  # an undo reuses the figures; kept heads pin no old photos (121 MB at 2,000)
         with self._lock:
             if state.cv is not None:  # a head left without its figures (cancelled) is not reused for undo
                 self._recent[state.key] = state
