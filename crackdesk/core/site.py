@@ -228,7 +228,7 @@ class SiteAdapter:
         with self._lock:
             started = time.perf_counter()
             read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples,
-                                                           self.projection)
+                                                    self.projection)
             notes = []
             # Labelled before being classified by this model, or a large photo whose windows a screening model
             # all settled (a first pass): classified now, every window, so that the label teaches (decision 43)
@@ -237,7 +237,7 @@ class SiteAdapter:
                 self._classified_for_labels.update(i for i, _ in again)  # once: its label may still teach nothing
                 notes = self._compute_missing(read.missing + again, read.missing_tiles)
                 read = self.workspace.labelled_features(self.model_key, self.info.threshold, self._photo_examples,
-                                                           self.projection)
+                                                        self.projection)
             if read.photos_unused:
                 notes.append(_unused_photos_note(read.photos_unused))
             screened_ids = self.ids[self.photos.rows[~self.photos.rescorable()]]
