@@ -232,3 +232,35 @@ def test_a_label_given_while_classifying_runs_every_window_of_the_photos_after_i
         assert min(ws.window_feature_count(key, [int(m.ids[k])]) for k in early[1:]) < 6  # the screen's, unlabelled
     finally:
         window.close()
+
+
+def test_the_shipped_default_adapts_camera_photos_through_their_projected_windows(qtbot, tmp_path):
+    """The app's own model (`mobilenetv2-int8`, whose memory holds a window basis, decision 48) on photos large
+    enough to be judged by their windows: classified in the window, they are stored projected, and a label on one
+    photo adapts the others' verdicts and heatmap windows."""
+    from test_site_photos import camera_site
+
+    from crackdesk.core import features as codec
+    from crackdesk.core.memory import memory_path
+    from crackdesk.core.projection import load_projection
+
+    window = open_window(qtbot, tmp_path / "settings.ini")
+    truth = camera_site(tmp_path / "site", count=6)
+    load_folder(qtbot, window, tmp_path / "site")
+    classify_all(qtbot, window)
+    session = window.session
+    projection = load_projection(memory_path(session.entry.path))
+    assert session.entry.key.startswith("mobilenetv2-int8") and projection is not None
+    stored = list(session.workspace.window_features(session.entry.key))
+    assert len(stored) == len(truth) and all(codec.decode_matrix(b)[3] == projection.fingerprint for *_, b in stored)
+    m = window.model
+    before = list(m.probs)
+    label_rows(qtbot, window, [(0, Qt.Key_N if truth[m.path_at(0)] == "no_crack" else Qt.Key_C)])
+    wait_adapted(qtbot, window, 1)
+    assert window.site_state.adapted and "Adapted" in window.sidebar.site_info.text()
+    assert list(m.probs) != before  # every photo's verdict now comes from its windows under the site head
+    adapter = session.adapter()
+    adapted = dict(zip(adapter.ids.tolist(), adapter.probabilities(window.site_state)))
+    np.testing.assert_allclose(m.probs, [adapted[i] for i in m.ids.tolist()], atol=1e-6)  # what the grid shows
+    assert adapter.window_grid(m.id_at(1), window.site_state).shape == (2, 2)  # the heatmap's windows
+    window.close()
