@@ -79,6 +79,8 @@ def test_projected_rows_name_their_basis_and_rows_of_another_are_refused():
     assert len(blob) == 12 + 8 + 221 * (8 + projection.k)  # against 12 + 221 * (8 + DIM) stored whole
     codes, scale, offset, fingerprint = codec.decode_matrix(blob)
     assert fingerprint == projection.fingerprint != other.fingerprint
+    # Classification projects in onnxruntime's one quiet thread, a reader in numpy: the same numbers
+    np.testing.assert_allclose(projection.project_beside_the_model(vectors), projection.project(vectors), atol=1e-4)
     assert np.array_equal(stored_windows(blob, projection)[0], codes)
     for wrong in (other, None):  # another basis, or a model without one: not these numbers
         with pytest.raises(ValueError):

@@ -100,7 +100,7 @@ def encode_matrix(vectors: np.ndarray, projection=None) -> bytes:
         raise ValueError("feature vectors have NaN or infinite values")
     fingerprint = b""
     if projection is not None:
-        V, fingerprint = projection.project(V), projection.fingerprint
+        V, fingerprint = projection.project_beside_the_model(V), projection.fingerprint
     codes, scale, offset = quantize_rows(V)
     header = np.array([_PROJECTED if fingerprint else _MATRIX, len(V), V.shape[1]], np.int32)
     return header.tobytes() + fingerprint + scale.tobytes() + offset.tobytes() + codes.tobytes()
