@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from crackdesk.core.memory import memory_path  # noqa: E402
 from crackdesk.core.metrics import binary_metrics  # noqa: E402
+from crackdesk.core.modeledit import read_head  # noqa: E402
 from crackdesk.core.models import load_model  # noqa: E402
 from training import archs, export  # noqa: E402
 from training.data import collect, decode_all  # noqa: E402
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         report["activations"] = content.meta["activations"]
     content.meta["model_sha256"] = hashlib.sha256(args.model.read_bytes()).hexdigest()
     out = args.out or memory_path(args.model)
-    content.save(out)
+    content.save(out, read_head(args.model)[0])  # the window basis keeps the final layer's direction
     report.update(path=str(out), megabytes=round(out.stat().st_size / 1e6, 2),
                   seconds=round(time.monotonic() - started, 1))
     print(json.dumps(report, indent=1))
