@@ -140,7 +140,7 @@ def at_scale(entry, work: Path, photos: int, grid=(13, 17)) -> dict:
         Image.new("RGB", (4, 4), (i % 256, i // 256, 0)).save(folder / f"photo_{i:05d}.png")
     rng = np.random.default_rng(0)
     dim = entry.info.features["dim"]
-    projection = load_projection(memory_path(entry.path))  # stored as classification stores them (decision 48)
+    projection = load_projection(memory_path(entry.path), dim)  # stored as classification stores them (decision 48)
     with FolderSession.open(folder) as session:
         session.use_model(entry)
         session.hash_missing()

@@ -173,3 +173,27 @@ def test_photo_labels_teach_through_projected_windows_and_rows_stored_whole_stil
     assert exported.fingerprint != adapter.projection.fingerprint
     assert abs(float(exported.basis[0].astype(np.float64) @ direction)) > 0.9999
     session.workspace.set_labels({ids[bricks[0]]: None})
+
+
+def test_a_basis_of_another_width_is_not_used_and_classification_stores_rows_whole(tmp_path):
+    """A memory file whose basis does not fit the model's features (a file put beside the wrong model): large
+    photos are still classified, their windows kept whole, instead of onnxruntime failing on every photo."""
+    from factories import FEATURES_DIM, make_adaptable_model
+
+    model = make_adaptable_model(tmp_path / "models")
+    with np.load(memory_path(model)) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["window_basis"], arrays["window_mean"] = fit_basis(memory_like(MIN_MEMORY_ROWS))  # 320-d, not 6-d
+    np.savez_compressed(memory_path(model), **arrays)
+    assert load_projection(memory_path(model)) is not None
+    assert load_projection(memory_path(model), FEATURES_DIM) is None
+    truth = camera_site(tmp_path / "site", count=2)
+    entry = ModelRegistry(tmp_path / "models", tmp_path / "user").find(str(model))
+    classifier = Classifier(entry.path)
+    assert classifier.window_projection is None
+    with FolderSession.open(tmp_path / "site") as session:
+        session.use_model(entry)
+        report = session.classify(classifier)
+        assert report.tiled == len(truth) and not report.errors
+        rows = list(session.workspace.window_features(entry.key))
+        assert len(rows) == len(truth) and all(codec.decode_matrix(blob)[3] is None for *_, blob in rows)

@@ -122,7 +122,7 @@ class Classifier:
 
         if self.features_name is None or self.info.path is None:
             return None
-        return load_projection(memory_path(self.info.path))
+        return load_projection(memory_path(self.info.path), self.info.features["dim"])
 
     def unscreen(self, note: str) -> None:
         """Run every window of the large photos read from now on through this model (the pool reads `screen` per

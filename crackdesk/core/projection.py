@@ -113,9 +113,10 @@ def _matmul_session(basis: np.ndarray, mean: np.ndarray):
 _cache: dict[tuple, Projection | None] = {}
 
 
-def load_projection(memory_file: str | Path) -> Projection | None:
-    """The window basis stored in a memory file, or None (no file, an older memory without one, or unreadable:
-    windows then keep every feature). Read once per file version and process."""
+def load_projection(memory_file: str | Path, dim: int | None = None) -> Projection | None:
+    """The window basis stored in a memory file for `dim`-d features, or None (no file, an older memory without
+    one, one of another width, or unreadable: windows then keep every feature). Read once per file version and
+    process."""
     path = Path(memory_file)
     try:
         st = path.stat()
@@ -124,7 +125,8 @@ def load_projection(memory_file: str | Path) -> Projection | None:
     key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _cache:
         _cache[key] = _read(path)
-    return _cache[key]
+    found = _cache[key]
+    return None if found is None or (dim is not None and found.dim != dim) else found
 
 
 def _read(path: Path) -> Projection | None:

@@ -142,7 +142,8 @@ class SiteAdapter:
         self.base = sitehead.Head(np.asarray(weights, np.float64), float(bias), info.threshold)
         self.ids = np.zeros(0, np.int64)
         self.features = FeatureMatrix(0, info.features["dim"])
-        self.projection = load_projection(memory_path(info.path))  # how its windows are stored (decision 48)
+        # The basis its large photos' windows are stored in (decision 48)
+        self.projection = load_projection(memory_path(info.path), info.features["dim"])
         self.photos = LargePhotos(info.features["dim"], self.projection)  # large photos: verdicts from their windows
         self._photo_examples: dict = {}  # what each labelled large photo teaches; cleared with `photos`
         self._index = PositionIndex(self.ids)

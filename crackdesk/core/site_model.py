@@ -73,9 +73,10 @@ def _write_memory(session, entry, out: Path, head: np.ndarray) -> None:
     """The base's memory plus this site's labelled examples (to rehearse if the site model is adapted again); the
     base's activations keep their rows, as the site's rows are appended after them. `head`: the site model's
     final-layer weights (its window basis keeps their direction)."""
-    base = load_memory(entry.path, entry.info.features["dim"])
+    dim = entry.info.features["dim"]
+    base = load_memory(entry.path, dim)
     labelled = session.workspace.labelled_features(entry.key, entry.info.threshold,
-                                                   projection=load_projection(memory_path(entry.path))).found
+                                                   projection=load_projection(memory_path(entry.path), dim)).found
     site_x = np.stack([v for _, _, v in labelled]).astype(np.float32)
     site_y = np.array([label == "crack" for _, label, _ in labelled], np.uint8)
     features = np.concatenate([base.features, site_x])
