@@ -1,5 +1,5 @@
 """Window features stored in a basis (decision 48): a large photo's windows keep WINDOW_COMPONENTS coefficients
-each instead of the model's 1,280 features, 264 bytes a window instead of 1,288 (115 MB instead of 566 MB at 2,000
+each instead of the model's 1,280 features, 264 bytes a window instead of 1,288 (117 MB instead of 566 MB at 2,000
 camera photos, in the workspace and in the adapter).
 
 The basis is the direction of the model's final layer and the principal directions of its replay memory, stored in
@@ -24,7 +24,7 @@ MIN_MEMORY_ROWS = 8 * WINDOW_COMPONENTS  # fewer rows than this fit no trustwort
 BASIS, MEAN = "window_basis", "window_mean"  # the memory file's arrays
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: arrays do not compare as one truth value
 class Projection:
     basis: np.ndarray  # float32 [k, D], orthonormal rows
     mean: np.ndarray  # float32 [D]
