@@ -120,3 +120,26 @@ def test_cluster_mode_says_how_to_run_it_from_a_python_install(clean_env, tmp_pa
     lines = [line for line in result.stderr.splitlines() if line.startswith("crackdesk:")]
     assert len(lines) == 1, result.stderr
     assert "bundle does not include Ray" in lines[0] and "pip install 'crackdesk[cluster]'" in lines[0]
+
+
+def test_the_default_model_stores_camera_photos_windows_in_its_basis(run, tmp_path):
+    """Large photos classified by the bundle with the shipped default: their windows' features are stored in the
+    basis of its replay memory (decision 48), which the bundle projects with onnxruntime alone."""
+    import sqlite3
+
+    from PIL import Image
+
+    from crackdesk.core.features import decode_matrix
+    from crackdesk.core.memory import memory_path
+    from crackdesk.core.projection import load_projection
+
+    folder = tmp_path / "photos"
+    write_demo_folder(folder, count=3, seed=7)
+    for path in folder.rglob("*.jpg"):  # enlarged past two windows a side: judged by its windows
+        Image.open(path).convert("RGB").resize((480, 480)).save(path, quality=92)
+    run("classify", folder, "--exact")  # every window through the model: none settled by the screen
+    entry = ModelRegistry().find(None)
+    fingerprint = load_projection(memory_path(entry.path), entry.info.features["dim"]).fingerprint
+    with sqlite3.connect(folder / ".crackdesk" / "workspace.sqlite") as db:
+        blobs = [row[0] for row in db.execute("SELECT vecs FROM window_features WHERE model=?", (entry.key,))]
+    assert len(blobs) == 3 and all(decode_matrix(blob)[3] == fingerprint for blob in blobs)
