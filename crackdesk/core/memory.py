@@ -12,8 +12,9 @@ set (derived numbers, never images):
                                   Activations cost ~8x the pooled features, so a model may keep them for a
                                   subset only (docs/decisions.md)
   meta          a JSON string: which model computed it, from which data, how it was chosen.
-  window_basis  [k, D] float32 (optional) the principal directions large photos' window features are stored in,
-  window_mean   [D]    float32  and their mean (core/projection.py, decision 48); absent: stored whole
+  window_basis  [k, D] float32 (optional) the model's final-layer direction and the principal directions of the
+  window_mean   [D]    float32  features, and their mean: what large photos' window features are stored in
+                                (core/projection.py, decision 48); absent: stored whole
 The app reads the first three with numpy alone (np.load of an .npz reads only the arrays asked for).
 """
 
