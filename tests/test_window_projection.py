@@ -16,7 +16,7 @@ from crackdesk.core.models import ModelRegistry
 from crackdesk.core.projection import MIN_MEMORY_ROWS, WINDOW_COMPONENTS, Projection, fit_basis, load_projection
 from crackdesk.core.session import FolderSession
 from crackdesk.core.site_model import export_site_model
-from crackdesk.core.site_photos import LargePhotos, stored_windows
+from crackdesk.core.site_photos import LargePhotos, photo_p_under, stored_windows
 
 
 DIM = 320
@@ -149,8 +149,8 @@ def test_photo_labels_teach_through_projected_windows_and_rows_stored_whole_stil
     before = adapter.photos.verdict_logits(adapter.base)
     # The rows an older CrackDesk wrote: every window's features whole, no basis named
     classifier = Classifier(entry.path)
-    whole = [(p.hash, len(p.tiles), *p.window_features)
-             for batch in classifier.classify([session.folder / n for n in sorted(ids)]) for p in batch]
+    predictions = [p for batch in classifier.classify([session.folder / n for n in sorted(ids)]) for p in batch]
+    whole = [(p.hash, len(p.tiles), *p.window_features) for p in predictions]
     assert len(whole) == len(ids)
     session.workspace.set_window_features(entry.key, whole)
     assert all(codec.decode_matrix(blob)[3] is None for *_, blob in session.workspace.window_features(entry.key))
@@ -165,6 +165,12 @@ def test_photo_labels_teach_through_projected_windows_and_rows_stored_whole_stil
     assert state.adapted
     found = session.workspace.labelled_features(entry.key, entry.info.threshold, projection=adapter.projection).found
     assert found and all("@" in key and vector.shape == (1280,) for key, _, vector in found)
+    # What the GUI shows of a photo while classifying is what the adapter shows once it has read the photo
+    adapted = dict(zip(adapter.ids.tolist(), adapter.probabilities(state)))
+    by_hash = {session.workspace.hash_of(i): i for i in ids.values()}
+    live = {by_hash[p.hash]: photo_p_under(state.head, p.tiles, p.window_features, classifier.window_projection)
+            for p in predictions}
+    assert max(abs(live[i] - adapted[i]) for i in live) < 0.002  # 0.0007 here; 0.0035 scoring the features whole
     # The exported site model's memory has a basis of its own, which keeps the site head's direction
     out = tmp_path_factory.mktemp("export") / "walls-site.onnx"
     export_site_model(session, out)

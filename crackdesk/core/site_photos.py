@@ -259,13 +259,19 @@ def stored_windows(blob: bytes, projection) -> tuple[np.ndarray, np.ndarray, np.
     raise ValueError("the windows' features were stored in another basis, or by another model")
 
 
-def photo_p_under(head, tiles: list, window_features) -> float:
+def photo_p_under(head, tiles: list, window_features, projection=None) -> float:
     """A just-classified large photo's P(crack) under `head`: its windows (x, y, w, h, p) row-major, those the model
-    ran (indices, [k, D] features) rescored, then the verdict rule (what the GUI shows while classifying)."""
+    ran (indices, [k, D] features) rescored, then the verdict rule (what the GUI shows while classifying). With the
+    `projection` their rows are stored in, scored in it as the adapter will score them: whole, an adapted head
+    called 0.7-2% of walls photos otherwise (decision 48)."""
     p = np.array([t[4] for t in tiles], np.float64)
     if window_features is not None:
         index, vectors = window_features
-        p[index] = head.probabilities(np.asarray(vectors, np.float64))
+        if projection is None:
+            p[index] = head.probabilities(np.asarray(vectors, np.float64))
+        else:
+            weights, bias = projection.weights(head.weights, head.bias)
+            p[index] = sigmoid(projection.project_beside_the_model(vectors).astype(np.float64) @ weights + bias)
     shape = (len({t[1] for t in tiles}), len({t[0] for t in tiles}))
     return float(photo_score(p.reshape(shape), head.threshold))
 

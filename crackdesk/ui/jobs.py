@@ -174,7 +174,8 @@ def classify_job(session, model_path, items: list[tuple[int, str]], parent=None)
             if head is not None:  # large photos: their windows rescored, then the verdict rule (decision 38)
                 for image_id, pred in pairs:
                     if pred.tiles and pred.window_features is not None:
-                        out[image_id] = (pred.p_crack, photo_p_under(head, pred.tiles, pred.window_features))
+                        out[image_id] = (pred.p_crack, photo_p_under(head, pred.tiles, pred.window_features,
+                                                                      classifier.window_projection))
             job._partial.emit(out)
             job._progress.emit(done, total)
 
