@@ -20,7 +20,7 @@ from .atomic import atomic_copy
 from .errors import ModelError
 from .memory import load_memory, memory_path
 from .modelformat import METADATA_KEY, ModelInfo, validate_graph
-from .paths import shipped_models_dir, user_models_dir
+from .paths import file_version, shipped_models_dir, user_models_dir
 from .wording import count
 
 # The model a new folder starts with: the int8 fast path of `mobilenetv2` (as accurate on the ccic test split,
@@ -169,10 +169,9 @@ _reading_infos = threading.Lock()
 def read_model_info(path: str | Path) -> ModelInfo:
     """A model file's metadata, the file checked as `load_model` checks it (ModelError says what is wrong)."""
     try:
-        st = Path(path).stat()
+        key = file_version(path)
     except OSError:
         raise ModelError("model file not found", path) from None
-    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)  # a file copied over atomically is a new inode
     with _reading_infos:
         info = _read_infos.get(key)
     if info is None:

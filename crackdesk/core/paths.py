@@ -48,3 +48,11 @@ def thumbnail_cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "thumbnails"
+
+
+def file_version(path: str | Path) -> tuple[str, int, int, int]:
+    """What tells one version of a file from another, for what a process reads once per file (a model's metadata,
+    a memory's window basis): path, inode, size, modification time. A file copied over atomically is a new inode.
+    OSError when it cannot be read."""
+    st = os.stat(path)
+    return str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .paths import file_version
+
 WINDOW_COMPONENTS = 256  # walls, six seeds: no loss against 1,280 features, nor of concrete (BENCHMARKS.md)
 MIN_MEMORY_ROWS = 8 * WINDOW_COMPONENTS  # fewer rows than this fit no trustworthy basis: windows keep every feature
 BASIS, MEAN = "window_basis", "window_mean"  # the memory file's arrays
@@ -117,14 +119,12 @@ def load_projection(memory_file: str | Path, dim: int | None = None) -> Projecti
     """The window basis stored in a memory file for `dim`-d features, or None (no file, an older memory without
     one, one of another width, or unreadable: windows then keep every feature). Read once per file version and
     process."""
-    path = Path(memory_file)
     try:
-        st = path.stat()
+        key = file_version(memory_file)
     except OSError:
         return None
-    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _cache:
-        _cache[key] = _read(path)
+        _cache[key] = _read(Path(memory_file))
     found = _cache[key]
     return None if found is None or (dim is not None and found.dim != dim) else found
 
