@@ -1,10 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 from factories import make_tiny_model, tiny_info
 
 from crackdesk.core.errors import ModelError
-from crackdesk.core.modelformat import FORMAT_VERSION, ModelInfo
+from crackdesk.core.modelformat import FORMAT_VERSION, ModelInfo, peek_name
 from crackdesk.core.models import DEFAULT_MODEL, ModelRegistry, float_original, load_model, origin
 
 
@@ -86,6 +87,48 @@ def test_registry_lists_finds_imports_and_removes(tmp_path, tiny_model):
         registry.remove(registry.find("cnn"))
     registry.remove(imported)
     assert [e.info.name for e in registry.entries()] == ["mobilenetv2-int8", "mobilenetv2", "cnn"]
+
+
+def test_peek_name_reads_the_metadata_without_loading_the_graph(tmp_path):
+    path = make_tiny_model(tmp_path / "m.onnx", info=tiny_info(name="cnn", version="1.0.0"))
+    assert peek_name(path) == ("cnn", "1.0.0")
+    data = path.read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) - 5])  # the metadata comes last: cut inside it
+    (tmp_path / "text.onnx").write_text("hello")
+    for name in ("cut.onnx", "text.onnx", "missing.onnx"):
+        assert peek_name(tmp_path / name) is None, name
+    assert peek_name(make_tiny_model(tmp_path / "plain.onnx", metadata=False)) is None
+
+
+def test_looking_for_one_model_opens_only_its_file(tmp_path, monkeypatch):
+    """`classify` looks up one model (the default, a name, a screening model beside it): the other model files
+    are told apart by their peeked metadata, not opened (an onnxruntime session each, 10-20 ms)."""
+    import crackdesk.core.models as models
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    make_tiny_model(shipped / "cnn.onnx", info=tiny_info(name="cnn", version="1.0.0"))
+    make_tiny_model(shipped / "mobilenetv2.onnx", info=tiny_info(name="mobilenetv2", version="1.0.0"))
+    make_tiny_model(shipped / "mobilenetv2-int8.onnx", info=tiny_info(
+        name="mobilenetv2-int8", version="1.0.0", quantized_from="mobilenetv2@1.0.0",
+        screen={"model": "cnn@1.0.0", "below": 0.1}))
+    (shipped / "broken.onnx").write_text("nope")  # cannot be peeked at: opened, and reported
+    opened = []
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
+    registry = ModelRegistry(shipped, tmp_path / "user")
+    assert registry.default().info.name == "mobilenetv2-int8"
+    assert sorted(opened) == ["broken.onnx", "mobilenetv2-int8.onnx"]
+    assert [Path(p.path).name for p in registry.problems] == ["broken.onnx"]
+    fast = registry.find("mobilenetv2-int8").info
+    opened.clear()
+    assert models.related_model(fast, "cnn@1.0.0").key == "cnn@1.0.0"
+    assert sorted(opened) == ["broken.onnx", "cnn.onnx"]  # not the float mobilenetv2 beside it
+    opened.clear()
+    assert registry.find("mobilenetv2@1.0.0").info.name == "mobilenetv2"
+    assert sorted(opened) == ["broken.onnx", "mobilenetv2.onnx"]
+    with pytest.raises(ModelError, match=r"no model named 'resnet' \(available: cnn, mobilenetv2, mobilenetv2-int8;"):
+        registry.find("resnet")  # the message still names every model
 
 
 def test_import_refuses_a_bad_file_and_installs_nothing(tmp_path):

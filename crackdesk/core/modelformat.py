@@ -8,6 +8,7 @@ onnxruntime, so the app never needs torch or onnx to classify.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,3 +232,59 @@ def write_metadata(onnx_model, info: ModelInfo) -> None:
     onnx_model.metadata_props.extend(props)
     entry = onnx_model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, info.to_json()
+
+
+def peek_name(path: str | Path) -> tuple[str, str] | None:
+    """The (name, version) in an ONNX file's `crackdesk` metadata, read from the file's top-level protobuf fields
+    alone (the graph skipped by its length): well under a millisecond, against 10-20 ms for the onnxruntime
+    session `models.read_model_info` opens. Only for telling which of several files is the one wanted; it checks
+    nothing else, and None means "not known" (unreadable, truncated, no such entry): read the file properly."""
+    try:
+        with open(path, "rb") as f:
+            end = os.fstat(f.fileno()).st_size
+            while f.tell() < end:
+                tag = _varint(f)
+                number, wire = tag >> 3, tag & 7
+                if wire == 2:
+                    length = _varint(f)
+                    if number == 14 and length < 1 << 24:  # ModelProto.metadata_props: {1: key, 2: value}
+                        entry = _fields(f.read(length))
+                        if entry.get(1) == METADATA_KEY.encode():
+                            d = json.loads(entry.get(2, b""))
+                            return str(d["name"]), str(d["version"])
+                    else:
+                        f.seek(length, os.SEEK_CUR)
+                elif wire == 0:
+                    _varint(f)
+                elif wire in (1, 5):  # fixed64, fixed32
+                    f.seek(8 if wire == 1 else 4, os.SEEK_CUR)
+                else:
+                    return None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # JSONDecodeError and UnicodeError too
+        return None
+    return None
+
+
+def _varint(f) -> int:
+    value = shift = 0
+    while True:
+        byte = f.read(1)
+        if not byte or shift > 63:
+            raise ValueError("truncated varint")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+
+
+def _fields(data: bytes) -> dict[int, bytes]:
+    """The length-delimited fields of a small message (a metadata entry's key and value)."""
+    import io
+
+    f, out = io.BytesIO(data), {}
+    while f.tell() < len(data):
+        tag = _varint(f)
+        if tag & 7 != 2:
+            raise ValueError("not a string field")
+        out[tag >> 3] = f.read(_varint(f))
+    return out

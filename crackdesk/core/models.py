@@ -15,11 +15,12 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .atomic import atomic_copy
 from .errors import ModelError
 from .memory import load_memory, memory_path
-from .modelformat import METADATA_KEY, ModelInfo, validate_graph
+from .modelformat import METADATA_KEY, ModelInfo, peek_name, validate_graph
 from .paths import file_version, shipped_models_dir, user_models_dir
 from .wording import count
 
@@ -206,10 +207,11 @@ class ModelRegistry:
         self.user_dir = Path(user_dir) if user_dir else user_models_dir()
         self.problems: list[ModelError] = []  # files in the model folders that failed to load
 
-    def entries(self) -> list[ModelEntry]:
+    def entries(self, wanted: Callable[[str, str], bool] | None = None) -> list[ModelEntry]:
         """Shipped models first (the default first, then its float original), then the user's, newest last. A
         file that cannot be used, for whatever reason, goes to `problems` (naming the file and why) and never
-        hides the others."""
+        hides the others. With `wanted(name, version)`, a file whose metadata, peeked at, names a model not wanted
+        is skipped unopened (an onnxruntime session each, 10-20 ms, while `classify` looks for one model)."""
         self.problems = []
         found = []
         for source, folder in (("shipped", self.shipped_dir), ("user", self.user_dir)):
@@ -219,6 +221,9 @@ class ModelRegistry:
                 self.problems.append(ModelError(f"the model folder cannot be read ({e.strerror or e})", folder))
                 continue
             for path in files:
+                peeked = peek_name(path) if wanted is not None else None
+                if peeked is not None and not wanted(*peeked):
+                    continue
                 try:
                     found.append(ModelEntry(read_model_info(path), source))
                 except ModelError as e:
@@ -240,9 +245,10 @@ class ModelRegistry:
         if candidate.suffix.lower() == ".onnx" or candidate.is_file():
             info = read_model_info(candidate)
             return ModelEntry(info, "file")
-        entries = self.entries()
+        entries = self.entries(lambda n, version: name in (n, f"{n}@{version}"))
         matches = [e for e in entries if e.key == name] or [e for e in entries if e.info.name == name]
         if not matches:
+            entries = self.entries()  # to name every model there is
             known = ", ".join(sorted({e.info.name for e in entries})) or "none"
             raise ModelError(f"no model named {name!r} (available: {known}; or give the path of an .onnx file)")
         return matches[-1]
@@ -250,9 +256,12 @@ class ModelRegistry:
     def default(self) -> ModelEntry | None:
         """The model a new folder starts with: the default shipped one, else its float original, else the first
         there is."""
+        for name in (DEFAULT_MODEL, DEFAULT_FLOAT):  # each file opened only if it is the one looked for
+            found = next((e for e in self.entries(lambda n, _: n == name) if e.info.name == name), None)
+            if found is not None:
+                return found
         entries = self.entries()
-        return next((e for e in entries if e.info.name == DEFAULT_MODEL),
-                    next((e for e in entries if e.info.name == DEFAULT_FLOAT), entries[0] if entries else None))
+        return entries[0] if entries else None
 
     def import_model(self, path: str | Path) -> ModelEntry:
         """Validate a model file and copy it into the user's model folder (atomically)."""
@@ -345,6 +354,9 @@ def related_model(info: ModelInfo, key: str, registry: "ModelRegistry | None" = 
     for folder in folders:
         beside = []
         for path in model_files(folder):
+            peeked = peek_name(path)
+            if peeked is not None and f"{peeked[0]}@{peeked[1]}" != key:  # surely another: not opened (10-20 ms)
+                continue
             try:
                 candidate = read_model_info(path)
             except ModelError:
@@ -353,7 +365,8 @@ def related_model(info: ModelInfo, key: str, registry: "ModelRegistry | None" = 
                 beside.append(candidate)
         if beside:
             return ModelEntry(beside[-1], "file")
-    installed = [entry for entry in (registry or ModelRegistry()).entries() if entry.key == key]
+    installed = [entry for entry in (registry or ModelRegistry()).entries(lambda n, v: f"{n}@{v}" == key)
+                 if entry.key == key]
     return installed[-1] if installed else None
 
 
