@@ -9,6 +9,9 @@ On the same folder of 227x227 JPEGs and the same model it measures
   (e) PyTorch eager on the same images (when torch and the training module are installed),
   (g) the command from outside: `crackdesk classify` on the folder in a child process, start-up, scan, a new
       workspace and exit included (what an inspector waits for, and how the issue measures it),
+  (h) the same command on a site-sized folder (--site-images, hard links to the same images), where its fixed
+      start-up and exit (about 0.3 s: Python, numpy, onnxruntime, the model's sessions) weigh as on a real site,
+      against an L of its own measured right before and right after it,
   (f) the ideal split: one process per core, each decoding its share and running the model on it, nothing shared
       (ideal_split.py): what a program with nothing shared between its cores reaches here, decoding and the
       model sharing only the hardware,
@@ -162,16 +165,21 @@ def bench_command(model_path: Path, folder: Path, n: int, workspace: Path) -> fl
     return n / seconds
 
 
-def peak_memory_mb(model_path: Path, source_folder: Path, n: int, work: Path) -> tuple[float, float, float]:
-    """Max RSS (MB) and rate of `crackdesk classify` on n images made by hard-linking the source images,
-    and the seconds scan_folder takes to list them (warm cache)."""
-    big = work / "many"
+def linked_folder(source_folder: Path, n: int, big: Path) -> Path:
+    """n images in folders of 1,000, hard links to the source folder's images taken in turn."""
     big.mkdir()
     files = sorted(source_folder.iterdir())
     for i in range(n):
         sub = big / f"{i // 1000:03d}"
         sub.mkdir(exist_ok=True)
         os.link(files[i % len(files)], sub / f"{i:06d}.jpg")
+    return big
+
+
+def peak_memory_mb(model_path: Path, source_folder: Path, n: int, work: Path) -> tuple[float, float, float]:
+    """Max RSS (MB) and rate of `crackdesk classify` on n images made by hard-linking the source images,
+    and the seconds scan_folder takes to list them (warm cache)."""
+    big = linked_folder(source_folder, n, work / "many")
     start = time.perf_counter()
     listed = len(scan_folder(big))
     scan_seconds = time.perf_counter() - start
@@ -209,6 +217,8 @@ def main() -> int:
                         help="interleaved rounds of (b), (d), (c), (f), (a), (f), (c), (d): each fraction is against "
                              "its own round's L and (f), measured before and after (a)")
     parser.add_argument("--no-split", action="store_true", help="skip (f), the ideal split")
+    parser.add_argument("--site-images", type=int, default=10000,
+                        help="(h): the command on a folder this size (hard links to the images), 0 to skip")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -221,6 +231,7 @@ def main() -> int:
         work = Path(tmp)
         folder = image_folder(args.images, args.data, work)
         paths = sorted(folder.iterdir())
+        site = linked_folder(folder, args.site_images, work / "site") if args.site_images else None
         rounds = []
         for r in range(args.rounds):  # the machine is shared: each round's rates are compared with each other
             # L is measured right before and right after (a), and averaged: the VM's speed drifts within a minute,
@@ -243,6 +254,13 @@ def main() -> int:
             c = (max(c_one, c_lanes) + c_after) / 2
             d = (d_before + d_after) / 2
             limit = 1.0 / (1.0 / c + 1.0 / (cores * d))
+            h = limit_h = None
+            if site is not None:  # (h) with an L of its own: the model alone and decoding right before and after it
+                h = bench_command(model_path, site, args.site_images, work / f"round{r}-site.sqlite")
+                c_h = max(bench_model_alone(model_path, tensors, (best_batch,))[0],
+                          bench_model_lanes(model_path, tensors, lanes) if lanes > 1 else 0.0)
+                d_h = bench_decode(paths, info.preprocessing)[0]
+                limit_h = 1.0 / (2.0 / (c_after + c_h) + 2.0 / (cores * (d_after + d_h)))
             # The same with the core time the host took from each measurement given back (host_steal.py): tells a
             # round the VM lost to its neighbours from one the program lost.
             c_host = ((c_host_lanes if c_lanes > c_one else c_host_one)
@@ -251,7 +269,7 @@ def main() -> int:
             limit_own = 1.0 / ((1.0 - c_host) / c + (1.0 - d_host) / (cores * d))
             a_own = a / (1.0 - a_host)
             f = (f_before + f_after) / 2
-            rounds.append({"a": a, "a_one_lane": a_one, "g": g, "b": b, "c": c, "c_one_session": c_one,
+            rounds.append({"a": a, "a_one_lane": a_one, "g": g, "h": h, "L_h": limit_h, "b": b, "c": c, "c_one_session": c_one,
                            "c_lanes": c_lanes, "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after,
                            "L": limit,
                            "best_batch": best_batch, "host_took_a": a_host, "host_took_b": b_host,
@@ -264,7 +282,9 @@ def main() -> int:
                   f"the host took {a_host:.1%} of (a)'s core time, {c_host:.1%} of (c)'s, {d_host:.1%} of (d)'s: "
                   f"without it a = {a_own / limit_own:.1%} of L"
                   + (f"; (f) {f:.0f} (before {f_before:.0f}, after {f_after:.0f}) = {f / limit:.1%} of L: "
-                     f"a = {a / f:.1%} of (f)" if split else ""), file=sys.stderr)
+                     f"a = {a / f:.1%} of (f)" if split else "")
+                  + (f"; (h) the command on {args.site_images} images {h:.0f} = {h / limit_h:.1%} of its L "
+                     f"({limit_h:.0f})" if h else ""), file=sys.stderr)
         if split:
             split.close()
         e = bench_torch(info, tensors[:512])
@@ -282,6 +302,8 @@ def main() -> int:
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
         "a_end_to_end": a, "a_one_lane": median["a_one_lane"], "model_lanes": lanes, "b_naive": b,
         "g_command": median["g"], "g_fraction_of_L_per_round": [r["g"] / r["L"] for r in rounds],
+        "h_site_images": args.site_images or None,
+        "h_fraction_of_L_per_round": [r["h"] / r["L_h"] for r in rounds] if site is not None else None,
         "c_model_alone": c, "c_best_batch": best_batch,
         "d_decode_per_core": d, "e_torch_eager": e, "limit_L": limit,
         "a_fraction_of_L_per_round": fractions, "a_over_b_per_round": speedups,
@@ -305,6 +327,12 @@ def main() -> int:
     g_rounds = ", ".join(f"{r['g'] / r['L']:.1%}" for r in rounds)
     print(f"(g) crackdesk classify, outside   {median['g']:8.0f}   {median['g'] / limit:5.1%} of L "
           f"(start-up, scan, workspace and exit included; per round {g_rounds})")
+    if site is not None:
+        h_rounds = [r["h"] / r["L_h"] for r in rounds]
+        label = f"(h) the same on {args.site_images} images"
+        print(f"{label:33s} {statistics.median(r['h'] for r in rounds):8.0f}   "
+              f"{statistics.median(h_rounds):5.1%} of L (each round against an L measured around it; per round "
+              f"{', '.join(f'{x:.1%}' for x in h_rounds)})")
     print(f"(b) naive loop, batch 1           {b:8.0f}   {b / limit:5.1%} of L")
     print(f"(c) model alone                   {c:8.0f}   (the better of one session at batch {best_batch} and "
           f"{lanes} lanes at {IMAGES_IN_FLIGHT // lanes}; the mean of before and after (a))")
