@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,8 @@ def test_peek_name_reads_the_metadata_without_loading_the_graph(tmp_path):
     data = path.read_bytes()
     (tmp_path / "cut.onnx").write_bytes(data[: len(data) - 5])  # the metadata comes last: cut inside it
     (tmp_path / "text.onnx").write_text("hello")
-    for name in ("cut.onnx", "text.onnx", "missing.onnx"):
+    os.mkfifo(tmp_path / "pipe.onnx")  # would block an open(): not opened
+    for name in ("cut.onnx", "text.onnx", "missing.onnx", "pipe.onnx"):
         assert peek_name(tmp_path / name) is None, name
     assert peek_name(make_tiny_model(tmp_path / "plain.onnx", metadata=False)) is None
 

@@ -7,6 +7,7 @@ onnxruntime, so the app never needs torch or onnx to classify.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -240,6 +241,8 @@ def peek_name(path: str | Path) -> tuple[str, str] | None:
     session `models.read_model_info` opens. Only for telling which of several files is the one wanted; it checks
     nothing else, and None means "not known" (unreadable, truncated, no such entry): read the file properly."""
     try:
+        if not os.path.isfile(path):  # a pipe named .onnx would block the open; a folder or device is not a model
+            return None
         with open(path, "rb") as f:
             end = os.fstat(f.fileno()).st_size
             while f.tell() < end:
@@ -279,8 +282,6 @@ def _varint(f) -> int:
 
 def _fields(data: bytes) -> dict[int, bytes]:
     """The length-delimited fields of a small message (a metadata entry's key and value)."""
-    import io
-
     f, out = io.BytesIO(data), {}
     while f.tell() < len(data):
         tag = _varint(f)
