@@ -213,3 +213,31 @@ def test_the_rate_and_eta_follow_the_last_seconds_not_the_whole_run():
     assert meter.eta(500, now) == 150.0 and format_duration(meter.eta(500, now)) == "2:30"
     assert meter.rate(now + RATE_WINDOW_S) == 1.0  # nothing more done: it falls
     assert format_duration(3725) == "1:02:05" and format_duration(None) == ""
+
+
+def test_classify_unclassified_runs_only_what_has_no_result(tmp_path, tiny_model):
+    """An inspector adds today's photos to the site folder: `--unclassified` runs those (and retries unreadable
+    ones), keeps every other result as stored, and still reports and exports the whole folder."""
+    folder = tmp_path / "site"
+    write_images(folder, 6)
+    assert run_cli("classify", folder, "--model", tiny_model).returncode == 0
+    before = {r.path: (r.hash, r.p_crack) for r in open_workspace(folder).rows("tiny@0.1")}
+    with open_workspace(folder) as ws:  # one stored result changed by hand: a full run would overwrite it
+        changed = sorted(before)[0]
+        ws.set_results("tiny@0.1", [], [(before[changed][0], 0.123, "no_crack")])  # waits for the commit
+    write_images(folder / "today", 2, seed=7)
+    (folder / "today" / "broken.jpg").write_text("oops")
+    out = tmp_path / "out.csv"
+    result = run_cli("classify", folder, "--model", tiny_model, "--unclassified", "--csv", out)
+    assert result.returncode == 0, result.stderr
+    assert "9 images:" in result.stderr and "1 unreadable" in result.stderr
+    assert "3 images without a result tried now, the other 6 kept" in result.stderr
+    assert "classify 3/3" in result.stderr
+    stored = {r.path: r.p_crack for r in open_workspace(folder).rows("tiny@0.1")}
+    assert stored[changed] == pytest.approx(0.123)  # kept, not classified again
+    assert all(stored[p] is not None for p in stored if p.startswith("today/") and not p.endswith("broken.jpg"))
+    assert len(list(csv.DictReader(out.open()))) == 8  # the whole folder's results, not the run's 2
+    (folder / "today" / "broken.jpg").unlink()
+    again = run_cli("classify", folder, "--model", tiny_model, "--unclassified")
+    assert again.returncode == 0, again.stderr
+    assert "every image already has a result from tiny@0.1" in again.stderr and "8 images: " in again.stderr

@@ -62,14 +62,18 @@ def cmd_classify(args) -> int:
                   file=sys.stderr)
             return 1
         entry = folder_model(session, args.model)
+        # --unclassified: what this model has no result for (a file added or changed has a new content hash)
+        todo = [r for r in session.rows(entry.key) if r.p_crack is None] if args.unclassified else rows
         # A cluster's workers run every window through the model (no screening): --cluster is --exact.
         classifier = session.classifier(entry.path, args.threshold, exact=args.exact or bool(args.cluster))
-        if classifier.screen_note:
+        if classifier.screen_note and todo:
             print(f"note: {classifier.screen_note}", file=sys.stderr)
-        with cluster_source(args.cluster, classifier, args.ship_bytes) as source:
-            bar = ProgressBar(len(rows), "classify")
+        # Nothing to classify: no cluster to connect to (a --ship-bytes without --cluster is still refused)
+        with cluster_source(args.cluster if todo else None, classifier,
+                            args.ship_bytes and (bool(todo) or not args.cluster)) as source:
+            bar = ProgressBar(len(todo), "classify")
             try:
-                report = session.classify(classifier, [(r.id, r.path) for r in rows],
+                report = session.classify(classifier, [(r.id, r.path) for r in todo],
                                           on_batch=lambda pairs, done, total: bar.update(done), source=source)
             finally:
                 bar.close()
@@ -85,13 +89,19 @@ def cmd_classify(args) -> int:
                     classifier.key) for i in done))
     crack = sum(current.predicted(i) == CRACK for i in done)
     rate = report.classified / seconds if seconds > 0 else 0.0
-    print(f"{report.total + skipped} images: {crack} crack, {len(done) - crack} no crack, "
-          f"{len(report.errors) + skipped} unreadable; {format_rate(rate)} images/s with {classifier.key} {how} "
+    if not todo:  # --unclassified, and nothing new
+        run = f"every image already has a result from {classifier.key} {how}"
+    else:
+        now = (f"{count(len(todo), 'image')} without a result tried now, the other {len(rows) - len(todo):,} "
+               "kept; " if args.unclassified else "")
+        run = f"{now}{format_rate(rate)} images/s with {classifier.key} {how}"
+    print(f"{len(rows) + skipped} images: {crack} crack, {len(done) - crack} no crack, "
+          f"{len(report.errors) + skipped} unreadable; {run} "
           f"(threshold {classifier.threshold:.3f}){'; ' + source.summary() if source else ''}", file=sys.stderr)
     if source and source.interrupted:
         print(source.interrupted_note(report.classified + len(report.errors), report.total), file=sys.stderr)
         return 130
-    return 0 if report.classified else 1
+    return 0 if report.classified or not todo else 1  # 1: nothing could be read
 
 
 def adaptation_note(session, current, refused: bool) -> str:

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-adapt", action="store_true",
                    help="the base model alone, even when the folder has labels to adapt it to")
     p.add_argument("--exact", action="store_true", help=EXACT_HELP)
+    p.add_argument("--unclassified", action="store_true",
+                   help="only the images this model has no result for yet: files added or changed since the last "
+                        "run, and those that could not be read (the GUI's Classify unclassified); the summary and "
+                        "--csv still cover the whole folder")
     _cluster_options(p)
 
     p = sub.add_parser("evaluate", help="accuracy of a model on a folder with class sub-folders")
