@@ -278,7 +278,8 @@ def main() -> int:
             limit_own = 1.0 / ((1.0 - c_host) / c + (1.0 - d_host) / (cores * d))
             a_own = a / (1.0 - a_host)
             f = (f_before + f_after) / 2
-            rounds.append({"a": a, "a_one_lane": a_one, "g": g, "h": h, "L_h": limit_h, "b": b, "c": c, "c_one_session": c_one,
+            rounds.append({"a": a, "a_one_lane": a_one, "g": g, "h": h, "L_h": limit_h, "b": b, "c": c,
+                           "c_one_session": c_one,
                            "c_lanes": c_lanes, "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after,
                            "L": limit,
                            "best_batch": best_batch, "host_took_a": a_host, "host_took_b": b_host,

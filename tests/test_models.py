@@ -117,7 +117,8 @@ def test_looking_for_one_model_opens_only_its_file(tmp_path, monkeypatch):
     (shipped / "broken.onnx").write_text("nope")  # cannot be peeked at: opened, and reported
     opened = []
     real = models.load_model
-    monkeypatch.setattr(models, "load_model", lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
+    monkeypatch.setattr(models, "load_model",
+                        lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
     registry = ModelRegistry(shipped, tmp_path / "user")
     assert registry.default().info.name == "mobilenetv2-int8"
     assert sorted(opened) == ["broken.onnx", "mobilenetv2-int8.onnx"]
