@@ -220,7 +220,8 @@ def test_classify_unclassified_runs_only_what_has_no_result(tmp_path, tiny_model
     ones), keeps every other result as stored, and still reports and exports the whole folder."""
     folder = tmp_path / "site"
     write_images(folder, 6)
-    assert run_cli("classify", folder, "--model", tiny_model).returncode == 0
+    first = run_cli("classify", folder, "--model", tiny_model)
+    assert first.returncode == 0 and "already have a result" not in first.stderr, first.stderr
     before = {r.path: (r.hash, r.p_crack) for r in open_workspace(folder).rows("tiny@0.1")}
     with open_workspace(folder) as ws:  # one stored result changed by hand: a full run would overwrite it
         changed = sorted(before)[0]
@@ -241,3 +242,11 @@ def test_classify_unclassified_runs_only_what_has_no_result(tmp_path, tiny_model
     again = run_cli("classify", folder, "--model", tiny_model, "--unclassified")
     assert again.returncode == 0, again.stderr
     assert "every image already has a result from tiny@0.1" in again.stderr and "8 images: " in again.stderr
+    everything = run_cli("classify", folder, "--model", tiny_model)  # said before the run: Ctrl-C still saves time
+    assert everything.returncode == 0, everything.stderr
+    assert everything.stderr.index("note: every image already has a result from tiny@0.1: this run classifies them "
+                                   "all again") < everything.stderr.index("classify 8/8")
+    write_images(folder / "later", 1, seed=9)
+    partly = run_cli("classify", folder, "--model", tiny_model)
+    assert "note: 8 of 9 images already have a result from tiny@0.1; --unclassified would classify only the " \
+           "other 1" in partly.stderr

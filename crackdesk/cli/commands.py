@@ -63,7 +63,13 @@ def cmd_classify(args) -> int:
             return 1
         entry = folder_model(session, args.model)
         # --unclassified: what this model has no result for (a file added or changed has a new content hash)
-        todo = [r for r in session.rows(entry.key) if r.p_crack is None] if args.unclassified else rows
+        missing = [r for r in session.rows(entry.key) if r.p_crack is None]
+        todo = missing if args.unclassified else rows
+        if not args.unclassified and len(missing) < len(rows):  # said before the run, while Ctrl-C still saves it
+            print(f"note: every image already has a result from {entry.key}: this run classifies them all again "
+                  "(--unclassified: only new or changed files)" if not missing else
+                  f"note: {len(rows) - len(missing):,} of {count(len(rows), 'image')} already have a result from "
+                  f"{entry.key}; --unclassified would classify only the other {len(missing):,}", file=sys.stderr)
         # A cluster's workers run every window through the model (no screening): --cluster is --exact.
         classifier = session.classifier(entry.path, args.threshold, exact=args.exact or bool(args.cluster))
         if classifier.screen_note and todo:
