@@ -56,14 +56,14 @@ def cmd_classify(args) -> int:
         skipped = report_scan_problems(session)
         if session.uses_fallback:
             print(f"workspace: {session.where()}", file=sys.stderr)
-        rows = session.rows()
-        if not rows:
+        if not session.workspace.count():
             print(f"crackdesk: {printable(str(args.folder))}: no images found (looked for {', '.join(_suffixes())})",
                   file=sys.stderr)
             return 1
         entry = folder_model(session, args.model)
+        rows = session.rows(entry.key)  # read once, with this model's results (30 ms a 10,000 images)
         # --unclassified: what this model has no result for (a file added or changed has a new content hash)
-        missing = [r for r in session.rows(entry.key) if r.p_crack is None]
+        missing = [r for r in rows if r.p_crack is None]
         todo = missing if args.unclassified else rows
         if not args.unclassified and len(missing) < len(rows):  # said before the run, while Ctrl-C still saves it
             print(f"note: every image already has a result from {entry.key}: this run classifies them all again "
