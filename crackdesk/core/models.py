@@ -221,8 +221,7 @@ class ModelRegistry:
                 self.problems.append(ModelError(f"the model folder cannot be read ({e.strerror or e})", folder))
                 continue
             for path in files:
-                peeked = peek_name(path) if wanted is not None else None
-                if peeked is not None and not wanted(*peeked):
+                if wanted is not None and _surely_another(path, wanted):
                     continue
                 try:
                     found.append(ModelEntry(read_model_info(path), source))
@@ -346,6 +345,13 @@ def float_original(info: ModelInfo, registry: "ModelRegistry | None" = None) -> 
     return found
 
 
+def _surely_another(path: Path, wanted: Callable[[str, str], bool]) -> bool:
+    """The file's metadata, peeked at, names a model not `wanted(name, version)`; False when it cannot be peeked at
+    (the file is then opened and checked, and reported if broken)."""
+    peeked = peek_name(path)
+    return peeked is not None and not wanted(*peeked)
+
+
 def related_model(info: ModelInfo, key: str, registry: "ModelRegistry | None" = None) -> ModelEntry | None:
     """The model `key` that `info` names (its float original, its screening model): looked for beside `info`'s
     file first (a folder of models keeps them together; the newest file with that key, as `ModelRegistry.find`
@@ -354,8 +360,7 @@ def related_model(info: ModelInfo, key: str, registry: "ModelRegistry | None" = 
     for folder in folders:
         beside = []
         for path in model_files(folder):
-            peeked = peek_name(path)
-            if peeked is not None and f"{peeked[0]}@{peeked[1]}" != key:  # surely another: not opened (10-20 ms)
+            if _surely_another(path, lambda n, v: f"{n}@{v}" == key):  # not opened (10-20 ms)
                 continue
             try:
                 candidate = read_model_info(path)
