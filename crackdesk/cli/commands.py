@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..core.models import ModelRegistry, exact_int8_note, origin
 from ..core.csvfiles import write_csv
 from ..core.rates import format_rate
 from ..core.session import FolderSession
+from ..core.worker_processes import small_image_workers
 from ..core.wording import count, printable
 from ..cluster import cluster_source
 from .progress import ProgressBar
@@ -70,19 +72,25 @@ def cmd_classify(args) -> int:
                   "(--unclassified: only new or changed files)" if not missing else
                   f"note: {len(rows) - len(missing):,} of {count(len(rows), 'image')} already have a result from "
                   f"{entry.key}; --unclassified would classify only the other {len(missing):,}", file=sys.stderr)
+        # Small images run in worker processes (decision 51), started now so they import while this one goes on.
+        workers = None if args.cluster else small_image_workers(folder, [r.path for r in todo], entry.info.patch_px)
         # A cluster's workers run every window through the model (no screening): --cluster is --exact.
-        classifier = session.classifier(entry.path, args.threshold, exact=args.exact or bool(args.cluster))
-        if classifier.screen_note and todo:
-            print(f"note: {classifier.screen_note}", file=sys.stderr)
-        # Nothing to classify: no cluster to connect to (a --ship-bytes without --cluster is still refused)
-        with cluster_source(args.cluster if todo else None, classifier,
-                            args.ship_bytes and (bool(todo) or not args.cluster)) as source:
-            bar = ProgressBar(len(todo), "classify")
-            try:
-                report = session.classify(classifier, [(r.id, r.path) for r in todo],
-                                          on_batch=lambda pairs, done, total: bar.update(done), source=source)
-            finally:
-                bar.close()
+        with workers or nullcontext():
+            classifier = session.classifier(entry.path, args.threshold, exact=args.exact or bool(args.cluster))
+            if classifier.screen_note and todo:
+                print(f"note: {classifier.screen_note}", file=sys.stderr)
+            # Nothing to classify: no cluster to connect to (a --ship-bytes without --cluster is still refused)
+            with cluster_source(args.cluster if todo else None, classifier,
+                                args.ship_bytes and (bool(todo) or not args.cluster)) as source:
+                bar = ProgressBar(len(todo), "classify")
+                try:
+                    report = session.classify(classifier, [(r.id, r.path) for r in todo],
+                                              on_batch=lambda pairs, done, total: bar.update(done),
+                                              source=source or (workers.source(classifier) if workers else None))
+                finally:
+                    bar.close()
+        if workers and workers.note:
+            print(f"note: {workers.note}", file=sys.stderr)
         seconds = time.perf_counter() - started
         current = session.current_predictions(entry.key, classifier.threshold, adapt=not args.no_adapt)
         how = adaptation_note(session, current, args.no_adapt)

@@ -108,6 +108,10 @@ def _probability(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_classify-worker"]:  # a worker process of `classify` (core/worker_processes.py)
+        from ..core.worker_processes import serve
+
+        return serve()
     # The site head's matrix-vector products are small: OpenBLAS's second thread only spins against onnxruntime's
     # and the decoders' (measured 3-10x slower refits on 2 loaded cores). Set before numpy is first imported.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
