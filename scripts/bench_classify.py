@@ -1,7 +1,9 @@
 """Classification throughput benchmark (`make bench`): how close CrackDesk gets to this machine's limit.
 
 On the same folder of 227x227 JPEGs and the same model it measures
-  (a) CrackDesk end to end: read, hash, decode, preprocess, infer, store (classify_into_workspace),
+  (a) CrackDesk end to end: read, hash, decode, preprocess, infer, store (classify_into_workspace, as
+      `crackdesk classify` runs it: small images in a worker process beside this one, decision 51), and beside it
+      the threaded pipeline alone (the GUI's path),
   (b) the naive loop: per image, Pillow decode + resize, one onnxruntime call with batch 1,
   (c) the model alone: onnxruntime on pre-decoded tensors, the better of one session at its best batch size and
       the pipeline's way (two batches side by side on single-threaded runs, inference.model_lanes),
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +50,7 @@ from crackdesk.core.inference import IMAGES_IN_FLIGHT, Classifier, model_lanes  
 from crackdesk.core.models import ModelRegistry, create_session, load_model  # noqa: E402
 from crackdesk.core.scan import scan_folder  # noqa: E402
 from crackdesk.core.store import open_workspace  # noqa: E402
+from crackdesk.core.worker_processes import small_image_workers  # noqa: E402
 from host_steal import measured  # noqa: E402
 from ideal_split import IdealSplit  # noqa: E402
 
@@ -68,15 +72,26 @@ def image_folder(n: int, source: Path | None, work: Path) -> Path:
     return folder
 
 
-def bench_end_to_end(model_path: Path, folder: Path, work: Path, lanes: int | None = None) -> float:
-    classifier = Classifier(model_path, lanes=lanes)
+def bench_end_to_end(model_path: Path, folder: Path, work: Path, threads_only: bool = False) -> float:
+    """(a): images/s of classify_into_workspace as `crackdesk classify` runs it on this folder (decision 51: small
+    images in a worker process beside this one, when the folder is worth it), its start excluded as the model's
+    loading is; with `threads_only`, the threaded pipeline (the GUI's, and every run's before decision 51)."""
+    classifier = Classifier(model_path)
     work.mkdir(exist_ok=True)
     with open_workspace(folder, work / "ws.sqlite") as ws:
         ws.sync(scan_folder(folder))
         items = [(r.id, r.path) for r in ws.rows()]
-        start = time.perf_counter()
-        report = classify_into_workspace(ws, classifier, items)
-        seconds = time.perf_counter() - start
+        workers = None if threads_only else small_image_workers(folder, [p for _, p in items],
+                                                                classifier.info.patch_px)
+        with workers or nullcontext():
+            if workers:
+                workers.prepare(classifier)
+            start = time.perf_counter()
+            report = classify_into_workspace(ws, classifier, items,
+                                             source=workers.source(classifier) if workers else None)
+            seconds = time.perf_counter() - start
+        if workers and workers.note:
+            raise SystemExit(f"(a): {workers.note}")
     return report.classified / seconds
 
 
@@ -195,16 +210,25 @@ def peak_memory_mb(model_path: Path, source_folder: Path, n: int, work: Path) ->
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "crackdesk", "classify", str(big), "--model", str(model_path),
                               "--workspace", str(work / "many.sqlite")], stderr=subprocess.DEVNULL, cwd=ROOT)
-    # The child's own high-water mark. Not getrusage(RUSAGE_CHILDREN): a forked child inherits this
-    # (large) process's peak, and Linux keeps it across exec.
-    peak_kb = 0
+    # The high-water marks of the child and of its worker processes, added. Not getrusage(RUSAGE_CHILDREN): a
+    # forked child inherits this (large) process's peak, and Linux keeps it across exec.
+    peaks: dict[int, int] = {}
     while child.poll() is None:
-        peak_kb = max(peak_kb, _vm_hwm_kb(child.pid))
+        for pid in [child.pid, *_children(child.pid)]:
+            peaks[pid] = max(peaks.get(pid, 0), _vm_hwm_kb(pid))
         time.sleep(0.2)
     if child.returncode:
         raise SystemExit(f"crackdesk classify failed with exit status {child.returncode}")
     seconds = time.perf_counter() - start
-    return peak_kb / 1024, n / seconds, scan_seconds
+    return sum(peaks.values()) / 1024, n / seconds, scan_seconds
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -258,7 +282,7 @@ def main() -> int:
                                                  else (0.0, 0.0))
             d_after, d_host_after = measured(bench_decode, paths, info.preprocessing)
             c_after = max(c_after_one, c_after_lanes)
-            a_one = bench_end_to_end(model_path, folder, work / f"round{r}-one-lane", lanes=1) if lanes > 1 else a
+            a_threads = bench_end_to_end(model_path, folder, work / f"round{r}-threads", threads_only=True)
             g = bench_command(model_path, folder, len(paths), work / f"round{r}-command.sqlite")
             c = (max(c_one, c_lanes) + c_after) / 2
             d = (d_before + d_after) / 2
@@ -278,14 +302,14 @@ def main() -> int:
             limit_own = 1.0 / ((1.0 - c_host) / c + (1.0 - d_host) / (cores * d))
             a_own = a / (1.0 - a_host)
             f = (f_before + f_after) / 2
-            rounds.append({"a": a, "a_one_lane": a_one, "g": g, "h": h, "L_h": limit_h, "b": b, "c": c,
+            rounds.append({"a": a, "a_threads": a_threads, "g": g, "h": h, "L_h": limit_h, "b": b, "c": c,
                            "c_one_session": c_one,
                            "c_lanes": c_lanes, "c_after": c_after, "d": d, "d_before": d_before, "d_after": d_after,
                            "L": limit,
                            "best_batch": best_batch, "host_took_a": a_host, "host_took_b": b_host,
                            "host_took_c": c_host, "host_took_d": d_host, "a_own": a_own, "L_own": limit_own,
                            "f": f or None, "f_before": f_before or None, "f_after": f_after or None})
-            print(f"round {r + 1}: (a) {a:.0f} (one lane {a_one:.0f}; the command from outside {g:.0f} = "
+            print(f"round {r + 1}: (a) {a:.0f} (the threaded pipeline {a_threads:.0f} = {a_threads / limit:.1%} of L; the command from outside {g:.0f} = "
                   f"{g / limit:.1%} of L)  (b) {b:.0f}  (c) {c:.0f} (before: one session "
                   f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f}; after {c_after:.0f})  (d) {d:.0f} (before {d_before:.0f}, "
                   f"after {d_after:.0f})  L {limit:.0f}: a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop; "
@@ -300,7 +324,7 @@ def main() -> int:
         e = bench_torch(info, tensors[:512])
         memory_mb, memory_rate, scan_seconds = (peak_memory_mb(model_path, folder, args.memory_images, work)
                                                 if args.memory_images else (None, None, None))
-    median = {k: statistics.median(r[k] for r in rounds) for k in ("a", "a_one_lane", "g", "b", "c", "d", "L")}
+    median = {k: statistics.median(r[k] for r in rounds) for k in ("a", "a_threads", "g", "b", "c", "d", "L")}
     a, b, c, d, limit = (median[k] for k in ("a", "b", "c", "d", "L"))
     best_batch = rounds[-1]["best_batch"]
     fractions = [r["a"] / r["L"] for r in rounds]
@@ -310,7 +334,8 @@ def main() -> int:
     result = {
         "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
-        "a_end_to_end": a, "a_one_lane": median["a_one_lane"], "model_lanes": lanes, "b_naive": b,
+        "a_end_to_end": a, "a_threads": median["a_threads"],
+        "a_threads_fraction_of_L_per_round": [r["a_threads"] / r["L"] for r in rounds], "model_lanes": lanes, "b_naive": b,
         "g_command": median["g"], "g_fraction_of_L_per_round": [r["g"] / r["L"] for r in rounds],
         "h_site_images": args.site_images or None,
         "h_fraction_of_L_per_round": [r["h"] / r["L_h"] for r in rounds] if site is not None else None,
@@ -330,10 +355,9 @@ def main() -> int:
     print(f"model {result['model']}, {len(paths)} {result['source']} 227x227 JPEGs, {cores} cores (images/s, "
           f"medians of {len(rounds)} interleaved rounds)")
     print(f"(a) CrackDesk end to end          {a:8.0f}   {a / limit:5.1%} of L")
-    if lanes > 1:
-        one = median["a_one_lane"]
-        print(f"    the same with one model lane  {one:8.0f}   {one / limit:5.1%} of L "
-              f"(before {lanes} lanes ran side by side)")
+    threads_rounds = ", ".join(f"{r['a_threads'] / r['L']:.1%}" for r in rounds)
+    print(f"    the threaded pipeline alone   {median['a_threads']:8.0f}   {median['a_threads'] / limit:5.1%} of L "
+          f"(the GUI's path, and every run's before decision 51; per round {threads_rounds})")
     g_rounds = ", ".join(f"{r['g'] / r['L']:.1%}" for r in rounds)
     print(f"(g) crackdesk classify, outside   {median['g']:8.0f}   {median['g'] / limit:5.1%} of L "
           f"(start-up, scan, workspace and exit included; per round {g_rounds})")
@@ -359,7 +383,7 @@ def main() -> int:
         print(f"(f) the ideal split per round: {split_of_L} of L; (a) = {', '.join(f'{x:.1%}' for x in of_split)} "
               f"of (f)")
     if memory_mb is not None:
-        print(f"crackdesk classify on {args.memory_images} images: peak RSS {memory_mb:.0f} MB, "
+        print(f"crackdesk classify on {args.memory_images} images: peak RSS {memory_mb:.0f} MB (with its workers), "
               f"{memory_rate:.0f} images/s (including start-up and scan); listing them took {scan_seconds:.2f} s")
     return 0
 

@@ -94,13 +94,7 @@ class SmallImageWorkers:
         and yields every chunk in order."""
         from .pipeline import read_photo
 
-        path = str(classifier.info.path)
-        if self.model_path not in (None, path):
-            raise ValueError("the workers were told another model")
-        if self.model_path is None:
-            self.model_path = path
-            for i in range(len(self.procs)):
-                self._send(i, ("model", path, classifier.key))
+        self._tell_model(classifier)
         starts = range(0, len(paths), CHUNK)
         done: dict[int, object] = {}  # chunk -> its rows (or why a worker stopped), until yielded
         queued = [deque() for _ in self.procs]  # the chunks each worker was given, oldest first
@@ -140,6 +134,23 @@ class SmallImageWorkers:
                 self.close(kill=True)
                 yield from _threaded_from(classifier, paths, start + len(finished), cancel)
                 return
+
+    def prepare(self, classifier: Classifier) -> None:
+        """Tell the workers the model now and wait until each has loaded it (benchmarks time the run alone)."""
+        self._tell_model(classifier, ack=True)
+        for i in range(len(self.procs)):
+            answer = self._receive(i, None)
+            if answer != "ready":
+                self.note = str(answer)
+
+    def _tell_model(self, classifier: Classifier, ack: bool = False) -> None:
+        path = str(classifier.info.path)
+        if self.model_path not in (None, path):
+            raise ValueError("the workers were told another model")
+        if self.model_path is None:
+            self.model_path = path
+            for i in range(len(self.procs)):
+                self._send(i, ("model", path, classifier.key, ack))
 
     def _ready(self, i: int) -> bool:
         return bool(select.select([self.procs[i].stdout], [], [], 0)[0])
@@ -262,7 +273,7 @@ def _threaded_from(classifier: Classifier, paths: Sequence, start: int, cancel) 
 
 
 def serve() -> int:
-    """A worker: `("model", path, key)`, then `(start, [paths])` tasks, each answered with one row per photo (or
+    """A worker: `("model", path, key, ack)` (answered "ready" once loaded when `ack`), then `(start, [paths])` tasks, each answered with one row per photo (or
     LARGE for a photo large enough for windows), until its stdin closes. Ctrl-C is its parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -274,13 +285,15 @@ def serve() -> int:
 
     keep_freed_memory_for_reuse()
     try:
-        _, model_path, key = pickle.load(tasks)
+        _, model_path, key, ack = pickle.load(tasks)
     except EOFError:
         return 0  # closed before a run began
     try:
         classifier = Classifier(load_model(model_path, threads=1, spinning=False), exact=True)
         if classifier.key != key:
             raise ValueError(f"{model_path} is {classifier.key} now, not {key}")
+        if ack:
+            _answer(answers, "ready")
         while True:
             try:
                 start, paths = pickle.load(tasks)
