@@ -5,6 +5,7 @@ GUI runs on a real X server (Xvfb) with Qt's xcb platform, as on a desktop."""
 
 import csv
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,47 @@ def test_the_default_model_stores_camera_photos_windows_in_its_basis(run, tmp_pa
     with sqlite3.connect(folder / ".crackdesk" / "workspace.sqlite") as db:
         blobs = [row[0] for row in db.execute("SELECT vecs FROM window_features WHERE model=?", (entry.key,))]
     assert len(blobs) == 3 and all(decode_matrix(blob)[3] == fingerprint for blob in blobs)
+
+
+def test_a_folder_of_patches_is_classified_with_a_worker_process_as_from_source(clean_env, tmp_path):
+    """A folder worth it (decision 51) runs its small images in a worker process, which the bundle starts by
+    re-running its own executable; the results are those of the threaded pipeline (no workers)."""
+    folder = tmp_path / "demo"
+    write_demo_folder(folder, count=1000, seed=8)
+    outputs = {}
+    for workers in ("1", "0"):
+        env = dict(clean_env, CRACKDESK_WORKER_PROCESSES=workers)
+        out = tmp_path / f"workers-{workers}.csv"
+        command = subprocess.Popen([str(EXE), "classify", str(folder), "--csv", str(out), "--workspace",
+                                    str(tmp_path / f"ws-{workers}.sqlite")], env=env, cwd=clean_env["HOME"],
+                                   stderr=subprocess.PIPE, text=True)
+        seen = set()
+        while command.poll() is None:
+            seen.update(_children_running(command.pid, b"_classify-worker"))
+            time.sleep(0.01)
+        err = command.communicate()[1]
+        assert command.returncode == 0, err
+        assert ("1000 images:" in err) and "note:" not in err, err
+        assert len(seen) == int(workers), (workers, seen)
+        outputs[workers] = {r["path"]: float(r["p_crack"]) for r in csv.DictReader(out.open())}
+    assert len(outputs["1"]) == 1000
+    assert outputs["1"].keys() == outputs["0"].keys()
+    for path, p in outputs["0"].items():
+        assert outputs["1"][path] == pytest.approx(p, abs=1e-6)
+
+
+def _children_running(parent: int, marker: bytes) -> set[int]:
+    try:
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            pids = [int(pid) for pid in f.read().split()]
+    except OSError:
+        return set()
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker in f.read():
+                    found.add(pid)
+        except OSError:
+            pass
+    return found
