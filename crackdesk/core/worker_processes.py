@@ -48,6 +48,8 @@ LARGE = "large"  # a worker's answer for a photo large enough for windows
 def worker_count(cores: int | None = None) -> int:
     """Worker processes beside this one, which classifies too: one per other core, none on one core.
     CRACKDESK_WORKER_PROCESSES overrides it (0: the threaded pipeline always, for comparisons)."""
+    if os.name != "posix":  # select() on pipes and new sessions are POSIX's; elsewhere the threads do it all
+        return 0
     override = os.environ.get("CRACKDESK_WORKER_PROCESSES", "").strip()
     if override.isdigit():
         return int(override)
