@@ -3,14 +3,16 @@
 The threaded pipeline (core/pipeline.py) keeps two cores busy, but its threads share one interpreter: with a model
 as fast as `mobilenetv2-int8`, handing work between them and the GIL cost 5-7% against processes that share
 nothing but the cores (BENCHMARKS.md). Here each worker process reads, hashes, decodes and runs its chunks of small
-images with the app's own `read_photo` and a one-thread session of the same model file, and this process receives
-the results in order, as a `classify_into_workspace` source: the storing stays the workspace's one writer's.
+images with the app's own `read_photo` and a one-thread session of the same model file; this process classifies
+chunks too, and yields them all in order, as a `classify_into_workspace` source: the storing stays the workspace's
+one writer's.
 
 A photo large enough for windows is not the workers' job: at the first one, the rest of the list (that photo on)
 goes through the threaded pipeline, which keeps large photos' windows, screening and features in one place. So
 does the rest of the list when a worker stops (killed, out of memory, a decoder crash), with `note` saying so: a
-folder is never left half done by a worker. The workers start before the model is chosen (`SmallImageWorkers`),
-importing while this process scans the folder, and are told the model file when the run begins.
+folder is never left half done by a worker. The workers start as soon as the list is known
+(`small_image_workers`), importing while this process opens its model, and are told the model file when the run
+begins; this process classifies meanwhile.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .images import open_image
 from .inference import Classifier, Prediction
+from .pipeline import Photo, is_large, read_photo
 from .selfcommand import crackdesk_command
 
 WORKER_COMMAND = "_classify-worker"  # the hidden subcommand a worker runs (cli/main.py)
 CHUNK = 8  # small images a task: a model batch, as each of the threaded pipeline's two lanes runs
 TASKS_AHEAD = 3  # chunks queued per worker: enough that none waits for this process, memory stays bounded
-# Below this many images the workers' start (about 0.25 s of two cores, against the threads' none) is not won back.
+# Below this many images a worker's start (imports and a session: 0.25 s of a core) is not won back: 300 patches
+# took 0.06-0.08 s longer than with threads alone, 1,000 as long or up to 0.05 s less (BENCHMARKS.md).
 MIN_IMAGES = 1000
 LEAD_AT_MOST = 64  # chunks finished ahead of the one due (this process's while the workers start): bounded memory
 STALL_SECONDS = 120.0  # a worker that returns nothing for this long is taken as stopped (8 small images take ms)
@@ -62,9 +67,6 @@ def small_image_workers(folder: Path, relpaths: Sequence[str], patch_px: int) ->
     count = worker_count()
     if count < 1 or len(relpaths) < MIN_IMAGES:
         return None
-    from .images import open_image
-    from .pipeline import is_large
-
     try:
         if is_large(open_image(folder / relpaths[0]).size, patch_px):
             return None
@@ -94,8 +96,6 @@ class SmallImageWorkers:
         """Chunks go to the workers, a few queued each; this process classifies the next chunk itself whenever the
         one due next is not back yet (so it works while the workers start, and is one of the cores' classifiers),
         and yields every chunk in order."""
-        from .pipeline import read_photo
-
         self._tell_model(classifier)
         starts = range(0, len(paths), CHUNK)
         done: dict[int, object] = {}  # chunk -> its rows (or why a worker stopped), until yielded
@@ -105,6 +105,8 @@ class SmallImageWorkers:
             if cancel is not None and cancel.is_set():
                 return
             while k not in done:
+                if cancel is not None and cancel.is_set():
+                    return
                 for i, chunks in enumerate(queued):
                     while given < len(starts) and len(chunks) < TASKS_AHEAD:
                         self._send(i, (starts[given], [str(p) for p in paths[starts[given]:starts[given] + CHUNK]]))
@@ -116,7 +118,7 @@ class SmallImageWorkers:
                     break
                 if given < len(starts) and len(done) < LEAD_AT_MOST:
                     s = starts[given]
-                    done[given] = _classify_chunk(classifier, read_photo, s, [str(p) for p in paths[s:s + CHUNK]])
+                    done[given] = _classify_chunk(classifier, s, [str(p) for p in paths[s:s + CHUNK]])
                     given += 1
                 else:  # k is a worker's: wait for it
                     i = next(i for i, chunks in enumerate(queued) if chunks and chunks[0] == k)
@@ -169,12 +171,11 @@ class SmallImageWorkers:
         fd = proc.stdout.fileno()
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
-            waited = 0.0
+            stalled = time.monotonic() + STALL_SECONDS
             while not selector.select(timeout=0.1):
                 if cancel is not None and cancel.is_set():
                     return None
-                waited += 0.1
-                if waited >= STALL_SECONDS:
+                if time.monotonic() > stalled:
                     proc.kill()
                     proc.wait()
                     return f"a worker process returned nothing for {STALL_SECONDS:.0f} s"
@@ -241,8 +242,6 @@ def _answer(out, message) -> None:
 
 
 def _prediction(classifier: Classifier, paths: Sequence, row) -> Prediction:
-    from .pipeline import Photo
-
     index, photo_hash, p_crack, error, size, features, meta = row
     photo = Photo(index, Path(paths[index]), photo_hash, error, size, meta)
     if p_crack is not None:
@@ -275,15 +274,15 @@ def _threaded_from(classifier: Classifier, paths: Sequence, start: int, cancel) 
 
 
 def serve() -> int:
-    """A worker: `("model", path, key, ack)` (answered "ready" once loaded when `ack`), then `(start, [paths])` tasks, each answered with one row per photo (or
-    LARGE for a photo large enough for windows), until its stdin closes. Ctrl-C is its parent's to handle."""
+    """A worker: `("model", path, key, ack)` (answered "ready" once loaded, when `ack`), then `(start, [paths])`
+    tasks, each answered with one row per photo (or LARGE for a photo large enough for windows), until its stdin
+    closes. Ctrl-C is its parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot break the answers
     tasks = sys.stdin.buffer
     from .allocator import keep_freed_memory_for_reuse
     from .models import load_model
-    from .pipeline import read_photo
 
     keep_freed_memory_for_reuse()
     try:
@@ -301,7 +300,7 @@ def serve() -> int:
                 start, paths = pickle.load(tasks)
             except EOFError:  # done: every answer is written, nothing else to clean up; the teardown takes 50 ms
                 os._exit(0)
-            _answer(answers, _classify_chunk(classifier, read_photo, start, paths))
+            _answer(answers, _classify_chunk(classifier, start, paths))
     except Exception as e:  # said to the parent in one line, which goes on in its own threads
         try:
             _answer(answers, ("failed", f"{type(e).__name__}: {e}"))
@@ -310,7 +309,8 @@ def serve() -> int:
         return 1
 
 
-def _classify_chunk(classifier: Classifier, read_photo, start: int, paths: list[str]) -> list:
+def _classify_chunk(classifier: Classifier, start: int, paths: list[str]) -> list:
+    """One chunk read, decoded and run here: a row per photo, as a worker answers."""
     photos = [read_photo(classifier, start + i, Path(p)) for i, p in enumerate(paths)]
     small = [p for p in photos if p.inputs is not None]
     if small:
