@@ -147,26 +147,35 @@ def test_cancel_stops_between_chunks_and_keeps_what_was_done(model, tmp_path):
 def test_the_command_uses_workers_only_on_folders_worth_their_start(model, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "f"
     write_images(folder, 3 * CHUNK, seed=9)
-    started = []
-    original = SmallImageWorkers.__init__
+    started, used = [], []
+    original_init, original_source = SmallImageWorkers.__init__, SmallImageWorkers.source
 
     def counting_init(self, count):
-        started.append(count)
-        original(self, count)
+        original_init(self, count)
+        started.append(self)
+
+    def counting_source(self, classifier):
+        used.append(self)
+        return original_source(self, classifier)
 
     monkeypatch.setattr(SmallImageWorkers, "__init__", counting_init)
+    monkeypatch.setattr(SmallImageWorkers, "source", counting_source)
     monkeypatch.setenv("CRACKDESK_WORKER_PROCESSES", "1")
     assert main(["classify", str(folder), "--model", str(model), "--csv", str(tmp_path / "few.csv")]) == 0
-    assert started == []  # 24 images: the threaded pipeline
+    # 24 images: the worker started first thing was stopped, the threaded pipeline classified them
+    assert len(started) == 1 and used == [] and started[0].procs[0].poll() is not None
     monkeypatch.setattr(worker_processes, "MIN_IMAGES", 10)
     assert main(["classify", str(folder), "--model", str(model), "--csv", str(tmp_path / "many.csv")]) == 0
-    assert started == [1]
+    assert len(started) == 2 and used == [started[1]]  # the one started first thing, kept
     assert (tmp_path / "many.csv").read_text() == (tmp_path / "few.csv").read_text()
     assert "worker" not in capsys.readouterr().err  # nothing to say when all went well
     with FolderSession.open(folder) as session:
         assert all(row.p_crack is not None for row in session.rows(Classifier(model).key))
+    assert main(["classify", str(folder), "--model", str(model), "--unclassified"]) == 0
+    assert len(started) == 2  # --unclassified starts none until it knows it has enough to do
     monkeypatch.setenv("CRACKDESK_WORKER_PROCESSES", "0")  # the override: threads always
-    assert main(["classify", str(folder), "--model", str(model)]) == 0 and started == [1]
+    assert main(["classify", str(folder), "--model", str(model)]) == 0 and len(started) == 2
+    assert all(w.procs[0].poll() is not None for w in started)
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])

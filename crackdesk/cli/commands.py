@@ -18,7 +18,7 @@ from ..core.models import ModelRegistry, exact_int8_note, origin
 from ..core.csvfiles import write_csv
 from ..core.rates import format_rate
 from ..core.session import FolderSession
-from ..core.worker_processes import small_image_workers
+from ..core.worker_processes import small_image_workers, start_workers
 from ..core.wording import count, printable
 from ..cluster import cluster_source
 from .progress import ProgressBar
@@ -53,7 +53,10 @@ def cmd_classify(args) -> int:
     if args.csv:
         check_output_file(args.csv, "CSV")  # before the run, not after it
     started = time.perf_counter()
-    with FolderSession.open(args.folder, args.workspace) as session:
+    # A worker process (decision 51) starts now, on the core this one leaves idle while it starts and scans; it is
+    # kept if the folder proves worth it. Not for --unclassified, which mostly has little to do.
+    early = None if args.cluster or args.unclassified else start_workers()
+    with early or nullcontext(), FolderSession.open(args.folder, args.workspace) as session:
         folder = session.folder
         skipped = report_scan_problems(session)
         if session.uses_fallback:
@@ -72,8 +75,9 @@ def cmd_classify(args) -> int:
                   "(--unclassified: only new or changed files)" if not missing else
                   f"note: {len(rows) - len(missing):,} of {count(len(rows), 'image')} already have a result from "
                   f"{entry.key}; --unclassified would classify only the other {len(missing):,}", file=sys.stderr)
-        # Small images run in worker processes (decision 51), started now so they import while this one goes on.
-        workers = None if args.cluster else small_image_workers(folder, [r.path for r in todo], entry.info.patch_px)
+        # Small images also run in worker processes (decision 51), when the folder is worth their start.
+        workers = None if args.cluster else small_image_workers(folder, [r.path for r in todo], entry.info.patch_px,
+                                                                early)
         # A cluster's workers run every window through the model (no screening): --cluster is --exact.
         with workers or nullcontext():
             classifier = session.classifier(entry.path, args.threshold, exact=args.exact or bool(args.cluster))

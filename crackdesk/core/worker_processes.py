@@ -10,9 +10,9 @@ one writer's.
 A photo large enough for windows is not the workers' job: at the first one, the rest of the list (that photo on)
 goes through the threaded pipeline, which keeps large photos' windows, screening and features in one place. So
 does the rest of the list when a worker stops (killed, out of memory, a decoder crash), with `note` saying so: a
-folder is never left half done by a worker. The workers start as soon as the list is known
-(`small_image_workers`), importing while this process opens its model, and are told the model file when the run
-begins; this process classifies meanwhile.
+folder is never left half done by a worker. `crackdesk classify` starts them first thing (`start_workers`), so
+they import while this process starts and scans, keeps them if the folder proves worth it (`small_image_workers`)
+and tells them the model file when the run begins; this process classifies meanwhile.
 """
 
 from __future__ import annotations
@@ -61,18 +61,30 @@ def worker_count(cores: int | None = None) -> int:
     return max(0, (cores or os.cpu_count() or 1) - 1)
 
 
-def small_image_workers(folder: Path, relpaths: Sequence[str], patch_px: int) -> SmallImageWorkers | None:
-    """Workers started for classifying these files, or None where the threaded pipeline is the better choice:
-    a short list, one core, or a folder whose first file is a photo large enough for windows."""
+def start_workers() -> SmallImageWorkers | None:
+    """Workers started before it is known whether the run wants them, so that they import on the core this process
+    leaves idle while it starts and scans; `small_image_workers` then keeps or stops them."""
     count = worker_count()
-    if count < 1 or len(relpaths) < MIN_IMAGES:
+    return SmallImageWorkers(count) if count >= 1 else None
+
+
+def small_image_workers(folder: Path, relpaths: Sequence[str], patch_px: int,
+                        started: SmallImageWorkers | None = None) -> SmallImageWorkers | None:
+    """Workers for classifying these files (`started` ones if given, else new ones), or None where the threaded
+    pipeline is the better choice: a short list, one core, or a folder whose first file is a photo large enough
+    for windows (`started` ones are then stopped)."""
+    count = worker_count()
+    wanted = count >= 1 and len(relpaths) >= MIN_IMAGES
+    if wanted:
+        try:
+            wanted = not is_large(open_image(folder / relpaths[0]).size, patch_px)
+        except Exception:
+            pass  # an unreadable first file says nothing about the rest; the workers report it as the pipeline would
+    if not wanted:
+        if started is not None:
+            started.close(kill=True)  # it was told nothing yet: nothing to finish
         return None
-    try:
-        if is_large(open_image(folder / relpaths[0]).size, patch_px):
-            return None
-    except Exception:
-        pass  # an unreadable first file says nothing about the rest; the workers report it as the pipeline would
-    return SmallImageWorkers(count)
+    return started or SmallImageWorkers(count)
 
 
 class SmallImageWorkers:
