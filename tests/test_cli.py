@@ -250,3 +250,23 @@ def test_classify_unclassified_runs_only_what_has_no_result(tmp_path, tiny_model
     partly = run_cli("classify", folder, "--model", tiny_model)
     assert "note: 8 of 9 images already have a result from tiny@0.1; --unclassified would classify only the " \
            "other 1" in partly.stderr
+
+
+def test_ctrl_c_while_a_c_extension_initialises_is_an_interrupt_not_a_traceback(capsys):
+    """Ctrl-C during onnxruntime's import surfaces as an ImportError caused by the KeyboardInterrupt."""
+    from crackdesk.cli.main import guarded
+
+    def interrupted_import():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise ImportError("initialization failed") from e
+
+    assert guarded(interrupted_import) == 130
+    assert capsys.readouterr().err == "crackdesk: interrupted\n"
+
+    def broken_import():
+        raise ImportError("no module named something")
+
+    with pytest.raises(ImportError):  # a real import problem is not hidden as an interrupt
+        guarded(broken_import)

@@ -178,13 +178,17 @@ def test_the_command_uses_workers_only_on_folders_worth_their_start(model, tmp_p
     assert all(w.procs[0].poll() is not None for w in started)
 
 
+@pytest.fixture(scope="module")
+def folder_worth_workers(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("many"), worker_processes.MIN_IMAGES, seed=10)[0].parent
+
+
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
-def test_ctrl_c_or_a_kill_of_the_command_leaves_no_worker_behind(model, tmp_path, how):
-    folder = tmp_path / "f"
-    write_images(folder, 1200, seed=10, size=(227, 227))
+def test_ctrl_c_or_a_kill_of_the_command_leaves_no_worker_behind(model, folder_worth_workers, tmp_path, how):
+    folder = folder_worth_workers
     env = dict(os.environ, CRACKDESK_WORKER_PROCESSES="1")
-    command = subprocess.Popen([sys.executable, "-m", "crackdesk", "classify", str(folder), "--model", str(model)],
-                               env=env, stderr=subprocess.PIPE, text=True)
+    command = subprocess.Popen([sys.executable, "-m", "crackdesk", "classify", str(folder), "--model", str(model),
+                                "--workspace", str(tmp_path / "ws.sqlite")], env=env, stderr=subprocess.PIPE, text=True)
     workers = []
     deadline = time.monotonic() + 60
     while not workers and time.monotonic() < deadline and command.poll() is None:

@@ -155,6 +155,12 @@ def guarded(run, prefix: str = "crackdesk") -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:
+        # Ctrl-C while a C extension initialises (onnxruntime's, in the first 0.2 s) surfaces as its ImportError
+        if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+            print(f"{prefix}: interrupted", file=sys.stderr)
+            return 130
+        raise
 
 
 def _delegate(command: str, rest: list[str]) -> int:

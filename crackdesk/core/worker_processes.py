@@ -36,6 +36,7 @@ import numpy as np
 
 from .images import open_image
 from .inference import Classifier, Prediction
+from .models import available_providers
 from .pipeline import Photo, is_large, read_photo
 from .selfcommand import crackdesk_command
 
@@ -71,10 +72,11 @@ def start_workers() -> SmallImageWorkers | None:
 def small_image_workers(folder: Path, relpaths: Sequence[str], patch_px: int,
                         started: SmallImageWorkers | None = None) -> SmallImageWorkers | None:
     """Workers for classifying these files (`started` ones if given, else new ones), or None where the threaded
-    pipeline is the better choice: a short list, one core, or a folder whose first file is a photo large enough
-    for windows (`started` ones are then stopped)."""
+    pipeline is the better choice: a short list, one core, a GPU, or a folder whose first file is a photo large
+    enough for windows (`started` ones are then stopped)."""
     count = worker_count()
-    wanted = count >= 1 and len(relpaths) >= MIN_IMAGES
+    # On a GPU the model is not what the cores share: one session fed by the threaded pipeline, not one per process
+    wanted = count >= 1 and len(relpaths) >= MIN_IMAGES and "CUDAExecutionProvider" not in available_providers()
     if wanted:
         try:
             wanted = not is_large(open_image(folder / relpaths[0]).size, patch_px)
