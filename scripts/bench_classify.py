@@ -309,7 +309,8 @@ def main() -> int:
                            "best_batch": best_batch, "host_took_a": a_host, "host_took_b": b_host,
                            "host_took_c": c_host, "host_took_d": d_host, "a_own": a_own, "L_own": limit_own,
                            "f": f or None, "f_before": f_before or None, "f_after": f_after or None})
-            print(f"round {r + 1}: (a) {a:.0f} (the threaded pipeline {a_threads:.0f} = {a_threads / limit:.1%} of L; the command from outside {g:.0f} = "
+            print(f"round {r + 1}: (a) {a:.0f} (the threaded pipeline {a_threads:.0f} = {a_threads / limit:.1%} of L; "
+                  f"the command from outside {g:.0f} = "
                   f"{g / limit:.1%} of L)  (b) {b:.0f}  (c) {c:.0f} (before: one session "
                   f"{c_one:.0f}, {lanes} lanes {c_lanes:.0f}; after {c_after:.0f})  (d) {d:.0f} (before {d_before:.0f}, "
                   f"after {d_after:.0f})  L {limit:.0f}: a = {a / limit:.1%} of L, {a / b:.2f}x the naive loop; "
@@ -335,7 +336,8 @@ def main() -> int:
         "model": f"{info.name}@{info.version}", "images": len(paths), "cores": cores,
         "source": "ccic" if args.data.is_dir() else "generated", "rounds": rounds,
         "a_end_to_end": a, "a_threads": median["a_threads"],
-        "a_threads_fraction_of_L_per_round": [r["a_threads"] / r["L"] for r in rounds], "model_lanes": lanes, "b_naive": b,
+        "a_threads_fraction_of_L_per_round": [r["a_threads"] / r["L"] for r in rounds], "model_lanes": lanes,
+        "b_naive": b,
         "g_command": median["g"], "g_fraction_of_L_per_round": [r["g"] / r["L"] for r in rounds],
         "h_site_images": args.site_images or None,
         "h_fraction_of_L_per_round": [r["h"] / r["L_h"] for r in rounds] if site is not None else None,
