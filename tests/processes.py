@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -32,6 +33,12 @@ def run_cli(*args, unprivileged: bool = False, umask: int | None = None, timeout
     preexec = (lambda: os.umask(umask)) if umask is not None else None
     return subprocess.run(command, capture_output=True, timeout=timeout, env=env, cwd=cwd, preexec_fn=preexec,
                           encoding="utf-8", errors="surrogateescape")
+
+
+def as_in_a_terminal() -> None:
+    """A child's `preexec_fn`: Ctrl-C (SIGINT) delivered as in a terminal. Tests started in the background
+    (`nohup make test &`) inherit SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

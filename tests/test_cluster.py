@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from factories import make_feature_model, write_images
 from PIL import Image
+from processes import as_in_a_terminal
 from raycluster import ROOT, RayHead, unavailable_reason
 
 from crackdesk.cluster import require_ray
@@ -272,7 +273,8 @@ def test_a_model_worker_killed_mid_job_is_replaced_and_nothing_is_stored_twice(h
     workspace = tmp_path / "ws.sqlite"
     driver = subprocess.Popen(head.crackdesk("classify", folder, "--model", model, "--workspace", workspace,
                                              "--csv", tmp_path / "out.csv", "--cluster", head.address),
-                              env=head.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=head.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=as_in_a_terminal)
     try:
         wait_for(lambda: predictions_stored(workspace) > 0 or driver.poll() is not None, 120, "the first results")
         victims = model_actor_pids()
@@ -298,7 +300,8 @@ def test_ctrl_c_stores_what_finished_and_leaves_the_cluster_running(head, model,
     workspace = tmp_path / "ws.sqlite"
     driver = subprocess.Popen(head.crackdesk("classify", folder, "--model", model, "--workspace", workspace,
                                              "--cluster", head.address),
-                              env=head.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=head.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=as_in_a_terminal)
     try:
         wait_for(lambda: predictions_stored(workspace) > 0 or driver.poll() is not None, 120, "the first results")
         driver.send_signal(signal.SIGINT)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from factories import make_feature_model, write_images
+from processes import as_in_a_terminal
 from test_tiling import crack_patch, grid_mosaic
 
 from crackdesk.cli.main import main
@@ -195,7 +196,8 @@ def test_ctrl_c_or_a_kill_of_the_command_leaves_no_worker_behind(folder_worth_wo
     workspace = tmp_path / "ws.sqlite"
     env = dict(os.environ, CRACKDESK_WORKER_PROCESSES="1")
     command = subprocess.Popen([sys.executable, "-m", "crackdesk", "classify", str(folder_worth_workers),
-                                "--workspace", str(workspace)], env=env, stderr=subprocess.PIPE, text=True)
+                                "--workspace", str(workspace)], env=env, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=as_in_a_terminal)
     try:
         workers = []
         deadline = time.monotonic() + 60
