@@ -31,7 +31,8 @@ def model(tmp_path):
 
 
 def classified(folder, workspace, classifier, source_of=None, **kwargs):
-    """{relative path: (hash, p_crack, features, error)} after classify_into_workspace, and its report."""
+    """{relative path: (hash, p_crack, features, error, tiled)} after classify_into_workspace, its report, and
+    {relative path: stored p_crack}."""
     with open_workspace(folder, workspace) as ws:
         ws.sync(scan_folder(folder))
         items = [(row.id, row.path) for row in ws.rows()]
@@ -60,7 +61,10 @@ def assert_same(by_workers, by_threads):
             np.testing.assert_allclose(wfeatures, features, atol=1e-5)
 
 
-def test_workers_give_what_the_threaded_pipeline_gives_and_the_workspace_stores_it(model, tmp_path):
+@pytest.mark.parametrize("lead", [0, worker_processes.LEAD_AT_MOST])  # 0: every chunk the worker's
+def test_workers_give_what_the_threaded_pipeline_gives_and_the_workspace_stores_it(model, tmp_path, monkeypatch,
+                                                                                    lead):
+    monkeypatch.setattr(worker_processes, "LEAD_AT_MOST", lead)
     folder = tmp_path / "f"
     write_images(folder, 5 * CHUNK + 3, seed=1)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
