@@ -8,6 +8,7 @@ import sys
 
 from .. import __version__
 from ..core.errors import CrackDeskError
+from ..core.selfcommand import WORKER_COMMAND
 from ..core.wording import printable
 
 
@@ -108,7 +109,7 @@ def _probability(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_classify-worker"]:  # a worker process of `classify` (core/worker_processes.py)
+    if argv[:1] == [WORKER_COMMAND]:  # a worker process of `classify` (core/worker_processes.py)
         from ..core.worker_processes import serve
 
         return serve()

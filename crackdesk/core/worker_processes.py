@@ -21,7 +21,6 @@ import itertools
 import os
 import pickle
 import select
-import selectors
 import signal
 import subprocess
 import sys
@@ -38,9 +37,8 @@ from .images import open_image
 from .inference import Classifier, Prediction
 from .models import available_providers
 from .pipeline import Photo, is_large, read_photo
-from .selfcommand import crackdesk_command
+from .selfcommand import WORKER_COMMAND, crackdesk_command
 
-WORKER_COMMAND = "_classify-worker"  # the hidden subcommand a worker runs (cli/main.py)
 CHUNK = 8  # small images a task: a model batch, as each of the threaded pipeline's two lanes runs
 TASKS_AHEAD = 3  # chunks queued per worker: enough that none waits for this process, memory stays bounded
 # Below this many images a worker's start (imports and a session: 0.25 s of a core) is not won back: 300 patches
@@ -170,8 +168,9 @@ class SmallImageWorkers:
             for i in range(len(self.procs)):
                 self._send(i, ("model", path, classifier.key, ack))
 
-    def _ready(self, i: int) -> bool:
-        return bool(select.select([self.procs[i].stdout], [], [], 0)[0])
+    def _ready(self, i: int, timeout: float = 0.0) -> bool:
+        """Whether worker i's next answer (or its end) can be read now, waiting up to `timeout` seconds."""
+        return bool(select.select([self.procs[i].stdout], [], [], timeout)[0])
 
     def _send(self, i: int, message) -> None:
         try:
@@ -183,16 +182,14 @@ class SmallImageWorkers:
         """Worker i's next answer; None when cancelled; a string saying why when the worker stopped."""
         proc = self.procs[i]
         fd = proc.stdout.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            stalled = time.monotonic() + STALL_SECONDS
-            while not selector.select(timeout=0.1):
-                if cancel is not None and cancel.is_set():
-                    return None
-                if time.monotonic() > stalled:
-                    proc.kill()
-                    proc.wait()
-                    return f"a worker process returned nothing for {STALL_SECONDS:.0f} s"
+        stalled = time.monotonic() + STALL_SECONDS
+        while not self._ready(i, timeout=0.1):
+            if cancel is not None and cancel.is_set():
+                return None
+            if time.monotonic() > stalled:
+                proc.kill()
+                proc.wait()
+                return f"a worker process returned nothing for {STALL_SECONDS:.0f} s"
         try:
             answer = pickle.loads(_read_exactly(fd, int.from_bytes(_read_exactly(fd, 8), "little")))
         except (EOFError, OSError, pickle.UnpicklingError):
