@@ -47,3 +47,44 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.splitlines() if line.startswith("crackdesk")]
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def children(parent: int, marker: str) -> list[int]:
+    """The running child processes of `parent` whose command line contains `marker` (Linux /proc)."""
+    found = []
+    for task in os.listdir(f"/proc/{parent}/task") if os.path.isdir(f"/proc/{parent}/task") else []:
+        try:
+            with open(f"/proc/{parent}/task/{task}/children") as f:
+                pids = [int(pid) for pid in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(pid)
+            except OSError:
+                pass  # exited meanwhile
+    return found
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie not yet reaped by its new parent counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def workspace_count(workspace, query: str) -> int:
+    """A COUNT(*) query on a workspace another process is writing, read-only; 0 before it exists or has tables."""
+    import sqlite3
+
+    if not os.path.exists(workspace):
+        return 0
+    try:
+        with sqlite3.connect(f"file:{workspace}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute(query).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0

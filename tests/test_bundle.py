@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from factories import write_images
+from processes import children
 from xdisplay import assert_window_shown_then_quit, run_gui
 
 from crackdesk.core.demo import write_demo_folder
@@ -160,7 +161,7 @@ def test_a_folder_of_patches_is_classified_with_a_worker_process_as_from_source(
                                    stderr=subprocess.PIPE, text=True)
         seen = set()
         while command.poll() is None:
-            seen.update(_children_running(command.pid, b"_classify-worker"))
+            seen.update(children(command.pid, "_classify-worker"))
             time.sleep(0.01)
         err = command.communicate()[1]
         assert command.returncode == 0, err
@@ -171,20 +172,3 @@ def test_a_folder_of_patches_is_classified_with_a_worker_process_as_from_source(
     assert outputs["1"].keys() == outputs["0"].keys()
     for path, p in outputs["0"].items():
         assert outputs["1"][path] == pytest.approx(p, abs=1e-6)
-
-
-def _children_running(parent: int, marker: bytes) -> set[int]:
-    try:
-        with open(f"/proc/{parent}/task/{parent}/children") as f:
-            pids = [int(pid) for pid in f.read().split()]
-    except OSError:
-        return set()
-    found = set()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker in f.read():
-                    found.add(pid)
-        except OSError:
-            pass
-    return found

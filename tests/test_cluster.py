@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from factories import make_feature_model, write_images
 from PIL import Image
-from processes import as_in_a_terminal
+from processes import as_in_a_terminal, workspace_count
 from raycluster import ROOT, RayHead, unavailable_reason
 
 from crackdesk.cluster import require_ray
@@ -244,13 +244,7 @@ def many_photos(folder, count: int):
 
 
 def predictions_stored(workspace) -> int:
-    if not workspace.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{workspace}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+    return workspace_count(workspace, "SELECT COUNT(*) FROM predictions")
 
 
 def wait_for(condition, timeout: float, what: str):

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from factories import make_feature_model, write_images
-from processes import as_in_a_terminal
+from processes import as_in_a_terminal, children, gone, workspace_count
 from test_tiling import crack_patch, grid_mosaic
 
 from crackdesk.cli.main import main
@@ -206,7 +206,7 @@ def test_ctrl_c_or_a_kill_of_the_command_leaves_no_worker_behind(folder_worth_wo
         workers = []
         deadline = time.monotonic() + 60
         while not workers and time.monotonic() < deadline and command.poll() is None:
-            workers = _children(command.pid, "_classify-worker")
+            workers = children(command.pid, "_classify-worker")
             time.sleep(0.02)
         assert workers, "no worker process was started"
         while not _stored(workspace) and time.monotonic() < deadline and command.poll() is None:
@@ -221,41 +221,11 @@ def test_ctrl_c_or_a_kill_of_the_command_leaves_no_worker_behind(folder_worth_wo
         assert command.returncode == 130 and "Traceback" not in err and "crackdesk: interrupted" in err, err
         assert 0 < _stored(workspace) < 3001
     deadline = time.monotonic() + 10  # a killed parent's workers see their input close, and exit
-    while [pid for pid in workers if not _gone(pid)] and time.monotonic() < deadline:
+    while [pid for pid in workers if not gone(pid)] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert all(_gone(pid) for pid in workers)
+    assert all(gone(pid) for pid in workers)
 
 
 def _stored(workspace) -> int:
     """Images with a stored content hash (committed with their predictions, FLUSH_SECONDS apart)."""
-    import sqlite3
-
-    if not workspace.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{workspace}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM images WHERE hash IS NOT NULL").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
-def _children(parent: int, marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent and marker.encode() in cmdline:
-                found.append(int(entry))
-    return found
-
-
-def _gone(pid: int) -> bool:
-    """Exited (a zombie not yet reaped by its new parent counts as exited)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return workspace_count(workspace, "SELECT COUNT(*) FROM images WHERE hash IS NOT NULL")
