@@ -123,6 +123,22 @@ def read_photo(classifier: Classifier, index: int, path: Path, data: bytes | Non
     return photo
 
 
+def read_chunk(classifier: Classifier, start: int, paths: Sequence, datas: Sequence[bytes | None] | None = None,
+               tile_all: bool = False) -> tuple[list[Photo], np.ndarray | None]:
+    """`read_photo` on consecutive files (index `start` on), and the small ones' inputs normalised together: the
+    photos (each small one's `inputs` a row of the tensor) and that tensor, the model's batch (None if none).
+    Normalised here, in the pool or a worker process: the thread feeding onnxruntime only runs it."""
+    photos = [read_photo(classifier, start + i, Path(p), datas[i] if datas is not None else None, tile_all)
+              for i, p in enumerate(paths)]
+    small = [p for p in photos if p.inputs is not None]
+    if not small:
+        return photos, None
+    tensor = classifier.pre.normalize(np.concatenate([p.inputs for p in small]))
+    for i, p in enumerate(small):
+        p.inputs = tensor[i:i + 1]
+    return photos, tensor
+
+
 def cut_photo(classifier: Classifier, photo: Photo, stride: int | None = None, keep_image: bool = False) -> Photo:
     """Decode a large photo once, at full resolution, and cut its windows (uint8, the model's input size)."""
     from .tiling import PRECUT_TILES, TileGrid, cut_tiles, load_for_heatmap
@@ -211,14 +227,7 @@ class _Chunks:
     def _read(self, start: int, stop: int) -> list[Photo]:
         paths = self.paths[start:stop]  # sliced here, in the pool: building Paths is not the feeding thread's work
         datas = self.datas[start:stop] if self.datas is not None else None
-        photos = [read_photo(self.classifier, start + i, Path(p), datas[i] if datas is not None else None,
-                             self.tile_all) for i, p in enumerate(paths)]
-        small = [p for p in photos if p.inputs is not None]
-        if small:  # normalised here, in the pool: the thread feeding onnxruntime only runs it
-            tensor = self.classifier.pre.normalize(np.concatenate([p.inputs for p in small]))
-            for i, p in enumerate(small):
-                p.inputs = tensor[i:i + 1]
-        return photos
+        return read_chunk(self.classifier, start, paths, datas, self.tile_all)[0]
 
     def result(self) -> list[Photo]:
         photos = self.pending.popleft().result()

@@ -36,7 +36,7 @@ import numpy as np
 from .images import open_image
 from .inference import Classifier, Prediction
 from .models import available_providers
-from .pipeline import Photo, is_large, read_photo
+from .pipeline import Photo, is_large, read_chunk
 from .selfcommand import WORKER_COMMAND, crackdesk_command
 
 CHUNK = 8  # small images a task: a model batch, as each of the threaded pipeline's two lanes runs
@@ -322,11 +322,10 @@ def serve() -> int:
 
 def _classify_chunk(classifier: Classifier, start: int, paths: list[str]) -> list:
     """One chunk read, decoded and run here: a row per photo, as a worker answers."""
-    photos = [read_photo(classifier, start + i, Path(p)) for i, p in enumerate(paths)]
-    small = [p for p in photos if p.inputs is not None]
-    if small:
-        probs, feats = classifier.run_tensor(classifier.pre.normalize(np.concatenate([p.inputs for p in small])))
-        for j, photo in enumerate(small):
+    photos, tensor = read_chunk(classifier, start, paths)
+    if tensor is not None:
+        probs, feats = classifier.run_tensor(tensor)
+        for j, photo in enumerate(p for p in photos if p.inputs is not None):
             photo.probs = probs[j:j + 1]
             photo.features = None if feats is None else feats[j]
     return [LARGE if p.data is not None else
